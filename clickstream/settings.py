@@ -1,0 +1,200 @@
+"""The only module that reads the environment (and `.env`). Each field names its variable.
+
+`load()` turns a bad value into SettingsError, a one-line message naming the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from streams.topics import Topology, topology
+from streams.validation import Limits
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _var(name: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": name, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = _var(
+        "CLICKSTREAM_KAFKA_BOOTSTRAP",
+        "",
+        "host:port[,host:port] of an existing Kafka; empty = the local one `clickstream up` starts",
+    )
+    redis_url: str = _var(
+        "CLICKSTREAM_REDIS_URL", "", "redis:// URL of an existing Redis; empty = the local one"
+    )
+    local_kafka_port: int = _var("CLICKSTREAM_LOCAL_KAFKA_PORT", 9092, "port of the local Kafka")
+    local_redis_port: int = _var("CLICKSTREAM_LOCAL_REDIS_PORT", 6379, "port of the local Redis")
+    var_dir: Path = _var(  # noqa: RUF009 - Path is immutable
+        "CLICKSTREAM_VAR_DIR", Path("var"), "local Kafka/Redis/worker data"
+    )
+    app_id: str = _var(
+        "CLICKSTREAM_APP_ID",
+        "clickstream",
+        "prefix of consumer group, changelogs, derived topics and Redis keys",
+    )
+    clicks_topic: str = _var("CLICKSTREAM_CLICKS_TOPIC", "clicks", "click events input topic")
+    orders_topic: str = _var("CLICKSTREAM_ORDERS_TOPIC", "orders", "OrderCreated input topic")
+    partitions: int = _var("CLICKSTREAM_PARTITIONS", 4, "partitions of every topic we create")
+    window_seconds: int = _var("CLICKSTREAM_WINDOW_SECONDS", 60, "tumbling window size")
+    grace_seconds: int = _var(
+        "CLICKSTREAM_GRACE_SECONDS",
+        30,
+        "allowed lateness; later events go to the late-events topic",
+    )
+    store: str = _var(
+        "CLICKSTREAM_STORE", "rocksdb://", "Faust table store: rocksdb:// or memory://"
+    )
+    batch_size: int = _var("CLICKSTREAM_BATCH_SIZE", 2000, "events per hot-path batch")
+    batch_seconds: float = _var(
+        "CLICKSTREAM_BATCH_SECONDS", 0.5, "longest wait before a partial batch is applied"
+    )
+    worker_host: str = _var("CLICKSTREAM_WORKER_HOST", "127.0.0.1", "Faust web server bind address")
+    worker_port: int = _var("CLICKSTREAM_WORKER_PORT", 6066, "Faust web server port")
+    dashboard_host: str = _var("CLICKSTREAM_DASHBOARD_HOST", "127.0.0.1", "dashboard bind address")
+    dashboard_port: int = _var("CLICKSTREAM_DASHBOARD_PORT", 8050, "dashboard port")
+    dashboard_user: str = _var("CLICKSTREAM_DASHBOARD_USER", "admin", "dashboard login user")
+    dashboard_password: str = _var(
+        "CLICKSTREAM_DASHBOARD_PASSWORD",
+        "",
+        "set to require HTTP basic login on the dashboard and API",
+    )
+    max_event_bytes: int = _var(
+        "CLICKSTREAM_MAX_EVENT_BYTES", 65536, "larger events go to the dead-letter topic"
+    )
+    max_future_skew_seconds: int = _var(
+        "CLICKSTREAM_MAX_FUTURE_SKEW_SECONDS",
+        300,
+        "occurred_at may be this far after the Kafka record timestamp",
+    )
+    log_level: str = _var("CLICKSTREAM_LOG_LEVEL", "info", "worker log level")
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def uses_local_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def redis(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
+
+    @property
+    def topics(self) -> Topology:
+        return topology(self.app_id, self.clicks_topic, self.orders_topic, self.partitions)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_event_bytes, self.max_future_skew_seconds * 1000)
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_seconds * 1000
+
+    @property
+    def grace_ms(self) -> int:
+        return self.grace_seconds * 1000
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, effective value, help) for every setting; secrets are masked."""
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown = "***" if "password" in f.name and value else str(value)
+            rows.append((f.metadata["env"], shown, f.metadata["help"]))
+        return rows
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments and blank lines skipped; surrounding quotes removed."""
+    if not path.is_file():
+        return {}
+    pairs = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip().strip("'\"")
+    return pairs
+
+
+def load(env: Mapping[str, str] | None = None, dotenv: Path = Path(".env")) -> Settings:
+    """Settings from `.env` overlaid by the environment; raises SettingsError on a bad value."""
+    source = {**read_dotenv(dotenv), **(os.environ if env is None else env)}
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        if name in source:
+            values[f.name] = _convert(name, source[name], type(f.default))
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _convert(name: str, text: str, kind: type) -> Any:
+    parse: Callable[[str], Any] = kind
+    try:
+        return parse(text.strip())
+    except ValueError:
+        raise SettingsError(
+            f"{name}={text!r} is not a valid {kind.__name__}; set it to a {kind.__name__} "
+            f"or unset it to use the default"
+        ) from None
+
+
+def _check(s: Settings) -> None:
+    for name, port in (
+        ("CLICKSTREAM_LOCAL_KAFKA_PORT", s.local_kafka_port),
+        ("CLICKSTREAM_LOCAL_REDIS_PORT", s.local_redis_port),
+        ("CLICKSTREAM_WORKER_PORT", s.worker_port),
+        ("CLICKSTREAM_DASHBOARD_PORT", s.dashboard_port),
+    ):
+        if not 1 <= port <= 65535:
+            raise SettingsError(f"{name}={port} is not a TCP port; use 1..65535")
+    for name, number in (
+        ("CLICKSTREAM_PARTITIONS", s.partitions),
+        ("CLICKSTREAM_WINDOW_SECONDS", s.window_seconds),
+        ("CLICKSTREAM_BATCH_SIZE", s.batch_size),
+        ("CLICKSTREAM_MAX_EVENT_BYTES", s.max_event_bytes),
+    ):
+        if number < 1:
+            raise SettingsError(f"{name}={number} must be at least 1")
+    if s.grace_seconds < 0:
+        raise SettingsError(f"CLICKSTREAM_GRACE_SECONDS={s.grace_seconds} must be 0 or more")
+    if s.batch_seconds <= 0:
+        raise SettingsError(f"CLICKSTREAM_BATCH_SECONDS={s.batch_seconds} must be more than 0")
+    if s.store not in ("rocksdb://", "memory://"):
+        raise SettingsError(
+            f"CLICKSTREAM_STORE={s.store!r} is not supported; use rocksdb:// or memory://"
+        )
+    for hostport in filter(None, s.kafka_bootstrap.split(",")):
+        host, _, port = hostport.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(
+                f"CLICKSTREAM_KAFKA_BOOTSTRAP={s.kafka_bootstrap!r} is not host:port[,host:port]"
+            )
+    if s.redis_url and urlparse(s.redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(
+            f"CLICKSTREAM_REDIS_URL={s.redis_url!r} is not a redis:// URL, e.g. redis://127.0.0.1:6379/0"
+        )
+    if not s.app_id.replace("-", "").replace("_", "").isalnum():
+        raise SettingsError(
+            f"CLICKSTREAM_APP_ID={s.app_id!r} may hold only letters, digits, '-' and '_'"
+        )

@@ -1,0 +1,51 @@
+"""Every topic of the topology on one screen.
+
+Inputs are shared by every version of the app; everything we write is prefixed with the app id
+(CLICKSTREAM_APP_ID), so a shadow version can run beside the live one on the same cluster.
+Faust names table changelogs `<app id>-<table>-changelog` itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    key: str  # what the record key is
+    value: str  # what the record value is
+    partitions: int
+    compacted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    clicks: TopicSpec
+    orders: TopicSpec
+    dead_letters: TopicSpec
+    late_events: TopicSpec
+
+    def all(self) -> tuple[TopicSpec, ...]:
+        return (self.clicks, self.orders, self.dead_letters, self.late_events)
+
+
+def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology:
+    # Clicks and orders are both keyed by user_id with equal partition counts, so one user's
+    # clicks and orders meet in the same partition (sessions, attribution).
+    return Topology(
+        clicks=TopicSpec(clicks, "user_id", "click event JSON (ClickEvent)", partitions),
+        orders=TopicSpec(orders, "user_id", "OrderCreated JSON, v1 or v2", partitions),
+        dead_letters=TopicSpec(
+            f"{app_id}-dead-letters",
+            "original key",
+            "original bytes; headers: reason, detail, source topic/partition/offset",
+            partitions,
+        ),
+        late_events=TopicSpec(
+            f"{app_id}-late-events",
+            "original key",
+            "LateEvent JSON: event, window, watermark, source topic/partition/offset",
+            partitions,
+        ),
+    )
