@@ -47,6 +47,11 @@ class Settings:
     clicks_topic: str = _var("CLICKSTREAM_CLICKS_TOPIC", "clicks", "click events input topic")
     orders_topic: str = _var("CLICKSTREAM_ORDERS_TOPIC", "orders", "OrderCreated input topic")
     partitions: int = _var("CLICKSTREAM_PARTITIONS", 4, "partitions of every topic we create")
+    replication: int = _var(
+        "CLICKSTREAM_REPLICATION",
+        1,
+        "replication factor of every topic we create (3 in production)",
+    )
     window_seconds: int = _var("CLICKSTREAM_WINDOW_SECONDS", 60, "tumbling window size")
     grace_seconds: int = _var(
         "CLICKSTREAM_GRACE_SECONDS",

@@ -1,0 +1,1 @@
+"""Faust agents: thin glue that iterates, calls the pure logic in tables/, stores and emits."""

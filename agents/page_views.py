@@ -1,0 +1,25 @@
+"""count_page_views: page views per URL per event-time window (other click types only advance
+the watermark and dedup state)."""
+
+from __future__ import annotations
+
+from agents.windowed import EventKind, Increments
+from serving import keys
+from serving.projection import MetricLayout
+from streams.records import ClickEvent, ClickType
+from streams.validation import parse_click
+
+ONE_VIEW = (1,)
+
+
+def page_view_increments(click: ClickEvent) -> Increments:
+    return ((click.url, ONE_VIEW),) if click.type is ClickType.PAGE_VIEW else ()
+
+
+COUNT_PAGE_VIEWS = EventKind(
+    agent="count_page_views",
+    table="page_view_windows",
+    parse=parse_click,
+    increments=page_view_increments,
+    layout=MetricLayout(keys.PAGE_VIEWS, stream="clicks"),
+)

@@ -1,0 +1,81 @@
+"""The Faust app: settings wired into faust.App, tables declared, agents attached. Nothing runs
+at import time; `create_app(settings)` builds it."""
+
+from __future__ import annotations
+
+import faust
+import redis.asyncio as aioredis
+
+from agents.page_views import COUNT_PAGE_VIEWS
+from agents.revenue import SUM_REVENUE
+from agents.windowed import EventKind, WindowedAggregation
+from clickstream.settings import Settings
+from serving import keys
+from serving.projection import RedisProjection
+from tables.state_table import declare_state_table
+from tables.windows import WindowSpec
+
+
+def broker_urls(bootstrap: str) -> str:
+    return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(","))
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.bootstrap),
+        store=settings.store,
+        datadir=str(settings.var_dir / f"worker-{settings.worker_port}"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.worker_host,
+        web_host=settings.worker_host,
+        web_port=settings.worker_port,
+        stream_buffer_maxsize=settings.batch_size * 2,
+        autodiscover=False,
+        env={},  # Faust would read BROKER_URL, WEB_PORT, ... itself; settings are ours alone
+    )
+    redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5)
+    spec = WindowSpec(settings.window_ms, settings.grace_ms)
+    topics = settings.topics
+
+    def attach(kind: EventKind, topic_name: str) -> None:
+        table = declare_state_table(
+            app,
+            kind.table,
+            f"source partition -> {kind.layout.metric} window cells, seen event ids, progress",
+            settings.partitions,
+        )
+        projection = RedisProjection(redis_client, settings.app_id, kind.layout)
+        aggregation = WindowedAggregation(
+            app, table, kind, spec, settings.limits, projection,
+            topics.dead_letters.name, topics.late_events.name,
+        )  # fmt: skip
+        source = app.topic(
+            topic_name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
+        async def aggregate(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+                await aggregation.apply(events)
+
+        app.agent(source, name=kind.agent)(aggregate)
+
+    attach(COUNT_PAGE_VIEWS, topics.clicks.name)
+    attach(SUM_REVENUE, topics.orders.name)
+
+    @app.task
+    async def publish_window_settings() -> None:
+        await redis_client.hset(
+            keys.meta(settings.app_id),
+            mapping={"window_ms": settings.window_ms, "grace_ms": settings.grace_ms},
+        )
+
+    return app

@@ -1,0 +1,145 @@
+"""`clickstream` command line: Faust-style subcommands; every failure is one line, exit 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from clickstream import settings as settings_module
+from clickstream.kafka_admin import KafkaUnreachable
+from clickstream.local.kafka import LocalKafka
+from clickstream.local.process import LocalServiceError
+from clickstream.local.redis import LocalRedis
+from clickstream.settings import Settings, SettingsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXPECTED = (SettingsError, LocalServiceError, KafkaUnreachable)
+
+
+def one_line_errors(command: F) -> F:
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except EXPECTED as exc:
+            click.echo(f"clickstream: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_settings() -> Settings:
+    try:
+        return settings_module.load()
+    except SettingsError as exc:
+        click.echo(f"clickstream: {exc}", err=True)
+        sys.exit(2)
+
+
+def local_kafka(s: Settings) -> LocalKafka:
+    return LocalKafka(s.var_dir / "kafka", s.local_kafka_port)
+
+
+def local_redis(s: Settings) -> LocalRedis:
+    return LocalRedis(s.var_dir / "redis", s.local_redis_port)
+
+
+@click.group()
+def cli() -> None:
+    """Real-time clickstream and order analytics (Faust + Kafka + Redis + Dash)."""
+
+
+@cli.command("settings")
+def show_settings() -> None:
+    """Print every setting: variable, effective value, meaning."""
+    for name, value, help_text in load_settings().describe():
+        click.echo(f"{name}={value}\n    {help_text}")
+
+
+@cli.command()
+@one_line_errors
+def worker() -> None:
+    """Start a Faust worker (join the consumer group; run it N times to scale out)."""
+    from clickstream.worker import run_worker
+
+    run_worker(load_settings())
+
+
+@cli.command()
+@one_line_errors
+def dashboard() -> None:
+    """Serve the Dash dashboard and the JSON API."""
+    from dashboard.app import serve
+
+    serve(load_settings())
+
+
+@cli.group()
+def kafka() -> None:
+    """The local single-node Kafka (KRaft) under CLICKSTREAM_VAR_DIR/kafka."""
+
+
+@kafka.command("start")
+@one_line_errors
+def kafka_start() -> None:
+    k = local_kafka(load_settings())
+    k.start()
+    click.echo(k.status())
+
+
+@kafka.command("stop")
+@one_line_errors
+def kafka_stop() -> None:
+    k = local_kafka(load_settings())
+    k.stop()
+    click.echo(k.status())
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    click.echo(local_kafka(load_settings()).status())
+
+
+@kafka.command("logs")
+@click.option("-n", "--lines", default=40, show_default=True)
+def kafka_logs(lines: int) -> None:
+    click.echo(local_kafka(load_settings()).process.tail(lines))
+
+
+@cli.group()
+def redis() -> None:
+    """The local Redis under CLICKSTREAM_VAR_DIR/redis, bound to 127.0.0.1."""
+
+
+@redis.command("start")
+@one_line_errors
+def redis_start() -> None:
+    r = local_redis(load_settings())
+    r.start()
+    click.echo(f"redis running at {r.url}")
+
+
+@redis.command("stop")
+def redis_stop() -> None:
+    local_redis(load_settings()).stop()
+    click.echo("redis stopped")
+
+
+@redis.command("status")
+def redis_status() -> None:
+    r = local_redis(load_settings())
+    click.echo(f"redis running at {r.url}" if r.process.running() else "redis stopped")
+
+
+def main() -> None:
+    from generator.command import generate
+
+    cli.add_command(generate)
+    from clickstream.up import up
+
+    cli.add_command(up)
+    cli(prog_name="clickstream")

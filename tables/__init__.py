@@ -1,0 +1,1 @@
+"""State: event-time window logic as pure functions, and the Faust tables that persist it."""

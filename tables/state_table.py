@@ -1,0 +1,70 @@
+"""The Faust table behind a windowed aggregation, and how a batch is committed to it.
+
+Commit order (the durability rule): send every write of the batch to the changelog, wait for
+the broker's acks, then apply exactly those acked records to the local store through
+`Table.apply_changelog_batch`, the path recovery itself takes. So the local store (RocksDB or
+memory) never holds a value the changelog lacks, and a restarted worker recovers what it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TP, Message
+
+from tables.window_state import BatchOutcome
+
+
+def declare_state_table(app: faust.App, name: str, help: str, partitions: int) -> faust.Table:
+    """A table of raw bytes -> raw bytes (keys and values are encoded by tables.window_state)."""
+    table = app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions, help=help)
+    # Faust derives serializers only from model types (else json); set them before the
+    # changelog topic is first built, so changelog records and recovery carry our bytes as-is.
+    table.key_serializer = table.value_serializer = "raw"
+    return table
+
+
+@dataclass(frozen=True, slots=True)
+class _AckedRecord:
+    """The event-like shape Store.apply_changelog_batch reads: key, value and message."""
+
+    key: bytes
+    value: bytes
+    message: Message
+
+
+async def commit_outcomes(
+    app: faust.App, table: faust.Table, outcomes: Sequence[BatchOutcome]
+) -> None:
+    """Write each outcome's keys to changelog partition = source partition, then locally."""
+    topic = table.changelog_topic.get_topic_name()
+    pending: list[tuple[int, bytes, bytes, Any]] = []
+    for outcome in outcomes:
+        for key, value in outcome.writes.items():
+            ack = await app.producer.send(topic, key, value, outcome.partition, None, None)
+            pending.append((outcome.partition, key, value, ack))
+    metas = await asyncio.gather(*(ack for *_, ack in pending))
+    acked = [
+        _AckedRecord(key, value, _message(topic, partition, meta.offset, key, value))
+        for (partition, key, value, _), meta in zip(pending, metas, strict=True)
+    ]
+    table.apply_changelog_batch(acked)
+
+
+def _message(topic: str, partition: int, offset: int, key: bytes, value: bytes) -> Message:
+    return Message(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=None,
+        key=key,
+        value=value,
+        checksum=None,
+        tp=TP(topic, partition),
+    )
