@@ -140,9 +140,9 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return pairs
 
 
-def load(env: Mapping[str, str] | None = None, dotenv: Path = Path(".env")) -> Settings:
+def load(env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Settings from `.env` overlaid by the environment; raises SettingsError on a bad value."""
-    source = {**read_dotenv(dotenv), **(os.environ if env is None else env)}
+    source = {**(read_dotenv(dotenv) if dotenv else {}), **(os.environ if env is None else env)}
     values: dict[str, Any] = {}
     for f in fields(Settings):
         name = f.metadata["env"]

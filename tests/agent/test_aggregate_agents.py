@@ -1,0 +1,103 @@
+"""The windowed agents under Faust's test_context with the memory store.
+
+The broker is replaced by an in-memory log (offsets per partition) so the changelog, dead-letter
+and late-event writes can be read back; Redis is real. The real-Kafka proof is in
+tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from types import SimpleNamespace
+
+import orjson
+import pytest
+import redis
+
+from clickstream.app import create_app
+from clickstream.settings import load
+from serving import keys
+from tables.window_state import cell_key
+from tests.builders import T0, click_bytes, order_json
+
+
+class InMemoryLog:
+    """Stands in for the broker: `send` appends and acks at once with the record's offset."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, int], list[tuple[bytes, bytes, object]]] = defaultdict(list)
+
+    async def send(self, topic, key, value, partition, timestamp, headers, **_):
+        log = self.records[topic, partition or 0]
+        log.append((key, value, headers))
+        ack = asyncio.get_running_loop().create_future()
+        ack.set_result(SimpleNamespace(offset=len(log) - 1))
+        return ack
+
+    def topic(self, name: str) -> list[tuple[bytes, bytes, object]]:
+        return [r for (topic, _), log in self.records.items() if topic == name for r in log]
+
+
+@pytest.fixture
+def app_and_log(redis_server, app_id, monkeypatch):
+    settings = load(
+        {"CLICKSTREAM_APP_ID": app_id, "CLICKSTREAM_STORE": "memory://",
+         "CLICKSTREAM_REDIS_URL": redis_server.url, "CLICKSTREAM_BATCH_SECONDS": "0.05",
+         "CLICKSTREAM_GRACE_SECONDS": "10"},
+        dotenv=None,
+    )  # fmt: skip
+    app = create_app(settings)
+    app.finalize()
+    app.flow_control.resume()
+    log = InMemoryLog()
+    monkeypatch.setattr(app.producer, "send", log.send)
+    return app, settings, log
+
+
+async def until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_page_views_are_counted_deduplicated_and_projected(app_and_log, redis_server):
+    app, settings, log = app_and_log
+    table = app.tables["page_view_windows"]
+    async with app.agents["count_page_views"].test_context() as agent:
+        for i, event_id in enumerate(["a", "b", "a", "c"]):  # "a" twice
+            raw = click_bytes(event_id=event_id, occurred_at_ms=T0 + i)
+            await agent.put(raw, key=b"u-1", partition=0, timestamp=T0 / 1000, wait=False)
+        await agent.put(b"{oops", key=b"u-1", partition=0, timestamp=T0 / 1000, wait=False)
+        start = T0 - T0 % 60_000
+        await until(lambda: table.data.get(cell_key(0, start, "/p/42")) is not None
+                    and len(log.topic(settings.topics.dead_letters.name)) == 1)  # fmt: skip
+
+    assert orjson.loads(table.data[cell_key(0, start, "/p/42")])["v"] == [3]
+    ((_, value, headers),) = log.topic(settings.topics.dead_letters.name)
+    assert value == b"{oops" and ("reason", b"malformed_json") in headers
+    changelog = log.topic(table.changelog_topic.get_topic_name())
+    assert changelog[-1][0] == b"P|0", "progress is the last changelog write of a batch"
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.hget(keys.window(settings.app_id, keys.PAGE_VIEWS, start), "0|/p/42") == b"3"
+    assert client.hget(keys.pipeline(settings.app_id, "clicks"), "0|duplicates") == b"1"
+
+
+async def test_late_order_goes_to_late_events_and_not_into_revenue(app_and_log):
+    app, settings, log = app_and_log
+    table = app.tables["revenue_windows"]
+    on_time = orjson.dumps(order_json(event_id="o1", occurred_at_ms=T0 + 120_000))
+    late = orjson.dumps(order_json(event_id="o2", occurred_at_ms=T0))  # window closed by then
+    async with app.agents["sum_revenue"].test_context() as agent:
+        for raw in (on_time, late):
+            await agent.put(raw, key=b"u-1", partition=1, timestamp=T0 / 1000 + 130, wait=False)
+        await until(lambda: len(log.topic(settings.topics.late_events.name)) == 1)
+
+    ((_, value, _),) = log.topic(settings.topics.late_events.name)
+    record = orjson.loads(value)
+    assert record["event_id"] == "o2" and record["id"].endswith("/1/1")
+    start = T0 + 120_000 - (T0 + 120_000) % 60_000
+    assert orjson.loads(table.data[cell_key(1, start, "EUR")])["v"] == [1, 4990]
+    assert table.data.get(cell_key(1, T0 - T0 % 60_000, "EUR")) is None

@@ -1,0 +1,51 @@
+"""Settings: defaults, overrides, and one-line errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from clickstream.settings import SettingsError, load
+
+
+def test_defaults_bind_to_loopback_and_use_local_services():
+    s = load({}, dotenv=None)
+    assert s.worker_host == s.dashboard_host == "127.0.0.1"
+    assert s.uses_local_kafka and s.bootstrap == "127.0.0.1:9092"
+
+
+def test_existing_kafka_and_redis_are_one_variable_each():
+    s = load({"CLICKSTREAM_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+              "CLICKSTREAM_REDIS_URL": "redis://cache:6379/1"}, dotenv=None)  # fmt: skip
+    assert not s.uses_local_kafka and s.bootstrap == "k1:9092,k2:9092"
+    assert not s.uses_local_redis and s.redis == "redis://cache:6379/1"
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("CLICKSTREAM_PARTITIONS=8\nCLICKSTREAM_APP_ID='shadow'\n")
+    s = load({"CLICKSTREAM_PARTITIONS": "6"}, dotenv=env_file)
+    assert (s.partitions, s.app_id) == (6, "shadow")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CLICKSTREAM_PARTITIONS": "four"}, "CLICKSTREAM_PARTITIONS"),
+        ({"CLICKSTREAM_DASHBOARD_PORT": "70000"}, "CLICKSTREAM_DASHBOARD_PORT"),
+        ({"CLICKSTREAM_KAFKA_BOOTSTRAP": "nohost"}, "CLICKSTREAM_KAFKA_BOOTSTRAP"),
+        ({"CLICKSTREAM_REDIS_URL": "http://x"}, "CLICKSTREAM_REDIS_URL"),
+        ({"CLICKSTREAM_STORE": "aerospike://"}, "CLICKSTREAM_STORE"),
+        ({"CLICKSTREAM_APP_ID": "a b"}, "CLICKSTREAM_APP_ID"),
+    ],
+)
+def test_bad_values_raise_one_line_naming_the_variable(env, named):
+    with pytest.raises(SettingsError) as caught:
+        load(env, dotenv=None)
+    message = str(caught.value)
+    assert named in message and "\n" not in message
+
+
+def test_describe_masks_the_dashboard_password():
+    rows = {name: value for name, value, _ in load({"CLICKSTREAM_DASHBOARD_PASSWORD": "hunter2"},
+                                                   dotenv=None).describe()}  # fmt: skip
+    assert rows["CLICKSTREAM_DASHBOARD_PASSWORD"] == "***"
