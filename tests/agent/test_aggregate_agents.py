@@ -56,8 +56,8 @@ def app_and_log(redis_server, app_id, monkeypatch):
     return app, settings, log
 
 
-async def until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def until(condition, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)

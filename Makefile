@@ -1,0 +1,17 @@
+# The two commands of README.md: `make run` (everything, live) and `make test` (the whole suite).
+.PHONY: run test check bench clean
+
+run:
+	@scripts/bootstrap.sh
+	@.venv/bin/clickstream up
+
+test:
+	@scripts/bootstrap.sh
+	@.venv/bin/pytest
+
+check:
+	@scripts/bootstrap.sh
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+clean:
+	rm -rf var

@@ -1,0 +1,86 @@
+"""`clickstream up`: Kafka, Redis, worker, generator and dashboard together; Ctrl-C stops all.
+
+Local Kafka/Redis are started only when CLICKSTREAM_KAFKA_BOOTSTRAP / CLICKSTREAM_REDIS_URL are
+unset. Children run in their own sessions so shutdown goes in order: generator, worker,
+dashboard, then the local servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from clickstream.cli import load_settings, local_kafka, local_redis, one_line_errors
+from clickstream.local.process import port_open
+from clickstream.settings import SettingsError
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "clickstream", *args], start_new_session=True)
+
+
+def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@click.command()
+@click.option("--rate", default=100.0, show_default=True, help="generated events per second")
+@click.option("--seed", default=None, type=int, help="generator seed (default: random)")
+@one_line_errors
+def up(rate: float, seed: int | None) -> None:
+    """Run everything locally and print the dashboard address; Ctrl-C stops all of it."""
+    s = load_settings()
+    for name, port in (("CLICKSTREAM_DASHBOARD_PORT", s.dashboard_port),
+                       ("CLICKSTREAM_WORKER_PORT", s.worker_port)):  # fmt: skip
+        if port_open(port):
+            raise SettingsError(
+                f"{name}={port} is already in use; stop what holds it or set {name}"
+            )
+    kafka = local_kafka(s) if s.uses_local_kafka else None
+    redis = local_redis(s) if s.uses_local_redis else None
+    children: list[subprocess.Popen[bytes]] = []
+    interrupted = False
+    try:
+        if kafka is not None:
+            if not kafka.data.exists():  # a fresh Kafka: old worker state would not match it
+                for stale in s.var_dir.glob("worker-*"):
+                    shutil.rmtree(stale)
+            click.echo("starting Kafka (first run fetches its jars from Maven Central)...")
+            kafka.start()
+        if redis is not None:
+            redis.start()
+        children.append(_spawn("worker"))
+        generate = ["generate", "--pace", "--rate", str(rate), "--no-progress"]
+        children.append(_spawn(*generate, *(["--seed", str(seed)] if seed is not None else [])))
+        children.append(_spawn("dashboard"))
+        click.secho(
+            f"\n  Dashboard: http://{s.dashboard_host}:{s.dashboard_port}   (Ctrl-C stops all)\n",
+            bold=True,
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        failed = next(child for child in children if child.poll() is not None)
+        click.echo(f"clickstream: {' '.join(map(str, failed.args[3:]))} exited; stopping", err=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            for child in children:
+                _stop(child)
+            for server in (kafka, redis):
+                if server is not None:
+                    server.stop()
+    if not interrupted:
+        sys.exit(1)

@@ -1,0 +1,138 @@
+"""Integration rig: workers as real subprocesses against the session's Kafka and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer
+
+from clickstream.local.process import free_port
+from clickstream.settings import Settings, load
+from serving import keys
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """One `clickstream worker` process with its own web port and data folder."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = {**env, "CLICKSTREAM_WORKER_PORT": str(free_port())}
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "clickstream", "worker"],
+                env={**os.environ, **self.env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def pipeline_env(kafka, redis_server, app_id, tmp_path) -> dict[str, str]:
+    return {
+        "CLICKSTREAM_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "CLICKSTREAM_REDIS_URL": redis_server.url,
+        "CLICKSTREAM_APP_ID": app_id,
+        "CLICKSTREAM_CLICKS_TOPIC": f"{app_id}-clicks",
+        "CLICKSTREAM_ORDERS_TOPIC": f"{app_id}-orders",
+        "CLICKSTREAM_VAR_DIR": str(tmp_path / "var"),
+        "CLICKSTREAM_LOG_LEVEL": "warning",
+    }
+
+
+@pytest.fixture
+def settings(pipeline_env) -> Settings:
+    return load(pipeline_env, dotenv=None)
+
+
+@pytest.fixture
+def start_worker(pipeline_env, tmp_path) -> Iterator[Callable[[], Worker]]:
+    workers: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(pipeline_env, tmp_path / f"worker-{len(workers)}.log").start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def processed(client: redis.Redis, app: str, stream: str) -> int:
+    """Messages a stream's partitions have fully applied, whatever their fate."""
+    counters = ("accepted", "duplicates", "late", "dead_letters")
+    total = 0
+    for name, value in client.hgetall(keys.pipeline(app, stream)).items():
+        if keys.split_field(name.decode())[1][0] in counters:
+            total += int(value)
+    return total
+
+
+def wait_until(condition: Callable[[], bool], within: float, why: str,
+               alive: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
+    deadline = time.monotonic() + within
+    while not condition():
+        assert alive(), f"worker died while waiting for: {why}"
+        assert time.monotonic() < deadline, f"timed out after {within}s waiting for: {why}"
+        time.sleep(0.25)
+
+
+def summed_cells(client: redis.Redis, app: str, metric: str, part: int) -> Counter:
+    """(window start, dimension) -> sum over partitions of the `part`-th count."""
+    totals: Counter = Counter()
+    for start in client.zrange(keys.windows(app, metric), 0, -1):
+        fields = client.hgetall(keys.window(app, metric, int(start)))
+        for name, value in fields.items():
+            _, parts = keys.split_field(name.decode())
+            if metric == keys.PAGE_VIEWS or parts[1] == ("orders", "cents")[part]:
+                totals[int(start), parts[0]] += int(value)
+    return totals
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, within: float = 30) -> list:
+    async def consume() -> list:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        records: list = []
+        deadline = time.monotonic() + within
+        try:
+            while len(records) < expected and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    records.extend(messages)
+            more = await consumer.getmany(timeout_ms=500)  # nothing beyond what is expected
+            records.extend(m for messages in more.values() for m in messages)
+        finally:
+            await consumer.stop()
+        return records
+
+    return asyncio.run(consume())
