@@ -3,6 +3,8 @@ at import time; `create_app(settings)` builds it."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import faust
 import redis.asyncio as aioredis
 
@@ -63,7 +65,9 @@ def create_app(settings: Settings) -> faust.App:
         )
 
         async def aggregate(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+            async for events in cast(faust.Stream, stream).take_events(
+                settings.batch_size, settings.batch_seconds
+            ):
                 await aggregation.apply(events)
 
         app.agent(source, name=kind.agent)(aggregate)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
 from streams.topics import TopicSpec
 
 
 class KafkaUnreachable(RuntimeError):
-    pass
+    """Kafka cannot be reached or refuses what we need; the message says the fix."""
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int) -> None:
@@ -37,7 +36,13 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication:
             if spec.name not in existing
         ]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            for topic, code, *_ in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):  # another worker was first
+                    raise KafkaUnreachable(
+                        f"Kafka at {bootstrap} refused to create topic {topic}: "
+                        f"{for_code(code).__name__}; check CLICKSTREAM_PARTITIONS and "
+                        f"CLICKSTREAM_REPLICATION against the cluster"
+                    )
     finally:
         await admin.close()

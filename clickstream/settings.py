@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 from streams.topics import Topology, topology
 from streams.validation import Limits
 
+LOG_LEVELS = ("crit", "error", "warn", "info", "debug")  # Faust's worker levels
+
 
 class SettingsError(ValueError):
     pass
@@ -185,19 +187,23 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"CLICKSTREAM_GRACE_SECONDS={s.grace_seconds} must be 0 or more")
     if s.batch_seconds <= 0:
         raise SettingsError(f"CLICKSTREAM_BATCH_SECONDS={s.batch_seconds} must be more than 0")
+    if s.log_level not in LOG_LEVELS:
+        raise SettingsError(
+            f"CLICKSTREAM_LOG_LEVEL={s.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
     if s.store not in ("rocksdb://", "memory://"):
         raise SettingsError(
             f"CLICKSTREAM_STORE={s.store!r} is not supported; use rocksdb:// or memory://"
         )
     for hostport in filter(None, s.kafka_bootstrap.split(",")):
-        host, _, port = hostport.strip().rpartition(":")
-        if not host or not port.isdigit():
+        host, _, port_text = hostport.strip().rpartition(":")
+        if not host or not port_text.isdigit():
             raise SettingsError(
                 f"CLICKSTREAM_KAFKA_BOOTSTRAP={s.kafka_bootstrap!r} is not host:port[,host:port]"
             )
     if s.redis_url and urlparse(s.redis_url).scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(
-            f"CLICKSTREAM_REDIS_URL={s.redis_url!r} is not a redis:// URL, e.g. redis://127.0.0.1:6379/0"
+            f"CLICKSTREAM_REDIS_URL={s.redis_url!r} is not a URL like redis://127.0.0.1:6379/0"
         )
     if not s.app_id.replace("-", "").replace("_", "").isalnum():
         raise SettingsError(

@@ -50,7 +50,7 @@ def up(rate: float, seed: int | None) -> None:
             )
     kafka = local_kafka(s) if s.uses_local_kafka else None
     redis = local_redis(s) if s.uses_local_redis else None
-    children: list[subprocess.Popen[bytes]] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}
     interrupted = False
     try:
         if kafka is not None:
@@ -61,23 +61,23 @@ def up(rate: float, seed: int | None) -> None:
             kafka.start()
         if redis is not None:
             redis.start()
-        children.append(_spawn("worker"))
+        children["worker"] = _spawn("worker")
         generate = ["generate", "--pace", "--rate", str(rate), "--no-progress"]
-        children.append(_spawn(*generate, *(["--seed", str(seed)] if seed is not None else [])))
-        children.append(_spawn("dashboard"))
+        children["generate"] = _spawn(*generate, *(["--seed", str(seed)] if seed else []))
+        children["dashboard"] = _spawn("dashboard")
         click.secho(
             f"\n  Dashboard: http://{s.dashboard_host}:{s.dashboard_port}   (Ctrl-C stops all)\n",
             bold=True,
         )
-        while all(child.poll() is None for child in children):
+        while all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
-        failed = next(child for child in children if child.poll() is not None)
-        click.echo(f"clickstream: {' '.join(map(str, failed.args[3:]))} exited; stopping", err=True)
+        failed = next(name for name, child in children.items() if child.poll() is not None)
+        click.echo(f"clickstream: `{failed}` exited; stopping everything", err=True)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         with contextlib.suppress(KeyboardInterrupt):
-            for child in children:
+            for child in children.values():
                 _stop(child)
             for server in (kafka, redis):
                 if server is not None:

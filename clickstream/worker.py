@@ -18,6 +18,7 @@ def run_worker(settings: Settings) -> None:
             f"{settings.worker_host}; give each worker on a host its own port"
         )
     asyncio.run(ensure_topics(settings.bootstrap, settings.topics.all(), settings.replication))
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]
     app.main()

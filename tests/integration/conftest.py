@@ -62,7 +62,7 @@ def pipeline_env(kafka, redis_server, app_id, tmp_path) -> dict[str, str]:
         "CLICKSTREAM_CLICKS_TOPIC": f"{app_id}-clicks",
         "CLICKSTREAM_ORDERS_TOPIC": f"{app_id}-orders",
         "CLICKSTREAM_VAR_DIR": str(tmp_path / "var"),
-        "CLICKSTREAM_LOG_LEVEL": "warning",
+        "CLICKSTREAM_LOG_LEVEL": "warn",
     }
 
 

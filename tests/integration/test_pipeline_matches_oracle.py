@@ -9,9 +9,9 @@ from collections import Counter
 import orjson
 import pytest
 import redis
-from generator.produce import produce, read_jsonl
 
 from generator.config import GeneratorConfig
+from generator.produce import produce, read_jsonl
 from serving import keys
 from tests.integration.conftest import processed, read_topic, summed_cells, wait_until
 from tests.oracle import recompute
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 FAULTY = GeneratorConfig(
     seed=20261126,
     count=15_000,
-    events_per_second=200,
+    events_per_second=50,  # 300 simulated seconds, so late copies arrive within the run
+    late_by_ms=(95_000, 200_000),  # > 60 s window + 30 s grace
     duplicate_rate=0.03,
     out_of_order_rate=0.08,
     late_rate=0.02,

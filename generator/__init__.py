@@ -1,0 +1,1 @@
+"""Seeded synthetic clicks and orders, with labelled faults and fraud: see generator.simulate."""

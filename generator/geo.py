@@ -1,0 +1,61 @@
+"""Where shoppers are: home countries with their currency, and plausible IPv4s per country."""
+
+from __future__ import annotations
+
+from itertools import accumulate
+from random import Random
+
+# country -> (share of shoppers, currency)
+HOME_COUNTRIES: dict[str, tuple[float, str]] = {
+    "DE": (0.22, "EUR"),
+    "FR": (0.12, "EUR"),
+    "NL": (0.06, "EUR"),
+    "ES": (0.07, "EUR"),
+    "IT": (0.07, "EUR"),
+    "GB": (0.16, "GBP"),
+    "US": (0.22, "USD"),
+    "JP": (0.08, "JPY"),
+}
+# Countries shoppers do not live in: where a taken-over account is suddenly used from.
+ELSEWHERE = ("BR", "IN", "VN", "NG", "RO", "ID")
+DATA_CENTER = "DC"  # cloud address space that crawlers and bots run from
+
+_FIRST_OCTETS: dict[str, tuple[int, ...]] = {
+    "DE": (46, 79, 84, 91, 217),
+    "FR": (78, 82, 90, 176),
+    "NL": (77, 83, 145),
+    "ES": (81, 83, 88),
+    "IT": (79, 93, 151),
+    "GB": (51, 81, 86, 109),
+    "US": (24, 50, 73, 98, 173),
+    "JP": (60, 126, 133, 153),
+    "BR": (177, 179, 189, 201),
+    "IN": (49, 103, 117),
+    "VN": (14, 113, 171),
+    "NG": (102, 105, 197),
+    "RO": (5, 86, 188),
+    "ID": (36, 103, 114),
+    DATA_CENTER: (34, 35, 52, 54, 104, 138, 159),
+}
+_COUNTRY_NAMES = tuple(HOME_COUNTRIES)
+_COUNTRY_CUM_WEIGHTS = tuple(accumulate(share for share, _ in HOME_COUNTRIES.values()))
+
+
+def random_home_country(rng: Random) -> str:
+    return rng.choices(_COUNTRY_NAMES, cum_weights=_COUNTRY_CUM_WEIGHTS)[0]
+
+
+def currency_of(country: str) -> str:
+    return HOME_COUNTRIES[country][1] if country in HOME_COUNTRIES else "USD"
+
+
+def random_foreign_country(rng: Random, home: str) -> str:
+    """A country other than `home`, mostly one where none of our shoppers live."""
+    if rng.random() < 0.8:
+        return rng.choice(ELSEWHERE)
+    return rng.choice([country for country in _COUNTRY_NAMES if country != home])
+
+
+def random_ip(rng: Random, country: str) -> str:
+    first = rng.choice(_FIRST_OCTETS[country])
+    return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
