@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -51,6 +52,9 @@ def local_redis(s: Settings) -> LocalRedis:
 @click.group()
 def cli() -> None:
     """Real-time clickstream and order analytics (Faust + Kafka + Redis + Dash)."""
+    # Until a command configures logging, keep aiokafka's connection errors from printing
+    # beside our one-line message (they still reach handlers configured later).
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 
 @cli.command("settings")
@@ -73,9 +77,12 @@ def worker() -> None:
 @one_line_errors
 def dashboard() -> None:
     """Serve the Dash dashboard and the JSON API."""
-    from dashboard.app import serve
+    from dashboard.app import StartupError, serve
 
-    serve(load_settings())
+    try:
+        serve(load_settings())
+    except StartupError as exc:
+        raise LocalServiceError(str(exc)) from None
 
 
 @cli.group()

@@ -1,0 +1,53 @@
+"""Bad settings stop a command with one line naming the problem and the fix, no traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from clickstream.local.process import free_port
+from tests.integration.conftest import ROOT
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clickstream", *args],
+        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("command", [("worker",), ("generate", "--fast", "--count", "10")])
+def test_unreachable_broker_is_one_line(command, tmp_path):
+    closed = f"127.0.0.1:{free_port()}"
+    result = run(*command, CLICKSTREAM_KAFKA_BOOTSTRAP=closed, CLICKSTREAM_VAR_DIR=str(tmp_path))
+    assert_one_line(result, closed, "CLICKSTREAM_KAFKA_BOOTSTRAP")
+
+
+def test_bad_value_is_one_line_naming_the_variable():
+    result = run("worker", CLICKSTREAM_PARTITIONS="lots")
+    assert_one_line(result, "CLICKSTREAM_PARTITIONS", "lots")
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [(("worker",), "CLICKSTREAM_WORKER_PORT"), (("dashboard",), "CLICKSTREAM_DASHBOARD_PORT")],
+)
+def test_port_in_use_is_one_line(command, variable, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        result = run(*command, **{variable: port, "CLICKSTREAM_VAR_DIR": str(tmp_path)})
+    assert_one_line(result, variable, port)
