@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -21,8 +22,13 @@ from clickstream.local.process import port_open
 from clickstream.settings import SettingsError
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "clickstream", *args], start_new_session=True)
+def _spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clickstream", *args],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
 
 
 def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -61,14 +67,17 @@ def up(rate: float, seed: int | None) -> None:
             kafka.start()
         if redis is not None:
             redis.start()
-        children["worker"] = _spawn("worker")
+        logs = s.var_dir / "logs"
+        children["worker"] = _spawn(logs, "worker", "worker")
         generate = ["generate", "--pace", "--rate", str(rate), "--no-progress"]
-        children["generate"] = _spawn(*generate, *(["--seed", str(seed)] if seed else []))
-        children["dashboard"] = _spawn("dashboard")
+        seeded = ["--seed", str(seed)] if seed is not None else []
+        children["generate"] = _spawn(logs, "generate", *generate, *seeded)
+        children["dashboard"] = _spawn(logs, "dashboard", "dashboard")
         click.secho(
-            f"\n  Dashboard: http://{s.dashboard_host}:{s.dashboard_port}   (Ctrl-C stops all)\n",
+            f"\n  Dashboard: http://{s.dashboard_host}:{s.dashboard_port}   (Ctrl-C stops all)",
             bold=True,
         )
+        click.echo(f"  Logs: {logs}/{{worker,generate,dashboard}}.log\n")
         while all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
         failed = next(name for name, child in children.items() if child.poll() is not None)
@@ -79,6 +88,7 @@ def up(rate: float, seed: int | None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             for child in children.values():
                 _stop(child)
+            click.echo("stopped worker, generator and dashboard")
             for server in (kafka, redis):
                 if server is not None:
                     server.stop()
