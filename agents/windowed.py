@@ -1,9 +1,9 @@
 """The batched hot path shared by the windowed agents.
 
 Per batch of raw events (many partitions): decode and validate each event; group by source
-partition; advance each partition's window state (tables.window_state.apply_batch); commit the
-changed keys to the changelog once per batch; emit dead letters and late events; project to
-Redis. The agent acks the batch only after all of this, so offsets never pass unsaved state.
+partition; advance each partition's window state (tables.window_state.apply_batch); emit dead
+letters and late events; project to Redis; commit the changed keys to the changelog once per
+batch. The agent acks the batch only after all of this, so offsets never pass unsaved state.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from faust.types import EventT, Message
 from serving.projection import MetricLayout, RedisProjection
 from streams.eventtime import format_timestamp
 from streams.validation import InvalidEvent, Limits
-from tables.state_table import commit_outcomes
+from tables.state_table import commit_outcomes, partition_reader
 from tables.window_state import BatchOutcome, Observation, Rejected, apply_batch
 from tables.windows import WindowSpec
 
@@ -76,13 +76,16 @@ class WindowedAggregation:
             message = event.message
             items[message.partition].append(self.observe(message))
             messages[message.partition, message.offset] = message
-        read = self.table.data.get
-        outcomes = [apply_batch(p, sorted(batch, key=_offset), self.spec, read)
-                    for p, batch in items.items()]  # fmt: skip
-        await commit_outcomes(self.app, self.table, outcomes)
+        outcomes = [
+            apply_batch(p, sorted(batch, key=_offset), self.spec, partition_reader(self.table, p))
+            for p, batch in items.items()
+        ]
+        # Everything derived goes out before the commit: a crash in between only repeats it
+        # (same ids, same absolute values); after the commit, redelivered events are skipped.
         await self._emit(outcomes, messages)
         self.projection.stage(outcomes)
         await self.projection.flush()
+        await commit_outcomes(self.app, self.table, outcomes)
         return outcomes
 
     async def _emit(

@@ -36,6 +36,8 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         stream_buffer_maxsize=settings.batch_size * 2,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1, settings.session_timeout_seconds // 10),
         autodiscover=False,
         env={},  # Faust would read BROKER_URL, WEB_PORT, ... itself; settings are ours alone
     )

@@ -67,6 +67,10 @@ class Settings:
     batch_seconds: float = _var(
         "CLICKSTREAM_BATCH_SECONDS", 0.5, "longest wait before a partial batch is applied"
     )
+    session_timeout_seconds: int = _var(
+        "CLICKSTREAM_SESSION_TIMEOUT_SECONDS", 30,
+        "a worker silent this long leaves the group; its partitions move to the others",
+    )  # fmt: skip
     worker_host: str = _var("CLICKSTREAM_WORKER_HOST", "127.0.0.1", "Faust web server bind address")
     worker_port: int = _var("CLICKSTREAM_WORKER_PORT", 6066, "Faust web server port")
     dashboard_host: str = _var("CLICKSTREAM_DASHBOARD_HOST", "127.0.0.1", "dashboard bind address")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from serving import keys
 from tables.window_state import BatchOutcome
@@ -33,7 +34,7 @@ class RedisProjection:
         self.client = client
         self.app_id = app_id
         self.layout = layout
-        self.pending: dict[str, dict[str, int]] = {}  # redis key -> field -> value
+        self.pending: dict[str, dict[FieldT, EncodableT]] = {}  # key -> field -> value
         self.windows: set[int] = set()
 
     def stage(self, outcomes: Sequence[BatchOutcome]) -> None:

@@ -9,23 +9,34 @@ memory) never holds a value the changelog lacks, and a restarted worker recovers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import TP, Message
+from faust.tables.table import Table
+from faust.types import TP, EventT, Message
 
 from tables.window_state import BatchOutcome
 
 
-def declare_state_table(app: faust.App, name: str, help: str, partitions: int) -> faust.Table:
+def declare_state_table(app: faust.App, name: str, help: str, partitions: int) -> Table:
     """A table of raw bytes -> raw bytes (keys and values are encoded by tables.window_state)."""
-    table = app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions, help=help)
+    table = cast(
+        Table, app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions, help=help)
+    )
     # Faust derives serializers only from model types (else json); set them before the
     # changelog topic is first built, so changelog records and recovery carry our bytes as-is.
     table.key_serializer = table.value_serializer = "raw"
     return table
+
+
+def partition_reader(table: Table, partition: int) -> Callable[[bytes], bytes | None]:
+    """Point reads in one partition's state, whatever the current event is (keys are raw)."""
+    store: Any = table.data
+    if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition, opened here
+        return cast(Callable[[bytes], bytes | None], store._db_for_partition(partition).get)
+    return cast(Callable[[bytes], bytes | None], store.get)  # memory: one dict for all
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +63,7 @@ async def commit_outcomes(
         _AckedRecord(key, value, _message(topic, partition, meta.offset, key, value))
         for (partition, key, value, _), meta in zip(pending, metas, strict=True)
     ]
-    table.apply_changelog_batch(acked)
+    table.apply_changelog_batch(cast(list[EventT], acked))  # duck-typed: key, value, message
 
 
 def _message(topic: str, partition: int, offset: int, key: bytes, value: bytes) -> Message:

@@ -45,3 +45,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
 def app_id() -> str:
     """A fresh app id (and so fresh topics, changelogs and Redis keys) per test."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+from tests.rig import pipeline_env, settings, start_worker  # noqa: E402, F401  (fixtures)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from clickstream.local.process import free_port
-from tests.integration.conftest import ROOT
+from tests.rig import ROOT
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

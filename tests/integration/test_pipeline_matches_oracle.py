@@ -13,8 +13,8 @@ import redis
 from generator.config import GeneratorConfig
 from generator.produce import produce, read_jsonl
 from serving import keys
-from tests.integration.conftest import processed, read_topic, summed_cells, wait_until
 from tests.oracle import recompute
+from tests.rig import processed, read_topic, summed_cells, wait_until
 
 pytestmark = pytest.mark.integration
 

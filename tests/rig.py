@@ -1,4 +1,5 @@
-"""Integration rig: workers as real subprocesses against the session's Kafka and Redis."""
+"""Pipeline rig: workers as real subprocesses against the session's Kafka and Redis, and readers
+of what they produced (Redis sums, topics). Its fixtures are exported by tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from clickstream.local.process import free_port
 from clickstream.settings import Settings, load
 from serving import keys
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Worker:
@@ -63,6 +64,7 @@ def pipeline_env(kafka, redis_server, app_id, tmp_path) -> dict[str, str]:
         "CLICKSTREAM_ORDERS_TOPIC": f"{app_id}-orders",
         "CLICKSTREAM_VAR_DIR": str(tmp_path / "var"),
         "CLICKSTREAM_LOG_LEVEL": "warn",
+        "CLICKSTREAM_SESSION_TIMEOUT_SECONDS": "8",
     }
 
 

@@ -1,0 +1,348 @@
+"""The live dashboard and its JSON API, served by one Flask app.
+
+Data comes only from serving.read_model; figures come only from dashboard.figures. The page reads
+one snapshot every REFRESH_MS; when Redis is away it keeps the last numbers and says so.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import sys
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dash
+import flask
+import orjson
+import redis
+from dash import Input, Output, dcc, html
+from werkzeug.serving import make_server
+
+from clickstream.settings import Settings
+from dashboard import figures
+from serving import read_model
+
+REFRESH_MS = 2000
+CHART_WINDOWS = 30  # windows drawn on the time charts
+TOP_URLS = 5  # URLs drawn as their own line
+API_DEFAULT_WINDOWS = 10
+TITLE = "Clickstream · Live analytics"
+GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
+
+
+class StartupError(RuntimeError):
+    """The dashboard cannot start; the message names the problem and the fix."""
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def create_app(settings: Settings, client: redis.Redis | None = None) -> dash.Dash:
+    """The Dash app; `app.server` is the Flask app that also serves /api/v1 and /healthz."""
+    client = client if client is not None else read_model.connect(settings.redis)
+    app = dash.Dash(
+        __name__,
+        url_base_pathname="/",
+        title=TITLE,
+        update_title="",
+        compress=False,
+        serve_locally=True,
+        enable_mcp=False,
+        suppress_callback_exceptions=False,
+    )
+    server: flask.Flask = app.server
+    _require_login(server, settings.dashboard_user, settings.dashboard_password)
+    _add_api(server, client, settings.app_id)
+    app.layout = _layout(settings)
+    _add_refresh(app, client, settings.app_id)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Serve the dashboard on dashboard_host:dashboard_port until interrupted.
+
+    Raises StartupError when Redis is unreachable or the port cannot be bound.
+    """
+    client = read_model.connect(settings.redis)
+    try:
+        read_model.ping(client)
+    except read_model.Unavailable as exc:
+        raise StartupError(
+            f"{exc}; start it (`clickstream up` starts the local one) or point "
+            f"CLICKSTREAM_REDIS_URL at a running Redis"
+        ) from None
+    app = create_app(settings, client)
+    host, port = settings.dashboard_host, settings.dashboard_port
+    with _listen(host, port) as listening:  # werkzeug would sys.exit(1) on a taken port
+        http = make_server(host, port, app.server, threaded=True, fd=listening.fileno())
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per 2 s refresh
+    login = "login required" if settings.dashboard_password else "no login"
+    print(
+        f"dashboard on http://{host}:{port}/ ({login}), reading {_redacted(settings.redis)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        http.serve_forever()
+    finally:
+        http.server_close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); set "
+            f"CLICKSTREAM_DASHBOARD_PORT (or _HOST) to a free one or stop what holds it"
+        ) from None
+
+
+# --- page ----------------------------------------------------------------------------------------
+
+
+def _layout(settings: Settings) -> html.Div:
+    loading = figures.empty_figure("Loading…")
+    return html.Div(
+        className="shell",
+        children=[
+            html.Header(
+                className="topbar",
+                children=[
+                    html.Div(
+                        className="brand",
+                        children=[
+                            html.Span(className="brand-mark"),
+                            html.H1("Clickstream"),
+                            html.Span("Live analytics", className="brand-sub"),
+                            html.Span(settings.app_id, className="app-chip", title="app id"),
+                        ],
+                    ),
+                    html.Div("Connecting…", id="status", className="status status-wait", title=""),
+                ],
+            ),
+            html.Main(
+                id="page",
+                className="page",
+                children=[
+                    html.Section(id="kpis", className="kpis"),
+                    html.Section(
+                        className="grid",
+                        children=[
+                            _card(
+                                "Page views over time",
+                                f"All pages and the top {TOP_URLS} pages, "
+                                f"last {CHART_WINDOWS} windows",
+                                _graph("views-chart", loading),
+                                wide=True,
+                            ),
+                            _card(
+                                "Top pages",
+                                html.Span("Latest window", id="top-pages-span"),
+                                _graph("top-pages", loading),
+                            ),
+                            _card(
+                                "Revenue over time",
+                                "Per currency, in that currency's units",
+                                _graph("revenue-chart", loading),
+                                wide=True,
+                            ),
+                            _card(
+                                "Pipeline",
+                                html.Span("Per input partition", id="event-time"),
+                                html.Div(id="pipeline-table", className="table-wrap"),
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+            html.Footer(
+                className="footer",
+                children=(
+                    f"Refreshes every {REFRESH_MS // 1000} s from {_redacted(settings.redis)} · "
+                    f"times in UTC · JSON API at /api/v1/page-views, /api/v1/orders, "
+                    f"/api/v1/pipeline"
+                ),
+            ),
+            dcc.Interval(id="refresh", interval=REFRESH_MS),
+        ],
+    )
+
+
+def _graph(graph_id: str, figure: Any) -> dcc.Graph:
+    return dcc.Graph(
+        id=graph_id, figure=figure, config=GRAPH_CONFIG, className="chart", style={"height": 320}
+    )
+
+
+def _card(title: str, subtitle: Any, body: Any, wide: bool = False) -> html.Div:
+    return html.Div(
+        className="card card-wide" if wide else "card",
+        children=[html.H2(title), html.P(subtitle, className="card-sub"), body],
+    )
+
+
+def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
+    @app.callback(
+        Output("status", "children"),
+        Output("status", "className"),
+        Output("status", "title"),
+        Output("page", "className"),
+        Output("kpis", "children"),
+        Output("views-chart", "figure"),
+        Output("top-pages", "figure"),
+        Output("top-pages-span", "children"),
+        Output("revenue-chart", "figure"),
+        Output("pipeline-table", "children"),
+        Output("event-time", "children"),
+        Input("refresh", "n_intervals"),
+    )
+    def refresh(_tick: int | None) -> tuple[Any, ...]:
+        try:
+            snapshot = read_model.snapshot(client, app_id, CHART_WINDOWS)
+        except read_model.Unavailable as exc:
+            return _render_unavailable(exc)
+        return _render(snapshot)
+
+
+def _render_unavailable(exc: read_model.Unavailable) -> tuple[Any, ...]:
+    """The status says so (details on hover); the last numbers stay, dimmed."""
+    status = f"Redis unreachable · retrying every {REFRESH_MS // 1000} s"
+    return (status, "status status-down", str(exc), "page page-stale", *[dash.no_update] * 7)
+
+
+def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
+    window_ms = s.meta.window_ms
+    latest = figures.latest_start(s.page_views)
+    updated = datetime.now(UTC).strftime("%H:%M:%S")
+    return (
+        f"Live · updated {updated} UTC",
+        "status status-live",
+        "",
+        "page",
+        [
+            _kpi_card(k)
+            for k in figures.kpis(s.page_views, s.orders, s.pipeline, window_ms, s.meta.grace_ms)
+        ],
+        figures.page_views_figure(s.page_views, TOP_URLS, window_ms),
+        figures.top_pages_figure(s.page_views),
+        "No windows yet" if latest is None else figures.window_span(latest, window_ms),
+        figures.revenue_figure(s.orders, window_ms),
+        _table(figures.pipeline_table(s.pipeline)),
+        f"Per input partition · {figures.event_time(s.pipeline)}",
+    )
+
+
+def _kpi_card(kpi: figures.Kpi) -> html.Div:
+    return html.Div(
+        className=f"kpi kpi-{kpi.tone}",
+        children=[
+            html.Div(kpi.label, className="kpi-label"),
+            html.Div(kpi.value, className="kpi-value"),
+            html.Div(kpi.detail, className="kpi-detail"),
+        ],
+    )
+
+
+def _table(table: figures.Table) -> html.Table | html.P:
+    if not table.rows:
+        return html.P("No events processed yet", className="empty")
+    return html.Table(
+        className="data-table",
+        children=[
+            html.Thead(html.Tr([html.Th(h) for h in table.header])),
+            html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in table.rows]),
+        ],
+    )
+
+
+# --- HTTP API and login --------------------------------------------------------------------------
+
+
+def _add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
+    @server.get("/healthz")
+    def healthz() -> flask.Response:
+        read_model.ping(client)
+        return _json({"status": "ok", "redis": "ok"})
+
+    @server.get("/api/v1/page-views")
+    def page_views() -> flask.Response:
+        n = _windows_param()
+        return _json({"windows": n, "rows": read_model.page_views(client, app_id, n)})
+
+    @server.get("/api/v1/orders")
+    def orders() -> flask.Response:
+        n = _windows_param()
+        return _json({"windows": n, "rows": read_model.orders(client, app_id, n)})
+
+    @server.get("/api/v1/pipeline")
+    def pipeline() -> flask.Response:
+        return _json({"streams": read_model.pipeline(client, app_id)})
+
+    @server.get("/api/v1/meta")
+    def meta() -> flask.Response:
+        return _json(read_model.meta(client, app_id))
+
+    @server.route("/api/<path:_rest>")
+    def unknown(_rest: str) -> flask.Response:
+        return _json({"error": f"no such endpoint: {flask.request.path}"}, 404)
+
+    @server.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest) -> flask.Response:
+        return _json({"error": str(exc)}, 400)
+
+    @server.errorhandler(read_model.Unavailable)
+    def unavailable(exc: read_model.Unavailable) -> flask.Response:
+        return _json({"status": "unavailable", "error": str(exc)}, 503)
+
+
+def _windows_param() -> int:
+    text = flask.request.args.get("windows", str(API_DEFAULT_WINDOWS))
+    if not text.isdigit() or not 1 <= int(text) <= read_model.MAX_WINDOWS:
+        raise BadRequest(
+            f"windows must be a whole number from 1 to {read_model.MAX_WINDOWS}, got {text!r}"
+        )
+    return int(text)
+
+
+def _json(body: object, status: int = 200) -> flask.Response:
+    return flask.Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def _require_login(server: flask.Flask, user: str, password: str) -> None:
+    """HTTP Basic login on every route but /healthz, when a password is set."""
+    if not password:
+        return
+
+    @server.before_request
+    def login() -> flask.Response | None:
+        if flask.request.path == "/healthz":
+            return None
+        auth = flask.request.authorization
+        if auth is not None and auth.type == "basic":
+            user_ok = _same(auth.username, user)
+            password_ok = _same(auth.password, password)  # checked even when the user is wrong
+            if user_ok and password_ok:
+                return None
+        response = _json({"error": "login required"}, 401)
+        response.headers["WWW-Authenticate"] = 'Basic realm="Clickstream", charset="UTF-8"'
+        return response
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return hmac.compare_digest((given or "").encode(), expected.encode())
+
+
+def _redacted(url: str) -> str:
+    """The Redis URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))

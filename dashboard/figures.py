@@ -1,0 +1,318 @@
+"""Pure builders: read-model rows in, Plotly figures and display values out. No I/O, no clock.
+
+Times are shown in UTC (window starts are epoch ms); money is shown in each currency's own units,
+converted from cents, never summed across currencies.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import plotly.graph_objects as go
+
+from serving.read_model import OrderRow, PageViewRow, PipelineRow
+from streams.validation import CURRENCY_DIGITS
+
+ALL_PAGES = "All pages"
+INK = "#111827"
+MUTED = "#6B7280"
+GRID = "#E5E7EB"
+ACCENT = "#4F46E5"
+SERIES = ("#4F46E5", "#0EA5E9", "#10B981", "#F59E0B", "#EF4444", "#8B5CF6", "#EC4899", "#14B8A6")
+FONT = "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+
+Tone = Literal["neutral", "good", "warn", "bad"]
+
+
+@dataclass(frozen=True)
+class Kpi:
+    label: str
+    value: str
+    detail: str
+    tone: Tone = "neutral"
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def utc_timestamp(ms: int) -> str:
+    """'YYYY-MM-DD HH:MM:SS' in UTC: the form Plotly reads as a date without shifting it."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def utc_clock(ms: int, seconds: bool = False) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
+
+
+def money(cents: int, currency: str) -> str:
+    """'USD 1,234.56' or 'JPY 1,500' from minor units, exact (no float rounding)."""
+    sign = "-" if cents < 0 else ""
+    digits = minor_digits(currency)
+    if digits == 0:
+        return f"{currency} {sign}{abs(cents):,}"
+    units, rest = divmod(abs(cents), 10**digits)
+    return f"{currency} {sign}{units:,}.{rest:0{digits}d}"
+
+
+def minor_digits(currency: str) -> int:
+    return CURRENCY_DIGITS.get(currency, 2)
+
+
+def per_window(window_ms: int | None) -> str:
+    """'per minute', 'per 5 min', 'per 30 s': how one window reads in a title."""
+    if window_ms is None or window_ms == 60_000:
+        return "per minute"
+    if window_ms % 60_000 == 0:
+        return f"per {window_ms // 60_000} min"
+    return f"per {window_ms / 1000:g} s"
+
+
+def window_span(start_ms: int, window_ms: int | None) -> str:
+    """'12:03 to 12:04 UTC' with an en dash (or '12:03 UTC' when the window size is unknown)."""
+    if window_ms is None:
+        return f"{utc_clock(start_ms)} UTC"
+    return f"{utc_clock(start_ms)}\u2013{utc_clock(start_ms + window_ms)} UTC"
+
+
+# --- charts --------------------------------------------------------------------------------------
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank chart carrying one centred message: the state before any data arrives."""
+    figure = go.Figure(layout=_base_layout())
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.add_annotation(
+        text=message,
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        font={"size": 14, "color": MUTED},
+    )
+    return figure
+
+
+def page_views_figure(
+    rows: Sequence[PageViewRow], top_n: int = 5, window_ms: int | None = None
+) -> go.Figure:
+    """Views per window over time: the total as a shaded area, the top N URLs as lines."""
+    if not rows:
+        return empty_figure("No page views yet: waiting for the first window")
+    starts = sorted({r.window_start_ms for r in rows})
+    x = [utc_timestamp(s) for s in starts]
+    per_url: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    totals: dict[int, int] = defaultdict(int)
+    for r in rows:
+        per_url[r.url][r.window_start_ms] += r.views
+        totals[r.window_start_ms] += r.views
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[totals[s] for s in starts],
+            name=ALL_PAGES,
+            mode="lines",
+            line={"color": ACCENT, "width": 0},
+            fill="tozeroy",
+            fillcolor="rgba(79, 70, 229, 0.12)",
+            hovertemplate="%{y:,}<extra>" + ALL_PAGES + "</extra>",
+        )
+    )
+    for i, url in enumerate(_top(per_url, top_n)):
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[per_url[url].get(s, 0) for s in starts],
+                name=url,
+                mode="lines+markers",
+                line={"color": SERIES[i % len(SERIES)], "width": 2},
+                marker={"size": 5},
+                hovertemplate="%{y:,}<extra>%{fullData.name}</extra>",
+            )
+        )
+    figure.update_layout(hovermode="x unified")
+    figure.update_xaxes(title_text="Window start (UTC)")
+    figure.update_yaxes(title_text=f"Page views {per_window(window_ms)}", rangemode="tozero")
+    return figure
+
+
+def revenue_figure(rows: Sequence[OrderRow], window_ms: int | None = None) -> go.Figure:
+    """Revenue per window, one bar series per currency, in that currency's units."""
+    if not rows:
+        return empty_figure("No orders yet: revenue appears with the first order")
+    starts = sorted({r.window_start_ms for r in rows})
+    cents: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        cents[r.currency][r.window_start_ms] += r.revenue_cents
+    figure = go.Figure(layout=_base_layout())
+    for i, currency in enumerate(sorted(cents)):
+        amounts = [cents[currency].get(s, 0) for s in starts]
+        figure.add_trace(
+            go.Bar(
+                x=[utc_timestamp(s) for s in starts],
+                y=[c / 10 ** minor_digits(currency) for c in amounts],
+                name=currency,
+                marker_color=SERIES[i % len(SERIES)],
+                customdata=[money(c, currency) for c in amounts],
+                hovertemplate="%{customdata}<extra></extra>",
+            )
+        )
+    figure.update_layout(barmode="group", bargap=0.25, hovermode="x unified")
+    figure.update_xaxes(title_text="Window start (UTC)")
+    figure.update_yaxes(title_text=f"Revenue {per_window(window_ms)}", rangemode="tozero")
+    return figure
+
+
+def top_pages_figure(rows: Sequence[PageViewRow], limit: int = 10) -> go.Figure:
+    """The latest window's most viewed URLs as horizontal bars, the largest on top."""
+    start = latest_start(rows)
+    if start is None:
+        return empty_figure("No page views yet")
+    latest = sorted(
+        (r for r in rows if r.window_start_ms == start), key=lambda r: (-r.views, r.url)
+    )[:limit]
+    latest.reverse()  # Plotly draws the first bar at the bottom
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Bar(
+            x=[r.views for r in latest],
+            y=[r.url for r in latest],
+            orientation="h",
+            marker_color=ACCENT,
+            text=[f"{r.views:,}" for r in latest],
+            textposition="auto",
+            textangle=0,
+            insidetextanchor="end",
+            hovertemplate="%{y}: %{x:,} views<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, bargap=0.3)
+    figure.update_xaxes(title_text="Views", rangemode="tozero")
+    figure.update_yaxes(automargin=True, showgrid=False)
+    return figure
+
+
+# --- numbers -------------------------------------------------------------------------------------
+
+
+def latest_start(rows: Iterable[PageViewRow | OrderRow]) -> int | None:
+    return max((r.window_start_ms for r in rows), default=None)
+
+
+def kpis(
+    page_views: Sequence[PageViewRow],
+    orders: Sequence[OrderRow],
+    pipeline: Sequence[PipelineRow],
+    window_ms: int | None = None,
+    grace_ms: int | None = None,
+) -> list[Kpi]:
+    """The headline cards: the latest window's traffic and sales, then the pipeline's health."""
+    return [
+        _views_kpi(page_views, window_ms),
+        *_order_kpis(orders, window_ms),
+        _late_kpi(pipeline, grace_ms),
+        Kpi(
+            "Duplicates dropped",
+            f"{sum(p.duplicates for p in pipeline):,}",
+            "redeliveries, counted once",
+        ),
+        _dead_letters_kpi(pipeline),
+    ]
+
+
+def pipeline_table(pipeline: Sequence[PipelineRow]) -> Table:
+    """One row per stream partition: its event-time watermark and its counters."""
+    header = ("Stream", "Part.", "Watermark", "Accepted", "Dupl.", "Late", "Dead")
+    rows = tuple(
+        (
+            stream.stream,
+            str(p.partition),
+            "—" if p.watermark_ms is None else utc_clock(p.watermark_ms, seconds=True),
+            f"{p.accepted:,}",
+            f"{p.duplicates:,}",
+            f"{p.late:,}",
+            f"{p.dead_letters:,}",
+        )
+        for stream in pipeline
+        for p in stream.partitions
+    )
+    return Table(header, rows)
+
+
+def event_time(pipeline: Sequence[PipelineRow]) -> str:
+    """'event time 12:03:58 UTC': how far every partition of every stream has been read."""
+    marks = [p.low_watermark_ms for p in pipeline if p.low_watermark_ms is not None]
+    if not marks:
+        return "no events processed yet"
+    return f"event time {utc_clock(min(marks), seconds=True)} UTC"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _base_layout() -> go.Layout:
+    return go.Layout(
+        template="plotly_white",
+        font={"family": FONT, "size": 12, "color": INK},
+        margin={"l": 56, "r": 16, "t": 16, "b": 48},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title_text": ""},
+        xaxis={"gridcolor": GRID, "linecolor": GRID, "title_font": {"color": MUTED}},
+        yaxis={"gridcolor": GRID, "zerolinecolor": GRID, "title_font": {"color": MUTED}},
+        hoverlabel={"font_family": FONT},
+    )
+
+
+def _top(per_key: dict[str, dict[int, int]], n: int) -> list[str]:
+    totals = {key: sum(values.values()) for key, values in per_key.items()}
+    return sorted(totals, key=lambda key: (-totals[key], key))[:n]
+
+
+def _views_kpi(rows: Sequence[PageViewRow], window_ms: int | None) -> Kpi:
+    start = latest_start(rows)
+    if start is None:
+        return Kpi("Page views", "0", "no windows yet")
+    views = sum(r.views for r in rows if r.window_start_ms == start)
+    return Kpi("Page views", f"{views:,}", f"window {window_span(start, window_ms)}")
+
+
+def _order_kpis(rows: Sequence[OrderRow], window_ms: int | None) -> list[Kpi]:
+    start = latest_start(rows)
+    if start is None:
+        return [Kpi("Orders", "0", "no windows yet"), Kpi("Revenue", "—", "no orders yet")]
+    latest = sorted(
+        (r for r in rows if r.window_start_ms == start), key=lambda r: (-r.orders, r.currency)
+    )
+    span = f"window {window_span(start, window_ms)}"
+    revenue = [money(r.revenue_cents, r.currency) for r in latest]
+    return [
+        Kpi("Orders", f"{sum(r.orders for r in latest):,}", span),
+        Kpi("Revenue", revenue[0], " · ".join(revenue[1:]) or span),
+    ]
+
+
+def _late_kpi(pipeline: Sequence[PipelineRow], grace_ms: int | None) -> Kpi:
+    late = sum(p.late for p in pipeline)
+    beyond = (
+        "after the window closed" if grace_ms is None else f"beyond {grace_ms / 1000:g} s grace"
+    )
+    return Kpi("Late events", f"{late:,}", beyond, "warn" if late else "good")
+
+
+def _dead_letters_kpi(pipeline: Sequence[PipelineRow]) -> Kpi:
+    dead = sum(p.dead_letters for p in pipeline)
+    detail = "in the dead-letter topic" if dead else "no bad input"
+    return Kpi("Dead letters", f"{dead:,}", detail, "bad" if dead else "good")

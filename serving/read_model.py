@@ -1,0 +1,275 @@
+"""The read model: typed rows summed over source partitions, read from the layout in serving.keys.
+
+Rule: a reader's number = the sum of the per-partition partials (the worker writes each partial
+as an absolute value). Reads are pipelined: the window lists in one round trip, then every window
+hash in a second one; `snapshot()` reads everything the dashboard shows in those same two trips.
+Hash fields of a kind this module does not know are skipped, so newer workers may add fields.
+Every function raises `Unavailable` (one readable line) when Redis cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from serving import keys
+
+MAX_WINDOWS = 1440
+"""The most windows one read may ask for (a day of 1-minute windows)."""
+
+PIPELINE_STREAMS = ("clicks", "orders")
+PIPELINE_COUNTERS = ("accepted", "duplicates", "late", "dead_letters")
+WATERMARK = "watermark_ms"
+
+Row = TypeVar("Row")
+Hash = Mapping[Any, Any]  # a raw HGETALL reply: str or bytes keys and values
+
+
+class Unavailable(RuntimeError):
+    """Redis could not be reached or answered with an error."""
+
+
+@dataclass(frozen=True)
+class Meta:
+    window_ms: int | None
+    grace_ms: int | None
+
+
+@dataclass(frozen=True)
+class PageViewRow:
+    window_start_ms: int
+    url: str
+    views: int
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    window_start_ms: int
+    currency: str
+    orders: int
+    revenue_cents: int
+
+
+@dataclass(frozen=True)
+class PartitionRow:
+    partition: int
+    watermark_ms: int | None
+    accepted: int
+    duplicates: int
+    late: int
+    dead_letters: int
+
+
+@dataclass(frozen=True)
+class PipelineRow:
+    """One input stream: counters summed over its partitions, and each partition's own numbers."""
+
+    stream: str
+    accepted: int
+    duplicates: int
+    late: int
+    dead_letters: int
+    low_watermark_ms: int | None  # the smallest partition watermark: event time fully seen
+    partitions: tuple[PartitionRow, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the dashboard shows, read in two round trips."""
+
+    meta: Meta
+    page_views: list[PageViewRow]
+    orders: list[OrderRow]
+    pipeline: list[PipelineRow]
+
+
+def connect(url: str, timeout: float = 2.0) -> redis.Redis:
+    """A client that fails fast (short timeouts, no backoff): a page never hangs on a dead Redis."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),  # one retry: survives a restarted Redis
+    )
+
+
+def ping(client: redis.Redis) -> None:
+    with _reachable(client):
+        client.ping()
+
+
+def meta(client: redis.Redis, app: str) -> Meta:
+    with _reachable(client):
+        return _meta(client.hgetall(keys.meta(app)))
+
+
+def page_views(client: redis.Redis, app: str, last_windows: int) -> list[PageViewRow]:
+    """Views per URL per window, for the newest `last_windows` windows, oldest first."""
+    (windows,), _ = _read_windows(client, app, [keys.PAGE_VIEWS], last_windows)
+    return _page_view_rows(windows)
+
+
+def orders(client: redis.Redis, app: str, last_windows: int) -> list[OrderRow]:
+    """Orders and revenue per currency per window, for the newest windows, oldest first."""
+    (windows,), _ = _read_windows(client, app, [keys.ORDERS], last_windows)
+    return _order_rows(windows)
+
+
+def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
+    """Per input stream: totals over partitions and per-partition watermarks and counters."""
+    with _reachable(client):
+        pipe = client.pipeline()
+        for stream in PIPELINE_STREAMS:
+            pipe.hgetall(keys.pipeline(app, stream))
+        replies = pipe.execute()
+    return [_pipeline_row(s, h) for s, h in zip(PIPELINE_STREAMS, replies, strict=True)]
+
+
+def snapshot(client: redis.Redis, app: str, last_windows: int) -> Snapshot:
+    plain = [keys.meta(app), *(keys.pipeline(app, s) for s in PIPELINE_STREAMS)]
+    (views, orders_), (meta_hash, *pipeline_hashes) = _read_windows(
+        client, app, [keys.PAGE_VIEWS, keys.ORDERS], last_windows, plain
+    )
+    return Snapshot(
+        meta=_meta(meta_hash),
+        page_views=_page_view_rows(views),
+        orders=_order_rows(orders_),
+        pipeline=[
+            _pipeline_row(stream, raw)
+            for stream, raw in zip(PIPELINE_STREAMS, pipeline_hashes, strict=True)
+        ],
+    )
+
+
+def check_windows(last_windows: int) -> int:
+    if not 1 <= last_windows <= MAX_WINDOWS:
+        raise ValueError(f"windows must be between 1 and {MAX_WINDOWS}, got {last_windows}")
+    return last_windows
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _reachable(client: redis.Redis) -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        where = client.get_connection_kwargs()
+        host = where.get("path") or f"{where.get('host')}:{where.get('port')}"
+        lost = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+        problem = "is unreachable" if lost else "answered with an error"
+        raise Unavailable(f"Redis at {host} {problem}: {exc}") from exc
+
+
+def _read_windows(
+    client: redis.Redis,
+    app: str,
+    metrics: Sequence[str],
+    last_windows: int,
+    plain_hashes: Sequence[str] = (),
+) -> tuple[list[list[tuple[int, Hash]]], list[Hash]]:
+    """Per metric, (window start, raw hash) for its newest windows, oldest first; and the raw
+    `plain_hashes`, read in the first of the two round trips."""
+    check_windows(last_windows)
+    with _reachable(client):
+        first = client.pipeline()
+        for metric in metrics:
+            first.zrevrange(keys.windows(app, metric), 0, last_windows - 1)
+        for key in plain_hashes:
+            first.hgetall(key)
+        replies = first.execute()
+        starts = [sorted(int(_text(s)) for s in reply) for reply in replies[: len(metrics)]]
+        second = client.pipeline()
+        for metric, metric_starts in zip(metrics, starts, strict=True):
+            for start in metric_starts:
+                second.hgetall(keys.window(app, metric, start))
+        hashes = iter(second.execute())
+    windows = [[(start, next(hashes)) for start in metric_starts] for metric_starts in starts]
+    return windows, replies[len(metrics) :]
+
+
+# --- parsing: raw hashes -> rows -----------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Hash) -> Iterator[tuple[int, list[str], int]]:
+    """(partition, remaining field parts, integer value) for each field of a partials hash."""
+    for name, value in raw.items():
+        partition, parts = keys.split_field(_text(name))
+        yield partition, parts, int(_text(value))
+
+
+def _meta(raw: Hash) -> Meta:
+    values = {_text(k): int(_text(v)) for k, v in raw.items()}
+    return Meta(window_ms=values.get("window_ms"), grace_ms=values.get("grace_ms"))
+
+
+def _per_window(
+    windows: list[tuple[int, Hash]], rows_of: Callable[[int, Hash], list[Row]]
+) -> list[Row]:
+    return [row for start, raw in windows for row in rows_of(start, raw)]
+
+
+def _page_view_rows(windows: list[tuple[int, Hash]]) -> list[PageViewRow]:
+    def rows_of(start: int, raw: Hash) -> list[PageViewRow]:
+        views: dict[str, int] = defaultdict(int)
+        for _partition, parts, value in _fields(raw):
+            if len(parts) == 1:
+                views[parts[0]] += value
+        return [PageViewRow(start, url, n) for url, n in sorted(views.items())]
+
+    return _per_window(windows, rows_of)
+
+
+def _order_rows(windows: list[tuple[int, Hash]]) -> list[OrderRow]:
+    def rows_of(start: int, raw: Hash) -> list[OrderRow]:
+        totals: dict[str, dict[str, int]] = defaultdict(lambda: {"orders": 0, "cents": 0})
+        for _partition, parts, value in _fields(raw):
+            if len(parts) == 2 and parts[1] in ("orders", "cents"):
+                totals[parts[0]][parts[1]] += value
+        return [
+            OrderRow(start, currency, t["orders"], t["cents"])
+            for currency, t in sorted(totals.items())
+        ]
+
+    return _per_window(windows, rows_of)
+
+
+def _pipeline_row(stream: str, raw: Hash) -> PipelineRow:
+    per_partition: dict[int, dict[str, int]] = defaultdict(dict)
+    for partition, parts, value in _fields(raw):
+        if len(parts) == 1 and parts[0] in (WATERMARK, *PIPELINE_COUNTERS):
+            per_partition[partition][parts[0]] = value
+    partitions = tuple(
+        PartitionRow(
+            partition=p,
+            watermark_ms=c.get(WATERMARK),
+            accepted=c.get("accepted", 0),
+            duplicates=c.get("duplicates", 0),
+            late=c.get("late", 0),
+            dead_letters=c.get("dead_letters", 0),
+        )
+        for p, c in sorted(per_partition.items())
+    )
+    watermarks = [p.watermark_ms for p in partitions if p.watermark_ms is not None]
+    return PipelineRow(
+        stream=stream,
+        accepted=sum(p.accepted for p in partitions),
+        duplicates=sum(p.duplicates for p in partitions),
+        late=sum(p.late for p in partitions),
+        dead_letters=sum(p.dead_letters for p in partitions),
+        low_watermark_ms=min(watermarks, default=None),
+        partitions=partitions,
+    )

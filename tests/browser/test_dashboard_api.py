@@ -1,0 +1,184 @@
+"""The JSON API and the start-up contract of `python -m dashboard`, over HTTP to the real process.
+
+They live beside the browser tests because they share its rig (Redis + dashboard subprocess).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_shop
+
+from clickstream.local.process import free_port
+from clickstream.local.redis import LocalRedis
+
+pytestmark = pytest.mark.browser
+
+
+def test_page_views_api_sums_partitions_for_the_newest_windows(
+    layout: LayoutWriter, dashboard: Dashboard
+) -> None:
+    seed_shop(layout)
+
+    code, headers, body = dashboard.get("/api/v1/page-views?windows=1")
+
+    assert code == 200
+    assert headers["Content-Type"] == "application/json"
+    assert body == {
+        "windows": 1,
+        "rows": [
+            {"window_start_ms": LATEST, "url": "/cart", "views": 15},
+            {"window_start_ms": LATEST, "url": "/checkout", "views": 6},
+            {"window_start_ms": LATEST, "url": "/home", "views": 212},
+            {"window_start_ms": LATEST, "url": "/products/42", "views": 40},
+        ],
+    }
+
+
+def test_page_views_api_defaults_to_ten_windows(layout: LayoutWriter, dashboard: Dashboard) -> None:
+    seed_shop(layout)
+
+    _, _, body = dashboard.get("/api/v1/page-views")
+
+    assert isinstance(body, dict)
+    starts = sorted({row["window_start_ms"] for row in body["rows"]})
+    assert (body["windows"], starts) == (10, [LATEST - i * MINUTE for i in range(9, -1, -1)])
+
+
+def test_orders_api_gives_counts_and_cents_per_currency(
+    layout: LayoutWriter, dashboard: Dashboard
+) -> None:
+    seed_shop(layout)
+
+    _, _, body = dashboard.get("/api/v1/orders?windows=1")
+
+    assert body == {
+        "windows": 1,
+        "rows": [
+            {"window_start_ms": LATEST, "currency": "EUR", "orders": 1, "revenue_cents": 4550},
+            {"window_start_ms": LATEST, "currency": "USD", "orders": 5, "revenue_cents": 18_000},
+        ],
+    }
+
+
+def test_pipeline_api_gives_stream_totals_and_partition_watermarks(
+    layout: LayoutWriter, dashboard: Dashboard
+) -> None:
+    seed_shop(layout)
+
+    _, _, body = dashboard.get("/api/v1/pipeline")
+
+    assert isinstance(body, dict)
+    clicks, orders = body["streams"]
+    assert {k: v for k, v in clicks.items() if k != "partitions"} == {
+        "stream": "clicks",
+        "accepted": 24_600,
+        "duplicates": 5,
+        "late": 2,
+        "dead_letters": 1,
+        "low_watermark_ms": LATEST + 40_000,
+    }
+    assert clicks["partitions"][1] == {
+        "partition": 1,
+        "watermark_ms": LATEST + 40_000,
+        "accepted": 8_500,
+        "duplicates": 0,
+        "late": 0,
+        "dead_letters": 1,
+    }
+    assert (orders["stream"], orders["dead_letters"], len(orders["partitions"])) == ("orders", 3, 2)
+
+
+def test_meta_api_gives_window_and_grace(layout: LayoutWriter, dashboard: Dashboard) -> None:
+    seed_shop(layout)
+
+    assert dashboard.get("/api/v1/meta")[2] == {"window_ms": MINUTE, "grace_ms": 30_000}
+
+
+@pytest.mark.parametrize("windows", ["0", "1441", "-1", "abc", "", "2.5"])
+def test_a_bad_windows_parameter_is_a_400_naming_it(dashboard: Dashboard, windows: str) -> None:
+    for path in ("/api/v1/page-views", "/api/v1/orders"):
+        code, _, body = dashboard.get(f"{path}?windows={windows}")
+
+        assert code == 400
+        assert isinstance(body, dict)
+        assert body["error"].startswith("windows must be a whole number from 1 to 1440")
+
+
+def test_an_unknown_api_path_is_a_json_404(dashboard: Dashboard) -> None:
+    code, _, body = dashboard.get("/api/v1/nope")
+
+    assert (code, body) == (404, {"error": "no such endpoint: /api/v1/nope"})
+
+
+def test_healthz_is_ok_while_redis_answers(dashboard: Dashboard) -> None:
+    assert dashboard.get("/healthz")[::2] == (200, {"status": "ok", "redis": "ok"})
+
+
+# --- start-up failures: one line on stderr, exit 2 ----------------------------------------------
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM_", "DASH_"))}
+
+
+def run_dashboard(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dashboard"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_unreachable_redis_stops_start_up_with_one_line_and_exit_2(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = clean_env | {"CLICKSTREAM_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+
+    result = run_dashboard(env, tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"127.0.0.1:{port} is unreachable" in result.stderr
+    assert "CLICKSTREAM_REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_setting_stops_start_up_with_one_line_and_exit_2(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run_dashboard(clean_env | {"CLICKSTREAM_DASHBOARD_PORT": "eighty"}, tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("dashboard: CLICKSTREAM_DASHBOARD_PORT='eighty'")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_taken_port_stops_start_up_with_one_line_and_exit_2(
+    clean_env: dict[str, str], redis_server: LocalRedis, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env | {
+            "CLICKSTREAM_REDIS_URL": redis_server.url,
+            "CLICKSTREAM_DASHBOARD_PORT": str(port),
+        }
+
+        result = run_dashboard(env, tmp_path)
+
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "CLICKSTREAM_DASHBOARD_PORT" in result.stderr
+    assert result.stderr.count("\n") == 1

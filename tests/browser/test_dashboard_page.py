@@ -1,0 +1,177 @@
+"""The dashboard in real headless Chromium, over a real Redis seeded in the serving.keys layout."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_shop
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from clickstream.local.process import free_port
+from clickstream.local.redis import LocalRedis
+
+pytestmark = pytest.mark.browser
+
+WAIT = 20.0  # seconds; the page refreshes every 2 s
+
+
+def kpis(driver: webdriver.Chrome) -> dict[str, tuple[str, str]]:
+    """KPI label -> (value, detail), read in one script: the cards are re-rendered every refresh.
+    (textContent, because CSS upper-cases the labels on screen.)"""
+    script = (
+        "return Array.from(document.querySelectorAll('#kpis .kpi')).map(card =>"
+        " ['label', 'value', 'detail'].map(p => card.querySelector('.kpi-' + p).textContent));"
+    )
+    cards: list[list[str]] = driver.execute_script(script)
+    return {label: (value, detail) for label, value, detail in cards}
+
+
+def plotted(driver: webdriver.Chrome, graph_id: str) -> list[dict[str, Any]]:
+    """The traces Plotly has drawn in one dcc.Graph: name, x and y of each."""
+    script = (
+        "const plot = document.querySelector(arguments[0] + ' .js-plotly-plot');"
+        "return plot && plot.data ? plot.data.map(t => ({name: t.name, x: t.x, y: t.y})) : [];"
+    )
+    result: list[dict[str, Any]] = driver.execute_script(script, f"#{graph_id}")
+    return result
+
+
+def wait_for(driver: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any]) -> Any:
+    waiting = WebDriverWait(
+        driver, WAIT, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return waiting.until(condition)
+
+
+def test_page_shows_the_latest_window_summed_over_partitions(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    seed_shop(layout)
+    browser.get(dashboard.url)
+
+    wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
+    cards = kpis(browser)
+    assert cards["Page views"] == ("273", "window 12:20\u201312:21 UTC")
+    assert cards["Orders"][0] == "6"
+    assert cards["Revenue"] == ("USD 180.00", "EUR 45.50")
+    assert cards["Late events"][0] == "3"
+    assert cards["Duplicates dropped"][0] == "5"
+    assert cards["Dead letters"][0] == "4"
+
+    top = wait_for(browser, lambda d: plotted(d, "top-pages"))[0]
+    assert (top["y"][-1], top["x"][-1]) == ("/home", 212)  # Plotly's last bar is the top one
+    assert "/home" in browser.find_element(By.ID, "top-pages").text
+    total = plotted(browser, "views-chart")[0]
+    assert (total["name"], len(total["y"]), total["y"][-1]) == ("All pages", 21, 273)
+    revenue = {t["name"]: t["y"][-1] for t in plotted(browser, "revenue-chart")}
+    assert revenue == {"EUR": 45.5, "USD": 180.0}
+    rows = browser.find_elements(By.CSS_SELECTOR, "#pipeline-table tbody tr")
+    assert len(rows) == 5  # clicks 0..2, orders 0..1
+    assert "event time 12:20:39 UTC" in browser.find_element(By.ID, "event-time").text
+    assert browser.find_element(By.ID, "status").text.startswith("Live")
+
+    browser.save_screenshot(str(tmp_path / "dashboard.png"))
+
+
+def test_page_follows_new_numbers_written_to_redis(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome
+) -> None:
+    seed_shop(layout)
+    browser.get(dashboard.url)
+    wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
+
+    layout.page_views(LATEST, 2, {"/home": 112, "/checkout": 6})  # partition 2 rewrites 12 -> 112
+    layout.pipeline("orders", 1, dead_letters=10)
+
+    wait_for(browser, lambda d: kpis(d)["Page views"][0] == "373")
+    wait_for(browser, lambda d: kpis(d)["Dead letters"][0] == "11")
+
+    layout.page_views(LATEST + MINUTE, 0, {"/pricing": 50})
+    layout.page_views(LATEST + MINUTE, 1, {"/pricing": 25})
+
+    wait_for(browser, lambda d: kpis(d)["Page views"][0] == "75")
+    wait_for(browser, lambda d: plotted(d, "top-pages")[0]["y"] == ["/pricing"])
+
+
+def test_empty_redis_shows_empty_states_not_errors(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(dashboard.url)
+
+    wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("Live"))
+    assert kpis(browser)["Page views"] == ("0", "no windows yet")
+    assert "No page views yet" in browser.find_element(By.ID, "views-chart").text
+    assert "No orders yet" in browser.find_element(By.ID, "revenue-chart").text
+    assert "No events processed yet" in browser.find_element(By.ID, "pipeline-table").text
+    browser.save_screenshot(str(tmp_path / "empty.png"))
+
+
+def test_page_says_redis_is_unreachable_when_it_goes_away(
+    browser: webdriver.Chrome, launch: Callable[..., Dashboard], tmp_path: Path
+) -> None:
+    own_redis = LocalRedis(tmp_path / "redis", free_port())
+    own_redis.start()
+    try:
+        seed_shop(LayoutWriter(redis.Redis.from_url(own_redis.url)))
+        dashboard = launch(tmp_path / "dashboard", own_redis.url)
+        browser.get(dashboard.url)
+        wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
+
+        own_redis.stop()
+
+        wait_for(browser, lambda d: "Redis unreachable" in d.find_element(By.ID, "status").text)
+        status = browser.find_element(By.ID, "status")
+        assert "status-down" in (status.get_attribute("class") or "")
+        assert "Connection refused" in (status.get_attribute("title") or "")
+        assert "page-stale" in (browser.find_element(By.ID, "page").get_attribute("class") or "")
+        assert kpis(browser)["Page views"][0] == "273"  # the last numbers stay, dimmed
+        code, _, body = dashboard.get("/healthz")
+        assert code == 503
+        assert isinstance(body, dict)
+        assert "unreachable" in body["error"]
+        assert dashboard.get("/api/v1/page-views")[0] == 503
+        browser.save_screenshot(str(tmp_path / "unreachable.png"))
+    finally:
+        own_redis.stop()
+
+
+def test_a_password_guards_the_page_and_the_api(
+    redis_server: LocalRedis,
+    layout: LayoutWriter,
+    launch: Callable[..., Dashboard],
+    browser: webdriver.Chrome,
+    tmp_path: Path,
+) -> None:
+    seed_shop(layout)
+    dashboard = launch(
+        tmp_path, redis_server.url, CLICKSTREAM_DASHBOARD_USER="ops",
+        CLICKSTREAM_DASHBOARD_PASSWORD="s3cret",
+    )  # fmt: skip
+
+    for path in ("/api/v1/pipeline", "/api/v1/page-views", "/", "/_dash-layout"):
+        code, headers, body = dashboard.get(path)
+        assert (code, body) == (401, {"error": "login required"}), path
+        assert headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert dashboard.get("/api/v1/pipeline", auth=("ops", "wrong"))[0] == 401
+    assert dashboard.get("/api/v1/pipeline", auth=("admin", "s3cret"))[0] == 401
+    assert dashboard.get("/api/v1/pipeline", auth=("ops", "s3cret"))[0] == 200
+    assert dashboard.get("/healthz")[0] == 200
+
+    token = base64.b64encode(b"ops:s3cret").decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
+    )
+    try:
+        browser.get(dashboard.url)
+        wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
+    finally:
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})

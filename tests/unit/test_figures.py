@@ -1,0 +1,180 @@
+"""Figure builders: given read-model rows, the traces, values and display strings they produce."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import plotly.graph_objects as go
+import pytest
+
+from dashboard import figures
+from dashboard.figures import Kpi
+from serving.read_model import OrderRow, PageViewRow, PartitionRow, PipelineRow
+
+MINUTE = 60_000
+T0 = 1_767_268_800_000  # 2026-01-01 12:00 UTC
+
+
+def views(window: int, url: str, n: int) -> PageViewRow:
+    return PageViewRow(T0 + window * MINUTE, url, n)
+
+
+def order(window: int, currency: str, orders: int, cents: int) -> OrderRow:
+    return OrderRow(T0 + window * MINUTE, currency, orders, cents)
+
+
+def stream(name: str, *partitions: PartitionRow) -> PipelineRow:
+    marks = [p.watermark_ms for p in partitions if p.watermark_ms is not None]
+    return PipelineRow(
+        name,
+        accepted=sum(p.accepted for p in partitions),
+        duplicates=sum(p.duplicates for p in partitions),
+        late=sum(p.late for p in partitions),
+        dead_letters=sum(p.dead_letters for p in partitions),
+        low_watermark_ms=min(marks, default=None),
+        partitions=partitions,
+    )
+
+
+def annotation_texts(figure: go.Figure) -> list[str]:
+    return [a.text for a in figure.layout.annotations]
+
+
+def test_page_views_draw_the_total_then_the_top_urls_by_views() -> None:
+    rows = [
+        views(0, "/home", 5),
+        views(0, "/cart", 1),
+        views(0, "/blog", 2),
+        views(1, "/home", 7),
+        views(1, "/blog", 4),
+    ]
+
+    figure = figures.page_views_figure(rows, top_n=2)
+
+    assert [t.name for t in figure.data] == ["All pages", "/home", "/blog"]
+    assert figure.data[0].y == (8, 11)
+    assert figure.data[2].y == (2, 4)
+    assert figure.data[0].x == ("2026-01-01 12:00:00", "2026-01-01 12:01:00")
+
+
+def test_a_url_missing_from_a_window_is_drawn_as_zero_there() -> None:
+    figure = figures.page_views_figure([views(0, "/home", 3), views(1, "/cart", 9)], top_n=5)
+
+    by_name = {t.name: t.y for t in figure.data}
+
+    assert by_name["/home"] == (3, 0)
+    assert by_name["/cart"] == (0, 9)
+
+
+def test_page_views_axis_names_the_window_size() -> None:
+    figure = figures.page_views_figure([views(0, "/home", 1)], window_ms=5 * MINUTE)
+
+    assert figure.layout.yaxis.title.text == "Page views per 5 min"
+    assert figure.layout.xaxis.title.text == "Window start (UTC)"
+
+
+def test_revenue_has_one_series_per_currency_in_units_not_cents() -> None:
+    rows = [order(0, "USD", 2, 1999), order(1, "USD", 1, 500), order(1, "EUR", 1, 4550)]
+
+    figure = figures.revenue_figure(rows)
+
+    assert [t.name for t in figure.data] == ["EUR", "USD"]
+    eur, usd = figure.data
+    assert usd.y == (19.99, 5.0)
+    assert eur.y == (0.0, 45.5)
+    assert usd.customdata == ("USD 19.99", "USD 5.00")
+    assert figure.layout.yaxis.title.text == "Revenue per minute"
+
+
+def test_top_pages_show_the_latest_window_largest_bar_on_top() -> None:
+    rows = [views(0, "/old", 99), views(1, "/a", 3), views(1, "/b", 10), views(1, "/c", 3)]
+
+    (bars,) = figures.top_pages_figure(rows, limit=2).data
+
+    assert bars.y == ("/a", "/b")  # Plotly draws the last category at the top
+    assert bars.x == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: figures.page_views_figure([]), "No page views yet"),
+        (lambda: figures.top_pages_figure([]), "No page views yet"),
+        (lambda: figures.revenue_figure([]), "No orders yet"),
+    ],
+)
+def test_no_rows_give_an_empty_state_figure(build: Callable[[], go.Figure], message: str) -> None:
+    figure = build()
+
+    assert figure.data == ()
+    assert any(text.startswith(message) for text in annotation_texts(figure))
+
+
+def test_kpis_sum_the_latest_window_and_the_pipeline_counters() -> None:
+    page_views = [views(0, "/home", 100), views(1, "/home", 7), views(1, "/cart", 3)]
+    orders = [order(0, "USD", 9, 900), order(1, "EUR", 1, 250), order(1, "USD", 2, 12_345)]
+    pipeline = [
+        stream("clicks", PartitionRow(0, T0, 10, 2, 1, 0), PartitionRow(1, T0, 10, 1, 0, 0)),
+        stream("orders", PartitionRow(0, T0, 5, 0, 0, 4)),
+    ]
+
+    cards = figures.kpis(page_views, orders, pipeline, window_ms=MINUTE, grace_ms=30_000)
+
+    assert cards == [
+        Kpi("Page views", "10", "window 12:01\u201312:02 UTC"),
+        Kpi("Orders", "3", "window 12:01\u201312:02 UTC"),
+        Kpi("Revenue", "USD 123.45", "EUR 2.50"),
+        Kpi("Late events", "1", "beyond 30 s grace", "warn"),
+        Kpi("Duplicates dropped", "3", "redeliveries, counted once"),
+        Kpi("Dead letters", "4", "in the dead-letter topic", "bad"),
+    ]
+
+
+def test_kpis_before_any_data_are_zeros_not_errors() -> None:
+    cards = {k.label: k for k in figures.kpis([], [], [])}
+
+    assert cards["Page views"].value == "0"
+    assert cards["Revenue"].value == "\u2014"
+    assert cards["Dead letters"] == Kpi("Dead letters", "0", "no bad input", "good")
+
+
+def test_pipeline_table_has_a_row_per_partition_with_its_watermark() -> None:
+    pipeline = [stream("clicks", PartitionRow(0, T0 + 61_000, 1234, 0, 0, 0)), stream("orders")]
+
+    table = figures.pipeline_table(pipeline)
+
+    assert table.rows == (("clicks", "0", "12:01:01", "1,234", "0", "0", "0"),)
+    assert len(table.header) == len(table.rows[0])
+
+
+def test_event_time_is_the_lowest_watermark_over_streams() -> None:
+    pipeline = [
+        stream("clicks", PartitionRow(0, T0 + 5_000, 1, 0, 0, 0)),
+        stream(
+            "orders", PartitionRow(0, T0 + 2_000, 1, 0, 0, 0), PartitionRow(1, None, 0, 0, 0, 0)
+        ),
+    ]
+
+    assert figures.event_time(pipeline) == "event time 12:00:02 UTC"
+    assert figures.event_time([stream("clicks")]) == "no events processed yet"
+
+
+@pytest.mark.parametrize(
+    ("cents", "text"),
+    [(0, "USD 0.00"), (5, "USD 0.05"), (123_456_789, "USD 1,234,567.89"), (-250, "USD -2.50")],
+)
+def test_money_is_exact_from_cents(cents: int, text: str) -> None:
+    assert figures.money(cents, "USD") == text
+
+
+@pytest.mark.parametrize(
+    ("window_ms", "text"),
+    [(None, "per minute"), (60_000, "per minute"), (300_000, "per 5 min"), (30_000, "per 30 s")],
+)
+def test_per_window_reads_naturally(window_ms: int | None, text: str) -> None:
+    assert figures.per_window(window_ms) == text
+
+
+def test_money_uses_the_currency_minor_digits():
+    assert figures.money(150050, "USD") == "USD 1,500.50"
+    assert figures.money(1500, "JPY") == "JPY 1,500"
