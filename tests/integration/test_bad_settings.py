@@ -44,10 +44,12 @@ def test_bad_value_is_one_line_naming_the_variable():
     ("command", "variable"),
     [(("worker",), "CLICKSTREAM_WORKER_PORT"), (("dashboard",), "CLICKSTREAM_DASHBOARD_PORT")],
 )
-def test_port_in_use_is_one_line(command, variable, tmp_path):
+def test_port_in_use_is_one_line(command, variable, tmp_path, redis_server):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = str(holder.getsockname()[1])
-        result = run(*command, **{variable: port, "CLICKSTREAM_VAR_DIR": str(tmp_path)})
+        env = {variable: port, "CLICKSTREAM_VAR_DIR": str(tmp_path),
+               "CLICKSTREAM_REDIS_URL": redis_server.url}  # fmt: skip
+        result = run(*command, **env)
     assert_one_line(result, variable, port)
