@@ -6,7 +6,6 @@ one snapshot every REFRESH_MS; when Redis is away it keeps the last numbers and 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import socket
 import sys
@@ -16,29 +15,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dash
 import flask
-import orjson
 import redis
 from dash import Input, Output, dcc, html
 from werkzeug.serving import make_server
 
 from clickstream.settings import Settings
-from dashboard import figures
+from dashboard import api, figures
 from serving import read_model
 
 REFRESH_MS = 2000
 CHART_WINDOWS = 30  # windows drawn on the time charts
 TOP_URLS = 5  # URLs drawn as their own line
-API_DEFAULT_WINDOWS = 10
 TITLE = "Clickstream · Live analytics"
 GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
 
 
 class StartupError(RuntimeError):
     """The dashboard cannot start; the message names the problem and the fix."""
-
-
-class BadRequest(ValueError):
-    pass
 
 
 def create_app(settings: Settings, client: redis.Redis | None = None) -> dash.Dash:
@@ -55,8 +48,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> dash.Da
         suppress_callback_exceptions=False,
     )
     server: flask.Flask = app.server
-    _require_login(server, settings.dashboard_user, settings.dashboard_password)
-    _add_api(server, client, settings.app_id)
+    api.require_login(server, settings.dashboard_user, settings.dashboard_password)
+    api.add_api(server, client, settings.app_id)
     app.layout = _layout(settings)
     _add_refresh(app, client, settings.app_id)
     return app
@@ -259,83 +252,6 @@ def _table(table: figures.Table) -> html.Table | html.P:
             html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in table.rows]),
         ],
     )
-
-
-# --- HTTP API and login --------------------------------------------------------------------------
-
-
-def _add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
-    @server.get("/healthz")
-    def healthz() -> flask.Response:
-        read_model.ping(client)
-        return _json({"status": "ok", "redis": "ok"})
-
-    @server.get("/api/v1/page-views")
-    def page_views() -> flask.Response:
-        n = _windows_param()
-        return _json({"windows": n, "rows": read_model.page_views(client, app_id, n)})
-
-    @server.get("/api/v1/orders")
-    def orders() -> flask.Response:
-        n = _windows_param()
-        return _json({"windows": n, "rows": read_model.orders(client, app_id, n)})
-
-    @server.get("/api/v1/pipeline")
-    def pipeline() -> flask.Response:
-        return _json({"streams": read_model.pipeline(client, app_id)})
-
-    @server.get("/api/v1/meta")
-    def meta() -> flask.Response:
-        return _json(read_model.meta(client, app_id))
-
-    @server.route("/api/<path:_rest>")
-    def unknown(_rest: str) -> flask.Response:
-        return _json({"error": f"no such endpoint: {flask.request.path}"}, 404)
-
-    @server.errorhandler(BadRequest)
-    def bad_request(exc: BadRequest) -> flask.Response:
-        return _json({"error": str(exc)}, 400)
-
-    @server.errorhandler(read_model.Unavailable)
-    def unavailable(exc: read_model.Unavailable) -> flask.Response:
-        return _json({"status": "unavailable", "error": str(exc)}, 503)
-
-
-def _windows_param() -> int:
-    text = flask.request.args.get("windows", str(API_DEFAULT_WINDOWS))
-    if not text.isdigit() or not 1 <= int(text) <= read_model.MAX_WINDOWS:
-        raise BadRequest(
-            f"windows must be a whole number from 1 to {read_model.MAX_WINDOWS}, got {text!r}"
-        )
-    return int(text)
-
-
-def _json(body: object, status: int = 200) -> flask.Response:
-    return flask.Response(orjson.dumps(body), status=status, mimetype="application/json")
-
-
-def _require_login(server: flask.Flask, user: str, password: str) -> None:
-    """HTTP Basic login on every route but /healthz, when a password is set."""
-    if not password:
-        return
-
-    @server.before_request
-    def login() -> flask.Response | None:
-        if flask.request.path == "/healthz":
-            return None
-        auth = flask.request.authorization
-        if auth is not None and auth.type == "basic":
-            user_ok = _same(auth.username, user)
-            password_ok = _same(auth.password, password)  # checked even when the user is wrong
-            if user_ok and password_ok:
-                return None
-        response = _json({"error": "login required"}, 401)
-        response.headers["WWW-Authenticate"] = 'Basic realm="Clickstream", charset="UTF-8"'
-        return response
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return hmac.compare_digest((given or "").encode(), expected.encode())
 
 
 def _redacted(url: str) -> str:
