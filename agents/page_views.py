@@ -7,6 +7,7 @@ from agents.windowed import EventKind, Increments
 from serving import keys
 from serving.projection import MetricLayout
 from streams.records import ClickEvent, ClickType
+from streams.topics import PAGE_VIEW_TABLE
 from streams.validation import parse_click
 
 ONE_VIEW = (1,)
@@ -18,7 +19,7 @@ def page_view_increments(click: ClickEvent) -> Increments:
 
 COUNT_PAGE_VIEWS = EventKind(
     agent="count_page_views",
-    table="page_view_windows",
+    table=PAGE_VIEW_TABLE,
     parse=parse_click,
     increments=page_view_increments,
     layout=MetricLayout(keys.PAGE_VIEWS, stream="clicks"),

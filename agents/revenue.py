@@ -9,6 +9,7 @@ from agents.windowed import EventKind, Increments
 from serving import keys
 from serving.projection import MetricLayout
 from streams.records import OrderCreated
+from streams.topics import REVENUE_TABLE
 from streams.validation import parse_order
 
 
@@ -18,7 +19,7 @@ def revenue_increments(order: OrderCreated) -> Increments:
 
 SUM_REVENUE = EventKind(
     agent="sum_revenue",
-    table="revenue_windows",
+    table=REVENUE_TABLE,
     parse=parse_order,
     increments=revenue_increments,
     layout=MetricLayout(keys.ORDERS, stream="orders", count_names=("orders", "cents")),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -83,6 +85,38 @@ def dashboard() -> None:
         serve(load_settings())
     except StartupError as exc:
         raise LocalServiceError(str(exc)) from None
+
+
+@cli.command("dead-letters")
+@click.option("-n", "--last", default=20, show_default=True, help="per partition")
+@one_line_errors
+def dead_letters(last: int) -> None:
+    """Show the newest dead letters: reason, source record, detail, payload preview."""
+    from clickstream.dead_letters import read_dead_letters
+
+    s = load_settings()
+    letters = asyncio.run(read_dead_letters(s.bootstrap, s.topics.dead_letters.name, last))
+    for letter in letters:
+        preview = letter.payload[:80].decode(errors="replace")
+        click.echo(f"{letter.reason:<24} {letter.source:<28} {letter.detail}\n    {preview!r}")
+    click.echo(f"{len(letters)} dead letters in {s.topics.dead_letters.name}", err=True)
+
+
+@cli.command()
+@click.confirmation_option(prompt="Stop local Kafka/Redis and delete all local data?")
+def reset() -> None:
+    """Stop the local Kafka and Redis and delete CLICKSTREAM_VAR_DIR (jars are kept)."""
+    s = load_settings()
+    local_kafka(s).stop()
+    local_redis(s).stop()
+    kept = {s.var_dir / "kafka", s.var_dir / "kafka" / "jars"}
+    for path in [*s.var_dir.glob("*"), *(s.var_dir / "kafka").glob("*")]:
+        if path not in kept:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    click.echo(f"reset {s.var_dir}: local Kafka, Redis and worker data removed")
 
 
 @cli.group()

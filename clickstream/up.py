@@ -43,7 +43,7 @@ def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 @click.command()
 @click.option("--rate", default=100.0, show_default=True, help="generated events per second")
-@click.option("--seed", default=None, type=int, help="generator seed (default: random)")
+@click.option("--seed", default=None, type=int, help="generator seed (default: new each run)")
 @one_line_errors
 def up(rate: float, seed: int | None) -> None:
     """Run everything locally and print the dashboard address; Ctrl-C stops all of it."""
@@ -70,7 +70,7 @@ def up(rate: float, seed: int | None) -> None:
         logs = s.var_dir / "logs"
         children["worker"] = _spawn(logs, "worker", "worker")
         generate = ["generate", "--pace", "--rate", str(rate), "--no-progress"]
-        seeded = ["--seed", str(seed)] if seed is not None else []
+        seeded = ["--seed", str(seed if seed is not None else time.time_ns() % 2**31)]
         children["generate"] = _spawn(logs, "generate", *generate, *seeded)
         children["dashboard"] = _spawn(logs, "dashboard", "dashboard")
         click.secho(

@@ -19,15 +19,21 @@ class TopicSpec:
     compacted: bool = False
 
 
+PAGE_VIEW_TABLE = "page_view_windows"
+REVENUE_TABLE = "revenue_windows"
+TABLES = (PAGE_VIEW_TABLE, REVENUE_TABLE)
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     clicks: TopicSpec
     orders: TopicSpec
     dead_letters: TopicSpec
     late_events: TopicSpec
+    changelogs: tuple[TopicSpec, ...]
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.clicks, self.orders, self.dead_letters, self.late_events)
+        return (self.clicks, self.orders, self.dead_letters, self.late_events, *self.changelogs)
 
 
 def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology:
@@ -47,5 +53,11 @@ def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology
             "original key",
             "LateEvent JSON: event, window, watermark, source topic/partition/offset",
             partitions,
+        ),
+        # Created by us before Faust starts (Faust would create them too, racing its own
+        # metadata); named as Faust names them. Partition p holds source partition p's state.
+        changelogs=tuple(
+            TopicSpec(f"{app_id}-{table}-changelog", "state key", "state value", partitions, True)
+            for table in TABLES
         ),
     )

@@ -4,6 +4,9 @@ events are dead letters with reasons, late events are recorded, and the worker k
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import orjson
@@ -32,7 +35,9 @@ FAULTY = GeneratorConfig(
 )
 
 
-def test_worker_results_equal_the_oracle(settings, start_worker, redis_server, tmp_path):
+def test_worker_results_equal_the_oracle(
+    settings, pipeline_env, start_worker, redis_server, tmp_path
+):
     jsonl = tmp_path / "events.jsonl"
     asyncio.run(produce(settings, FAULTY, jsonl, pace=False, progress=False))
     lines = list(read_jsonl(jsonl))
@@ -64,3 +69,10 @@ def test_worker_results_equal_the_oracle(settings, start_worker, redis_server, t
     assert len(late) == sum(expected.late.values())
     assert len({orjson.loads(record.value)["id"] for record in late}) == len(late)
     assert worker.alive(), "bad input must never stop the worker"
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "clickstream", "dead-letters", "--last", "100000"],
+        env={**os.environ, **pipeline_env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert f"{len(dead)} dead letters in" in shown.stderr
+    assert all(reason in shown.stdout for reason in expected.dead_letter_reasons)

@@ -1,0 +1,58 @@
+"""Reading the dead-letter topic back: what was rejected, why, and from where."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
+
+from clickstream.kafka_admin import KafkaUnreachable
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    source: str  # topic/partition/offset
+    payload: bytes
+
+
+async def read_dead_letters(bootstrap: str, topic: str, last: int) -> list[DeadLetter]:
+    """The newest `last` dead letters of every partition (no consumer group, nothing committed)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        await consumer.start()
+    except KafkaConnectionError:
+        raise KafkaUnreachable(
+            f"cannot reach Kafka at {bootstrap}; set CLICKSTREAM_KAFKA_BOOTSTRAP or start it"
+        ) from None
+    try:
+        deadline = time.monotonic() + 10
+        while not consumer.assignment() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # a group-less subscription assigns every partition
+        partitions = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(0, ends[tp] - last))
+        letters: list[DeadLetter] = []
+        while time.monotonic() < deadline and [
+            tp for tp in partitions if await consumer.position(tp) < ends[tp]
+        ]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                letters.extend(_letter(record.headers, record.value) for record in records)
+        return letters
+    finally:
+        # aiokafka 0.14 re-raises the cancellation of its own idle commit task when a
+        # group-less consumer stops; nothing of ours was cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
+
+
+def _letter(headers: Iterator[tuple[str, bytes]], value: bytes | None) -> DeadLetter:
+    h = {name: raw.decode(errors="replace") for name, raw in headers}
+    return DeadLetter(h.get("reason", "?"), h.get("detail", ""), h.get("id", "?"), value or b"")
