@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> faust.App:
             ):
                 await aggregation.apply(events)
 
+        aggregate.__qualname__ = aggregate.__name__ = kind.agent  # how Faust logs it
         app.agent(source, name=kind.agent)(aggregate)
 
     attach(COUNT_PAGE_VIEWS, topics.clicks.name)
