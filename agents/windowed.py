@@ -18,7 +18,7 @@ import orjson
 from faust.types import EventT, Message
 
 from serving.projection import MetricLayout, RedisProjection
-from streams.eventtime import format_timestamp
+from streams.eventtime import event_time_ms, format_timestamp
 from streams.validation import InvalidEvent, Limits
 from tables.state_table import commit_outcomes, partition_reader
 from tables.window_state import BatchOutcome, Observation, Rejected, apply_batch
@@ -66,7 +66,7 @@ class WindowedAggregation:
         except InvalidEvent as exc:
             return Rejected(message.offset, exc.reason, exc.detail)
         return Observation(
-            message.offset, event.event_id, event.occurred_at_ms, self.kind.increments(event)
+            message.offset, event.event_id, event_time_ms(event), self.kind.increments(event)
         )
 
     async def apply(self, events: Sequence[EventT]) -> list[BatchOutcome]:

@@ -18,6 +18,7 @@ from generator.ids import random_uuid
 from generator.malformed import BREAKERS, MALFORMED_REASONS
 from generator.world import PlannedEvent, Scenario
 from streams.codec import click_body, dumps, legacy_order_body, order_body
+from streams.eventtime import event_time_ms
 from streams.records import ClickEvent
 
 DUPLICATE_MAX_DELAY_MS = 5_000
@@ -62,7 +63,7 @@ class FaultInjector:
         delay_ms = 0
         if fault is None:
             fault, delay_ms = self._timing_fault()
-        key, occurred_at_ms = record.user_id.encode(), record.occurred_at_ms
+        key, occurred_at_ms = record.user_id.encode(), event_time_ms(record)
         first = Emission(
             stream,
             key,
