@@ -17,6 +17,7 @@ import faust
 import orjson
 from faust.types import EventT, Message
 
+from agents.metrics import record_progress
 from serving.projection import MetricLayout, RedisProjection
 from streams.eventtime import event_time_ms, format_timestamp
 from streams.validation import InvalidEvent, Limits
@@ -86,6 +87,7 @@ class WindowedAggregation:
         self.projection.stage(outcomes)
         await self.projection.flush()
         await commit_outcomes(self.app, self.table, outcomes)
+        record_progress(self.kind.layout.stream, outcomes)
         return outcomes
 
     async def _emit(

@@ -7,6 +7,7 @@ from typing import cast
 
 import faust
 import redis.asyncio as aioredis
+from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.page_views import COUNT_PAGE_VIEWS
 from agents.revenue import SUM_REVENUE
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         env={},  # Faust would read BROKER_URL, WEB_PORT, ... itself; settings are ours alone
     )
+    setup_prometheus_sensors(app, name_prefix=settings.app_id)  # GET /metrics on the worker
     redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5)
     spec = WindowSpec(settings.window_ms, settings.grace_ms)
     topics = settings.topics

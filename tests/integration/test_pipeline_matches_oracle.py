@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 
 import orjson
@@ -69,6 +70,16 @@ def test_worker_results_equal_the_oracle(
     assert len(late) == sum(expected.late.values())
     assert len({orjson.loads(record.value)["id"] for record in late}) == len(late)
     assert worker.alive(), "bad input must never stop the worker"
+
+    port = worker.env["CLICKSTREAM_WORKER_PORT"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    late_clicks = expected.late[settings.clicks_topic]
+    assert b"clickstream_partition_events{" in metrics and b"_messages_received_total" in metrics
+    assert sum(
+        float(line.rsplit(b" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(b'clickstream_partition_events{fate="late"') and b'"clicks"' in line
+    ) == late_clicks
 
     shown = subprocess.run(
         [sys.executable, "-m", "clickstream", "dead-letters", "--last", "100000"],
