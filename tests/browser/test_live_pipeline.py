@@ -1,0 +1,50 @@
+"""The whole path a user watches: generator -> Kafka -> worker -> Redis -> dashboard in
+headless Chromium, compared with the oracle's numbers for the latest window."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+import redis
+from test_dashboard_page import kpis, plotted, wait_for
+
+from generator.config import GeneratorConfig
+from generator.produce import produce, read_jsonl
+from tests.oracle import recompute
+from tests.rig import processed, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+TRAFFIC = GeneratorConfig(seed=11, count=4_000, events_per_second=40)
+
+
+def test_dashboard_shows_what_the_pipeline_computed(
+    settings, start_worker, redis_server, launch, browser, tmp_path
+):
+    jsonl = tmp_path / "events.jsonl"
+    asyncio.run(produce(settings, TRAFFIC, jsonl, pace=False, progress=False))
+    expected = recompute(list(read_jsonl(jsonl)), settings.clicks_topic, settings.orders_topic,
+                         settings.window_ms, settings.grace_ms)  # fmt: skip
+    worker = start_worker()
+    client = redis.Redis.from_url(redis_server.url)
+    wait_until(
+        lambda: processed(client, settings.app_id, "clicks")
+        == expected.messages[settings.clicks_topic],
+        within=180, why="clicks processed", alive=worker.alive,
+    )  # fmt: skip
+
+    latest = max(start for start, _ in expected.page_views)
+    pages = Counter(
+        {page: n for (start, page), n in expected.page_views.items() if start == latest}
+    )
+    dashboard = launch(tmp_path / "dashboard", redis_server.url, CLICKSTREAM_APP_ID=settings.app_id)
+    browser.get(dashboard.url)
+
+    wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == f"{pages.total():,}")
+    top_page, top_views = pages.most_common(1)[0]
+    bars = wait_for(browser, lambda d: plotted(d, "top-pages"))
+    drawn = dict(zip(bars[0]["y"], bars[0]["x"], strict=True))
+    assert drawn[top_page] == top_views
+    browser.save_screenshot(str(tmp_path / "live.png"))
