@@ -41,6 +41,20 @@ def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
             child.wait()
 
 
+class _Stop(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop everything, even if SIGINT was ignored when we started."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 @click.command()
 @click.option("--rate", default=100.0, show_default=True, help="generated events per second")
 @click.option("--seed", default=None, type=int, help="generator seed (default: new each run)")
@@ -48,6 +62,7 @@ def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 def up(rate: float, seed: int | None) -> None:
     """Run everything locally and print the dashboard address; Ctrl-C stops all of it."""
     s = load_settings()
+    _stop_on_signals()
     for name, port in (("CLICKSTREAM_DASHBOARD_PORT", s.dashboard_port),
                        ("CLICKSTREAM_WORKER_PORT", s.worker_port)):  # fmt: skip
         if port_open(port):
