@@ -13,5 +13,9 @@ check:
 	@scripts/bootstrap.sh
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 
+bench:
+	@scripts/bootstrap.sh
+	@.venv/bin/python -m bench
+
 clean:
 	rm -rf var

@@ -75,11 +75,14 @@ def test_worker_results_equal_the_oracle(
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
     late_clicks = expected.late[settings.clicks_topic]
     assert b"clickstream_partition_events{" in metrics and b"_messages_received_total" in metrics
-    assert sum(
-        float(line.rsplit(b" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith(b'clickstream_partition_events{fate="late"') and b'"clicks"' in line
-    ) == late_clicks
+    assert (
+        sum(
+            float(line.rsplit(b" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith(b'clickstream_partition_events{fate="late"') and b'"clicks"' in line
+        )
+        == late_clicks
+    )
 
     shown = subprocess.run(
         [sys.executable, "-m", "clickstream", "dead-letters", "--last", "100000"],

@@ -1,0 +1,187 @@
+"""`python -m bench`: generate click data once, then run each contender on it in turn, round
+after round, and report median throughput and paired ratios (table on stdout; JSON, chart and
+logs under var/bench/).
+
+  python -m bench [--events N] [--rounds R] [--contenders a,b,c] [--partitions P]
+                  [--timeout S] [--seed K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench.chart import write_chart
+from bench.contenders import CONTENDERS, ROOT, Target
+from bench.harness import local_services, produce_data, run_once, warm_up_broker
+from bench.report import RunResult, ratios, render_table, summarize, to_json
+from clickstream.kafka_admin import KafkaUnreachable
+from clickstream.local.process import LocalServiceError
+from generator.produce import ProduceError
+
+DEFAULT_EVENTS = 200_000  # ~6 min for 3 rounds on 2 busy cores (naive Faust: ~2.6k msg/s)
+OUT = ROOT / "var" / "bench"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"bench: {message} (see python -m bench --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _contender_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONTENDERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown contender {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(CONTENDERS)}"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a contender is named twice in {text!r}")
+    return names
+
+
+def _bounded_int(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(
+        prog="python -m bench",
+        description="Throughput of the clickstream worker against its peers, side by side.",
+    )
+    parser.add_argument(
+        "--events", type=_bounded_int(10_000, 10_000_000), default=DEFAULT_EVENTS,
+        help=f"generator emissions to produce once (~99%% clicks); default {DEFAULT_EVENTS:,}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=_bounded_int(1, 20), default=3,
+        help="rounds; each runs every contender once, in rotating order (default 3)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--contenders", type=_contender_list, default=list(CONTENDERS),
+        help=f"comma-separated, from {','.join(CONTENDERS)} (default all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--partitions", type=_bounded_int(1, 64), default=4,
+        help="partitions of the input topics (default 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=_bounded_int(10, 3600), default=300,
+        help="seconds one run may take before it is stopped and counted as failed (default 300)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    return parser.parse_args(argv)
+
+
+def run_rounds(args: argparse.Namespace, target: Target, home: Path, logs: Path) -> list[RunResult]:
+    results = []
+    names: list[str] = args.contenders
+    for round in range(1, args.rounds + 1):
+        shift = (round - 1) % len(names)  # rotate, so no contender always runs first
+        for name in names[shift:] + names[:shift]:
+            folder, log = home / f"{round}-{name}", logs / f"{round}-{name}.log"
+            results.append(
+                run_once(CONTENDERS[name], target, round, args.rounds, folder, log, args.timeout)
+            )
+            if results[-1].error:
+                print(f"bench: {name} round {round}: {results[-1].error}", file=sys.stderr)
+    return results
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: contenders, Kafka, Redis
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    # aiokafka's warnings while the fresh broker elects a group coordinator are expected here
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    logs = OUT / f"{stamp}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="clickstream-bench-") as tmp,
+            local_services(Path(tmp)) as (kafka, redis_server),
+        ):
+            produced = produce_data(
+                kafka.bootstrap, "bench-clicks", "bench-orders", args.partitions, args.events,
+                args.seed,
+            )  # fmt: skip
+            warm_up_broker(kafka.bootstrap, "bench-clicks")
+            target = Target(
+                kafka.bootstrap, redis_server.url, "bench-clicks", "bench-orders",
+                args.partitions, produced.by_stream["clicks"], max_seconds=args.timeout + 60,
+            )  # fmt: skip
+            results = run_rounds(args, target, Path(tmp), logs)
+    except KeyboardInterrupt:
+        print("bench: interrupted; contenders, Kafka and Redis stopped", file=sys.stderr)
+        return 130
+    except (LocalServiceError, KafkaUnreachable, ProduceError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - began
+    summaries = summarize(results, args.contenders)
+    pairs = ratios(results)
+    meta = {
+        "started_at": started.isoformat(),
+        "duration_s": round(took, 1),
+        "events": args.events,
+        "clicks_messages": target.expected,
+        "produced": produced.summary(),
+        "rounds": args.rounds,
+        "partitions": args.partitions,
+        "contenders": args.contenders,
+        "seed": args.seed,
+        "cpus": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "python": platform.python_version(),
+        "versions": {p: version(p) for p in ("faust-streaming", "aiokafka", "orjson")},
+    }
+    print(
+        f"{target.expected:,} click messages ({args.events:,} emissions), {args.rounds} rounds, "
+        f"{args.partitions} partitions, {os.cpu_count()} CPUs; run took {took / 60:.1f} min; "
+        f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}\n"
+    )
+    print(render_table(summaries, pairs))
+    report = OUT / f"{stamp}.json"
+    report.write_text(json.dumps(to_json(meta, results, summaries, pairs), indent=2) + "\n")
+    title = (
+        f"Steady throughput, median of {args.rounds} rounds, {target.expected:,} click messages, "
+        f"{args.partitions} partitions"
+    )
+    written = [report, *write_chart(summaries, title, OUT / f"{stamp}.html"), logs]
+    print("\nwrote " + ", ".join(str(path.relative_to(ROOT)) for path in written))
+    return 0 if all(r.error is None for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

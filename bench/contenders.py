@@ -1,0 +1,134 @@
+"""How each contender is started (a subprocess with its own group, port and data folder) and how
+its progress is observed: messages of the clicks topic it has fully processed, and when.
+
+  clickstream    `python -m clickstream worker`, configured only by CLICKSTREAM_* variables;
+                 progress = sum of the {partition}|accepted/duplicates/late/dead_letters fields
+                 of the Redis hash {app_id}:pipeline:clicks (it also consumes the orders topic)
+  faust-naive    bench.naive_faust, progress file
+  aiokafka-loop  bench.aiokafka_loop, progress file
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from bench.progress import read_progress
+from clickstream.local.process import free_port
+from serving import keys
+
+ROOT = Path(__file__).resolve().parents[1]
+PROCESSED_COUNTERS = frozenset({"accepted", "duplicates", "late", "dead_letters"})
+
+Observation = tuple[int, float]  # (messages processed, monotonic time of that count)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What every contender reads: the same broker, topics and data; Redis for our worker."""
+
+    bootstrap: str
+    redis_url: str
+    clicks_topic: str
+    orders_topic: str
+    partitions: int
+    expected: int  # messages in the clicks topic
+    max_seconds: float  # a contender still running after this stops itself (when it can)
+
+
+@dataclass
+class Launch:
+    """One run of one contender: its command, and how to read its progress."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    observe: Callable[[], Observation | None]
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    launch: Callable[[Target, Path, str], Launch]  # (target, run folder, run id)
+
+
+def _clean_environ() -> dict[str, str]:
+    """The bench's environment without any CLICKSTREAM_* setting of the caller's shell."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+
+
+def _clickstream(target: Target, folder: Path, run_id: str) -> Launch:
+    env = {
+        **_clean_environ(),
+        "CLICKSTREAM_KAFKA_BOOTSTRAP": target.bootstrap,
+        "CLICKSTREAM_REDIS_URL": target.redis_url,
+        "CLICKSTREAM_APP_ID": run_id,
+        "CLICKSTREAM_CLICKS_TOPIC": target.clicks_topic,
+        "CLICKSTREAM_ORDERS_TOPIC": target.orders_topic,
+        "CLICKSTREAM_PARTITIONS": str(target.partitions),
+        "CLICKSTREAM_VAR_DIR": str(folder / "var"),
+        "CLICKSTREAM_WORKER_PORT": str(free_port()),
+        "CLICKSTREAM_LOG_LEVEL": "warn",
+    }
+    client = redis.Redis.from_url(target.redis_url, socket_timeout=5, decode_responses=True)
+    hash_key = keys.pipeline(run_id, "clicks")
+
+    def observe() -> Observation | None:
+        total = 0
+        for name, value in client.hgetall(hash_key).items():
+            if keys.split_field(str(name))[1][0] in PROCESSED_COUNTERS:
+                total += int(value)
+        return (total, time.monotonic()) if total else None
+
+    # cwd = the run folder, so a developer's .env in the project cannot reach the worker
+    return Launch(
+        [sys.executable, "-m", "clickstream", "worker"], env, folder, observe, client.close
+    )
+
+
+def _faust_naive(target: Target, folder: Path, run_id: str) -> Launch:
+    progress = folder / "progress"
+    argv = [
+        sys.executable, "-m", "bench.naive_faust",
+        "--bootstrap", target.bootstrap,
+        "--topic", target.clicks_topic,
+        "--app-id", run_id,
+        "--partitions", str(target.partitions),
+        "--datadir", str(folder / "data"),
+        "--web-port", str(free_port()),
+        "--progress", str(progress),
+        "--expected", str(target.expected),
+        "--max-seconds", str(target.max_seconds),
+    ]  # fmt: skip
+    return Launch(argv, _clean_environ(), ROOT, lambda: read_progress(progress))
+
+
+def _aiokafka_loop(target: Target, folder: Path, run_id: str) -> Launch:
+    progress = folder / "progress"
+    argv = [
+        sys.executable, "-m", "bench.aiokafka_loop",
+        "--bootstrap", target.bootstrap,
+        "--topic", target.clicks_topic,
+        "--group", run_id,
+        "--progress", str(progress),
+        "--expected", str(target.expected),
+        "--max-seconds", str(target.max_seconds),
+    ]  # fmt: skip
+    return Launch(argv, _clean_environ(), ROOT, lambda: read_progress(progress))
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for c in (
+        Contender("clickstream", _clickstream),
+        Contender("faust-naive", _faust_naive),
+        Contender("aiokafka-loop", _aiokafka_loop),
+    )
+}
