@@ -14,16 +14,7 @@ from dashboard_rig import Dashboard, LayoutWriter, start_dashboard, stop_dashboa
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
-    server = LocalRedis(tmp_path_factory.mktemp("redis"), free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
