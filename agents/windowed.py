@@ -9,13 +9,13 @@ batch. The agent acks the batch only after all of this, so offsets never pass un
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT, Message
+from faust.types import TP, EventT
 
 from agents.metrics import record_progress
 from serving.projection import MetricLayout, RedisProjection
@@ -60,30 +60,43 @@ class WindowedAggregation:
         self.dead_letter_topic = dead_letter_topic
         self.late_topic = late_topic
 
-    def observe(self, message: Message) -> Observation | Rejected:
-        log_time_ms = round(message.timestamp * 1000)
+    def observe(self, offset: int, log_time_ms: int, value: bytes | None) -> Observation | Rejected:
         try:
-            event = self.kind.parse(message.value or b"", log_time_ms, self.limits)
+            event = self.kind.parse(value or b"", log_time_ms, self.limits)
         except InvalidEvent as exc:
-            return Rejected(message.offset, exc.reason, exc.detail)
+            return Rejected(offset, exc.reason, exc.detail)
         return Observation(
-            message.offset, event.event_id, event_time_ms(event), self.kind.increments(event)
+            offset, event.event_id, event_time_ms(event), self.kind.increments(event)
         )
 
-    async def apply(self, events: Sequence[EventT]) -> list[BatchOutcome]:
-        items: dict[int, list[Observation | Rejected]] = defaultdict(list)
-        messages: dict[tuple[int, int], Message] = {}
+    async def apply_fetched(self, fetched: Mapping[TP, list[Any]]) -> list[BatchOutcome]:
+        """The fast path: whole fetched lists of aiokafka records (timestamps in ms)."""
+        return await self._apply(
+            {tp.partition: [(r, r.timestamp) for r in records] for tp, records in fetched.items()}
+        )
+
+    async def apply_events(self, events: Sequence[EventT]) -> list[BatchOutcome]:
+        """The Faust agent path (test_context, or a topic not delivered in batches)."""
+        batch: dict[int, list[tuple[Any, int]]] = defaultdict(list)
         for event in events:
             message = event.message
-            items[message.partition].append(self.observe(message))
-            messages[message.partition, message.offset] = message
-        outcomes = [
-            apply_batch(p, sorted(batch, key=_offset), self.spec, partition_reader(self.table, p))
-            for p, batch in items.items()
-        ]
+            batch[message.partition].append((message, round(message.timestamp * 1000)))
+        return await self._apply(batch)
+
+    async def _apply(self, batch: Mapping[int, list[tuple[Any, int]]]) -> list[BatchOutcome]:
+        """`batch`: source partition -> (record, log time ms) in offset order."""
+        outcomes = []
+        sources: dict[tuple[int, int], Any] = {}
+        for partition, entries in batch.items():
+            items = []
+            for record, log_time_ms in entries:
+                items.append(self.observe(record.offset, log_time_ms, record.value))
+                sources[partition, record.offset] = record
+            read = partition_reader(self.table, partition)
+            outcomes.append(apply_batch(partition, items, self.spec, read))
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same absolute values); after the commit, redelivered events are skipped.
-        await self._emit(outcomes, messages)
+        await self._emit(outcomes, sources)
         self.projection.stage(outcomes)
         await self.projection.flush()
         await commit_outcomes(self.app, self.table, outcomes)
@@ -91,13 +104,13 @@ class WindowedAggregation:
         return outcomes
 
     async def _emit(
-        self, outcomes: Sequence[BatchOutcome], messages: dict[tuple[int, int], Message]
+        self, outcomes: Sequence[BatchOutcome], sources: dict[tuple[int, int], Any]
     ) -> None:
         """Dead letters and late events, each with a deterministic id: topic/partition/offset."""
         sends = []
         for out in outcomes:
             for rejected in out.dead_letters:
-                source = messages[out.partition, rejected.offset]
+                source = sources[out.partition, rejected.offset]
                 headers = [
                     *_source_headers(source),
                     ("reason", rejected.reason.encode()),
@@ -109,7 +122,7 @@ class WindowedAggregation:
                     )
                 )
             for late in out.late:
-                source = messages[out.partition, late.offset]
+                source = sources[out.partition, late.offset]
                 record = {
                     "id": _source_id(source),
                     "reason": "window closed: event later than allowed lateness",
@@ -117,28 +130,31 @@ class WindowedAggregation:
                     "occurred_at": format_timestamp(late.time_ms),
                     "window_start": format_timestamp(late.window_start_ms),
                     "watermark": format_timestamp(late.watermark_ms),
-                    "source": {"topic": source.topic, "partition": source.partition,
-                               "offset": source.offset},
-                }  # fmt: skip
+                    "source": {
+                        "topic": source.topic,
+                        "partition": source.partition,
+                        "offset": source.offset,
+                    },
+                }
                 sends.append(
                     await self.app.producer.send(
-                        self.late_topic, source.key, orjson.dumps(record), None, None,
+                        self.late_topic,
+                        source.key,
+                        orjson.dumps(record),
+                        None,
+                        None,
                         _source_headers(source),
                     )
-                )  # fmt: skip
+                )
         for ack in sends:
             await ack
 
 
-def _offset(item: Observation | Rejected) -> int:
-    return item.offset
-
-
-def _source_id(message: Message) -> str:
+def _source_id(message: Any) -> str:
     return f"{message.topic}/{message.partition}/{message.offset}"
 
 
-def _source_headers(message: Message) -> list[tuple[str, bytes]]:
+def _source_headers(message: Any) -> list[tuple[str, bytes]]:
     return [
         ("id", _source_id(message).encode()),
         ("source_topic", message.topic.encode()),

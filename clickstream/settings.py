@@ -68,9 +68,10 @@ class Settings:
         "CLICKSTREAM_BATCH_SECONDS", 0.5, "longest wait before a partial batch is applied"
     )
     session_timeout_seconds: int = _var(
-        "CLICKSTREAM_SESSION_TIMEOUT_SECONDS", 30,
+        "CLICKSTREAM_SESSION_TIMEOUT_SECONDS",
+        30,
         "a worker silent this long leaves the group; its partitions move to the others",
-    )  # fmt: skip
+    )
     worker_host: str = _var("CLICKSTREAM_WORKER_HOST", "127.0.0.1", "Faust web server bind address")
     worker_port: int = _var("CLICKSTREAM_WORKER_PORT", 6066, "Faust web server port")
     dashboard_host: str = _var("CLICKSTREAM_DASHBOARD_HOST", "127.0.0.1", "dashboard bind address")
@@ -90,6 +91,10 @@ class Settings:
         "occurred_at may be this far after the Kafka record timestamp",
     )
     log_level: str = _var("CLICKSTREAM_LOG_LEVEL", "info", "worker log level")
+
+    @property
+    def python_log_level(self) -> str:
+        return {"crit": "CRITICAL", "warn": "WARNING"}.get(self.log_level, self.log_level.upper())
 
     @property
     def uses_local_kafka(self) -> bool:

@@ -27,8 +27,10 @@ def _spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
     with (logs / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "clickstream", *args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -63,8 +65,10 @@ def up(rate: float, seed: int | None) -> None:
     """Run everything locally and print the dashboard address; Ctrl-C stops all of it."""
     s = load_settings()
     _stop_on_signals()
-    for name, port in (("CLICKSTREAM_DASHBOARD_PORT", s.dashboard_port),
-                       ("CLICKSTREAM_WORKER_PORT", s.worker_port)):  # fmt: skip
+    for name, port in (
+        ("CLICKSTREAM_DASHBOARD_PORT", s.dashboard_port),
+        ("CLICKSTREAM_WORKER_PORT", s.worker_port),
+    ):
         if port_open(port):
             raise SettingsError(
                 f"{name}={port} is already in use; stop what holds it or set {name}"

@@ -51,17 +51,33 @@ class _AckedRecord:
 async def commit_outcomes(
     app: faust.App, table: faust.Table, outcomes: Sequence[BatchOutcome]
 ) -> None:
-    """Write each outcome's keys to changelog partition = source partition, then locally."""
+    """Write each outcome's keys to changelog partition = source partition, then locally.
+
+    Records go out as whole producer batches (one future per batch, not per record); a batch's
+    records get consecutive offsets from the base offset its ack reports.
+    """
     topic = table.changelog_topic.get_topic_name()
-    pending: list[tuple[int, bytes, bytes, Any]] = []
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's own
+    sent: list[tuple[int, list[tuple[bytes, bytes]], Any]] = []
     for outcome in outcomes:
-        for key, value in outcome.writes.items():
-            ack = await app.producer.send(topic, key, value, outcome.partition, None, None)
-            pending.append((outcome.partition, key, value, ack))
-    metas = await asyncio.gather(*(ack for *_, ack in pending))
+        writes = list(outcome.writes.items())
+        while writes:
+            batch = producer.create_batch()
+            taken = 0
+            for key, value in writes:
+                if batch.append(timestamp=None, key=key, value=value) is None:
+                    break  # full: the rest goes in the next batch
+                taken += 1
+            if taken == 0:
+                raise ValueError(f"a {table.name} record does not fit a producer batch")
+            ack = await producer.send_batch(batch, topic, partition=outcome.partition)
+            sent.append((outcome.partition, writes[:taken], ack))
+            writes = writes[taken:]
+    metas = await asyncio.gather(*(ack for *_, ack in sent))
     acked = [
-        _AckedRecord(key, value, _message(topic, partition, meta.offset, key, value))
-        for (partition, key, value, _), meta in zip(pending, metas, strict=True)
+        _AckedRecord(key, value, _message(topic, partition, meta.offset + i, key, value))
+        for (partition, records, _), meta in zip(sent, metas, strict=True)
+        for i, (key, value) in enumerate(records)
     ]
     table.apply_changelog_batch(cast(list[EventT], acked))  # duck-typed: key, value, message
 

@@ -59,9 +59,15 @@ class Progress:
 
     def encode(self) -> bytes:
         return orjson.dumps(
-            [self.watermark_ms, self.offset, self.accepted, self.duplicates, self.late,
-             self.dead_letters]
-        )  # fmt: skip
+            [
+                self.watermark_ms,
+                self.offset,
+                self.accepted,
+                self.duplicates,
+                self.late,
+                self.dead_letters,
+            ]
+        )
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Progress:

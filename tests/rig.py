@@ -36,8 +36,11 @@ class Worker:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "clickstream", "worker"],
-                env={**os.environ, **self.env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def alive(self) -> bool:
@@ -97,8 +100,9 @@ def processed(client: redis.Redis, app: str, stream: str) -> int:
     return total
 
 
-def wait_until(condition: Callable[[], bool], within: float, why: str,
-               alive: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
+def wait_until(
+    condition: Callable[[], bool], within: float, why: str, alive: Callable[[], bool] = lambda: True
+) -> None:
     deadline = time.monotonic() + within
     while not condition():
         assert alive(), f"worker died while waiting for: {why}"

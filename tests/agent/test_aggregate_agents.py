@@ -24,16 +24,40 @@ from tests.builders import T0, click_bytes, order_json
 
 
 class InMemoryLog:
-    """Stands in for the broker: `send` appends and acks at once with the record's offset."""
+    """Stands in for the broker: sends append and ack at once with the (base) offset; a batch
+    holds at most BATCH records, so batch splitting is exercised too."""
+
+    BATCH = 3
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, int], list[tuple[bytes, bytes, object]]] = defaultdict(list)
 
     async def send(self, topic, key, value, partition, timestamp, headers, **_):
-        log = self.records[topic, partition or 0]
-        log.append((key, value, headers))
+        return self._append(topic, partition or 0, [(key, value, headers)])
+
+    def create_batch(self):
+        batch: list = []
+
+        class Builder:
+            def append(self, *, timestamp, key, value, headers=()):
+                if len(batch) >= InMemoryLog.BATCH:
+                    return None
+                batch.append((key, value, list(headers)))
+                return True
+
+        builder = Builder()
+        builder.records = batch  # type: ignore[attr-defined]
+        return builder
+
+    async def send_batch(self, batch, topic, *, partition):
+        return self._append(topic, partition, batch.records)
+
+    def _append(self, topic, partition, records):
+        log = self.records[topic, partition]
+        base = len(log)
+        log.extend(records)
         ack = asyncio.get_running_loop().create_future()
-        ack.set_result(SimpleNamespace(offset=len(log) - 1))
+        ack.set_result(SimpleNamespace(offset=base))
         return ack
 
     def topic(self, name: str) -> list[tuple[bytes, bytes, object]]:
@@ -43,16 +67,21 @@ class InMemoryLog:
 @pytest.fixture
 def app_and_log(redis_server, app_id, monkeypatch):
     settings = load(
-        {"CLICKSTREAM_APP_ID": app_id, "CLICKSTREAM_STORE": "memory://",
-         "CLICKSTREAM_REDIS_URL": redis_server.url, "CLICKSTREAM_BATCH_SECONDS": "0.05",
-         "CLICKSTREAM_GRACE_SECONDS": "10"},
+        {
+            "CLICKSTREAM_APP_ID": app_id,
+            "CLICKSTREAM_STORE": "memory://",
+            "CLICKSTREAM_REDIS_URL": redis_server.url,
+            "CLICKSTREAM_BATCH_SECONDS": "0.05",
+            "CLICKSTREAM_GRACE_SECONDS": "10",
+        },
         dotenv=None,
-    )  # fmt: skip
+    )
     app = create_app(settings)
     app.finalize()
     app.flow_control.resume()
     log = InMemoryLog()
     monkeypatch.setattr(app.producer, "send", log.send)
+    monkeypatch.setattr(app.producer, "_ensure_producer", lambda: log)
     return app, settings, log
 
 
@@ -72,8 +101,12 @@ async def test_page_views_are_counted_deduplicated_and_projected(app_and_log, re
             await agent.put(raw, key=b"u-1", partition=0, timestamp=T0 / 1000, wait=False)
         await agent.put(b"{oops", key=b"u-1", partition=0, timestamp=T0 / 1000, wait=False)
         start = T0 - T0 % 60_000
-        await until(lambda: table.data.get(cell_key(0, start, "/p/42")) is not None
-                    and len(log.topic(settings.topics.dead_letters.name)) == 1)  # fmt: skip
+        await until(
+            lambda: (
+                table.data.get(cell_key(0, start, "/p/42")) is not None
+                and len(log.topic(settings.topics.dead_letters.name)) == 1
+            )
+        )
 
     assert orjson.loads(table.data[cell_key(0, start, "/p/42")])["v"] == [3]
     ((_, value, headers),) = log.topic(settings.topics.dead_letters.name)

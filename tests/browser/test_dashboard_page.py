@@ -152,9 +152,11 @@ def test_a_password_guards_the_page_and_the_api(
 ) -> None:
     seed_shop(layout)
     dashboard = launch(
-        tmp_path, redis_server.url, CLICKSTREAM_DASHBOARD_USER="ops",
+        tmp_path,
+        redis_server.url,
+        CLICKSTREAM_DASHBOARD_USER="ops",
         CLICKSTREAM_DASHBOARD_PASSWORD="s3cret",
-    )  # fmt: skip
+    )
 
     for path in ("/api/v1/pipeline", "/api/v1/page-views", "/", "/_dash-layout"):
         code, headers, body = dashboard.get(path)

@@ -25,15 +25,23 @@ def test_dashboard_shows_what_the_pipeline_computed(
 ):
     jsonl = tmp_path / "events.jsonl"
     asyncio.run(produce(settings, TRAFFIC, jsonl, pace=False, progress=False))
-    expected = recompute(list(read_jsonl(jsonl)), settings.clicks_topic, settings.orders_topic,
-                         settings.window_ms, settings.grace_ms)  # fmt: skip
+    expected = recompute(
+        list(read_jsonl(jsonl)),
+        settings.clicks_topic,
+        settings.orders_topic,
+        settings.window_ms,
+        settings.grace_ms,
+    )
     worker = start_worker()
     client = redis.Redis.from_url(redis_server.url)
     wait_until(
-        lambda: processed(client, settings.app_id, "clicks")
-        == expected.messages[settings.clicks_topic],
-        within=180, why="clicks processed", alive=worker.alive,
-    )  # fmt: skip
+        lambda: (
+            processed(client, settings.app_id, "clicks") == expected.messages[settings.clicks_topic]
+        ),
+        within=180,
+        why="clicks processed",
+        alive=worker.alive,
+    )
 
     latest = max(start for start, _ in expected.page_views)
     pages = Counter(

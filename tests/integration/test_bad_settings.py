@@ -16,8 +16,12 @@ from tests.rig import ROOT
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "clickstream", *args],
-        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -49,7 +53,10 @@ def test_port_in_use_is_one_line(command, variable, tmp_path, redis_server):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = str(holder.getsockname()[1])
-        env = {variable: port, "CLICKSTREAM_VAR_DIR": str(tmp_path),
-               "CLICKSTREAM_REDIS_URL": redis_server.url}  # fmt: skip
+        env = {
+            variable: port,
+            "CLICKSTREAM_VAR_DIR": str(tmp_path),
+            "CLICKSTREAM_REDIS_URL": redis_server.url,
+        }
         result = run(*command, **env)
     assert_one_line(result, variable, port)

@@ -42,31 +42,38 @@ def test_worker_results_equal_the_oracle(
     jsonl = tmp_path / "events.jsonl"
     asyncio.run(produce(settings, FAULTY, jsonl, pace=False, progress=False))
     lines = list(read_jsonl(jsonl))
-    expected = recompute(lines, settings.clicks_topic, settings.orders_topic,
-                         settings.window_ms, settings.grace_ms)  # fmt: skip
+    expected = recompute(
+        lines, settings.clicks_topic, settings.orders_topic, settings.window_ms, settings.grace_ms
+    )
     assert expected.duplicates and expected.late and expected.dead_letters  # faults exercised
 
     worker = start_worker()
     client = redis.Redis.from_url(redis_server.url)
     app = settings.app_id
     for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-        wait_until(lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-                   within=180, why=f"{stream} processed", alive=worker.alive)  # fmt: skip
+        wait_until(
+            lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
+            within=180,
+            why=f"{stream} processed",
+            alive=worker.alive,
+        )
 
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
     assert summed_cells(client, app, keys.ORDERS, 0) == expected.orders
     assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
 
-    dead = read_topic(settings.bootstrap, settings.topics.dead_letters.name,
-                      sum(expected.dead_letters.values()))  # fmt: skip
+    dead = read_topic(
+        settings.bootstrap, settings.topics.dead_letters.name, sum(expected.dead_letters.values())
+    )
     reasons = Counter(dict(record.headers)["reason"].decode() for record in dead)
     assert reasons == expected.dead_letter_reasons
     for record in dead:
         headers = dict(record.headers)
         assert {"detail", "source_topic", "source_partition", "source_offset"} <= headers.keys()
 
-    late = read_topic(settings.bootstrap, settings.topics.late_events.name,
-                      sum(expected.late.values()))  # fmt: skip
+    late = read_topic(
+        settings.bootstrap, settings.topics.late_events.name, sum(expected.late.values())
+    )
     assert len(late) == sum(expected.late.values())
     assert len({orjson.loads(record.value)["id"] for record in late}) == len(late)
     assert worker.alive(), "bad input must never stop the worker"
@@ -86,7 +93,10 @@ def test_worker_results_equal_the_oracle(
 
     shown = subprocess.run(
         [sys.executable, "-m", "clickstream", "dead-letters", "--last", "100000"],
-        env={**os.environ, **pipeline_env}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env={**os.environ, **pipeline_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert f"{len(dead)} dead letters in" in shown.stderr
     assert all(reason in shown.stdout for reason in expected.dead_letter_reasons)

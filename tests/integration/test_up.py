@@ -40,8 +40,11 @@ def test_up_serves_live_numbers_and_ctrl_c_stops_everything(tmp_path):
     }
     up = subprocess.Popen(
         [sys.executable, "-m", "clickstream", "up", "--rate", "200"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(
             lambda: page_view_rows(ports["DASHBOARD"]),

@@ -52,6 +52,13 @@ def test_published_ports_bind_loopback_only():
 
 def test_dockerfile_installs_every_package_of_the_project():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("clickstream", "streams", "agents", "tables", "serving", "dashboard",
-                    "generator"):  # fmt: skip
+    for package in (
+        "clickstream",
+        "streams",
+        "agents",
+        "tables",
+        "serving",
+        "dashboard",
+        "generator",
+    ):
         assert f"COPY {package} {package}" in dockerfile

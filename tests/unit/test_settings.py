@@ -14,8 +14,13 @@ def test_defaults_bind_to_loopback_and_use_local_services():
 
 
 def test_existing_kafka_and_redis_are_one_variable_each():
-    s = load({"CLICKSTREAM_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
-              "CLICKSTREAM_REDIS_URL": "redis://cache:6379/1"}, dotenv=None)  # fmt: skip
+    s = load(
+        {
+            "CLICKSTREAM_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+            "CLICKSTREAM_REDIS_URL": "redis://cache:6379/1",
+        },
+        dotenv=None,
+    )
     assert not s.uses_local_kafka and s.bootstrap == "k1:9092,k2:9092"
     assert not s.uses_local_redis and s.redis == "redis://cache:6379/1"
 
@@ -46,6 +51,10 @@ def test_bad_values_raise_one_line_naming_the_variable(env, named):
 
 
 def test_describe_masks_the_dashboard_password():
-    rows = {name: value for name, value, _ in load({"CLICKSTREAM_DASHBOARD_PASSWORD": "hunter2"},
-                                                   dotenv=None).describe()}  # fmt: skip
+    rows = {
+        name: value
+        for name, value, _ in load(
+            {"CLICKSTREAM_DASHBOARD_PASSWORD": "hunter2"}, dotenv=None
+        ).describe()
+    }
     assert rows["CLICKSTREAM_DASHBOARD_PASSWORD"] == "***"
