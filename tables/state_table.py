@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 from faust.tables.table import Table
-from faust.types import TP, EventT, Message
+from faust.types import TP, EventT
 
 from tables.window_state import BatchOutcome
 
@@ -39,13 +38,19 @@ def partition_reader(table: Table, partition: int) -> Callable[[bytes], bytes | 
     return cast(Callable[[bytes], bytes | None], store.get)  # memory: one dict for all
 
 
-@dataclass(frozen=True, slots=True)
-class _AckedRecord:
-    """The event-like shape Store.apply_changelog_batch reads: key, value and message."""
+class _Acked:
+    """An acked changelog record in the shape Store.apply_changelog_batch reads: the event's
+    key/value and its message's tp/partition/offset/key/value (one object serves as both)."""
 
-    key: bytes
-    value: bytes
-    message: Message
+    __slots__ = ("key", "offset", "partition", "tp", "value")
+
+    def __init__(self, tp: TP, offset: int, key: bytes, value: bytes) -> None:
+        self.tp, self.partition, self.offset = tp, tp.partition, offset
+        self.key, self.value = key, value
+
+    @property
+    def message(self) -> _Acked:
+        return self
 
 
 async def commit_outcomes(
@@ -75,23 +80,8 @@ async def commit_outcomes(
             writes = writes[taken:]
     metas = await asyncio.gather(*(ack for *_, ack in sent))
     acked = [
-        _AckedRecord(key, value, _message(topic, partition, meta.offset + i, key, value))
+        _Acked(TP(topic, partition), meta.offset + i, key, value)
         for (partition, records, _), meta in zip(sent, metas, strict=True)
         for i, (key, value) in enumerate(records)
     ]
     table.apply_changelog_batch(cast(list[EventT], acked))  # duck-typed: key, value, message
-
-
-def _message(topic: str, partition: int, offset: int, key: bytes, value: bytes) -> Message:
-    return Message(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp=0.0,
-        timestamp_type=0,
-        headers=None,
-        key=key,
-        value=value,
-        checksum=None,
-        tp=TP(topic, partition),
-    )
