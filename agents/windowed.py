@@ -21,8 +21,15 @@ from agents.metrics import record_progress
 from serving.projection import MetricLayout, RedisProjection
 from streams.eventtime import event_time_ms, format_timestamp
 from streams.validation import InvalidEvent, Limits
-from tables.state_table import commit_outcomes, partition_reader
-from tables.window_state import BatchOutcome, Observation, Rejected, apply_batch
+from tables.state_table import commit_outcomes, partition_items, partition_reader
+from tables.window_state import (
+    BatchOutcome,
+    Observation,
+    Rejected,
+    apply_batch,
+    seen_bucket_ids,
+    seen_prefix,
+)
 from tables.windows import WindowSpec
 
 Increments = tuple[tuple[str, tuple[int, ...]], ...]
@@ -59,6 +66,8 @@ class WindowedAggregation:
         self.projection = projection
         self.dead_letter_topic = dead_letter_topic
         self.late_topic = late_topic
+        self._seen: dict[int, dict[str, int]] = {}
+        self._seen_generation: int | None = None
 
     def observe(self, offset: int, log_time_ms: int, value: bytes | None) -> Observation | Rejected:
         try:
@@ -93,15 +102,34 @@ class WindowedAggregation:
                 items.append(self.observe(record.offset, log_time_ms, record.value))
                 sources[partition, record.offset] = record
             read = partition_reader(self.table, partition)
-            outcomes.append(apply_batch(partition, items, self.spec, read))
+            seen = self._seen_ids(partition)
+            outcomes.append(apply_batch(partition, items, self.spec, read, seen))
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same absolute values); after the commit, redelivered events are skipped.
         await self._emit(outcomes, sources)
         self.projection.stage(outcomes)
         await self.projection.flush()
         await commit_outcomes(self.app, self.table, outcomes)
+        for out in outcomes:
+            self._seen_ids(out.partition).update(out.new_seen)
         record_progress(self.kind.layout.stream, outcomes)
         return outcomes
+
+    def _seen_ids(self, partition: int) -> dict[str, int]:
+        """The partition's dedup index (event_id -> offset), read from the table once per
+        assignment: after a rebalance the partition may have been advanced elsewhere."""
+        generation = self.app.consumer_generation_id
+        if generation != self._seen_generation:
+            self._seen.clear()
+            self._seen_generation = generation
+        index = self._seen.get(partition)
+        if index is None:
+            index = self._seen[partition] = {
+                event_id: offset
+                for _, bucket in partition_items(self.table, partition, seen_prefix(partition))
+                for event_id, offset in seen_bucket_ids(bucket)
+            }
+        return index
 
     async def _emit(
         self, outcomes: Sequence[BatchOutcome], sources: dict[tuple[int, int], Any]

@@ -9,7 +9,7 @@ memory) never holds a value the changelog lacks, and a restarted worker recovers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import faust
@@ -36,6 +36,18 @@ def partition_reader(table: Table, partition: int) -> Callable[[bytes], bytes | 
     if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition, opened here
         return cast(Callable[[bytes], bytes | None], store._db_for_partition(partition).get)
     return cast(Callable[[bytes], bytes | None], store.get)  # memory: one dict for all
+
+
+def partition_items(table: Table, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Stored (key, value) pairs of one partition whose key starts with `prefix`."""
+    store: Any = table.data
+    if hasattr(store, "_db_for_partition"):  # RocksDB: keys sorted, seek to the prefix
+        for key, value in store._db_for_partition(partition).items(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+    else:  # memory: every partition in one dict, unsorted
+        yield from ((k, v) for k, v in store.data.items() if k.startswith(prefix))
 
 
 class _Acked:

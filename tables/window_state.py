@@ -2,8 +2,9 @@
 
 Shape of the state, one key space per source partition p (all in changelog partition p):
   C|p|<window start>|<dimension> -> {"v": [counts...], "o": last source offset applied}
-  S|p|<event_id>                 -> {"o": source offset, "t": event time}   (dedup)
-  P|p                            -> Progress                               (written last)
+  S|p|<first offset of batch>    -> [[event_id, source offset, event time], ...]  (dedup: the
+                                    ids first seen in one batch, one record per batch)
+  P|p                            -> Progress                                       (written last)
 
 Rules, per event in offset order:
   offset <= progress.offset        already applied by an earlier flush: skip (redelivery)
@@ -18,7 +19,7 @@ partition, a recovered progress implies every earlier write of its flush is reco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -93,14 +94,24 @@ class BatchOutcome:
     progress: Progress = field(default_factory=Progress)
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
+    new_seen: dict[str, int] = field(default_factory=dict)  # event_id -> offset, first seen now
 
 
 def progress_key(partition: int) -> bytes:
     return f"P|{partition}".encode()
 
 
-def seen_key(partition: int, event_id: str) -> bytes:
-    return f"S|{partition}|{event_id}".encode()
+def seen_prefix(partition: int) -> bytes:
+    return f"S|{partition}|".encode()
+
+
+def seen_bucket_key(partition: int, first_offset: int) -> bytes:
+    return seen_prefix(partition) + b"%020d" % first_offset
+
+
+def seen_bucket_ids(value: bytes) -> list[tuple[str, int]]:
+    """(event_id, source offset) of every id a seen bucket holds."""
+    return [(event_id, offset) for event_id, offset, _ in orjson.loads(value)]
 
 
 def cell_key(partition: int, window_start_ms: int, dimension: str) -> bytes:
@@ -117,16 +128,15 @@ def apply_batch(
     items: Sequence[Observation | Rejected],
     spec: WindowSpec,
     read: Callable[[bytes], bytes | None],
+    seen: Mapping[str, int],
 ) -> BatchOutcome:
-    """Advance partition `partition` by `items` (in offset order); `read` gets stored values."""
+    """Advance partition `partition` by `items` (in offset order); `read` gets stored values,
+    `seen` maps every event_id already stored for the partition to its source offset."""
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(read(progress_key(partition)))
     cells: dict[bytes, list] = {}  # key -> [counts, offset], read once per batch
-    seen: dict[bytes, bytes] = {}
-
-    def seen_offset(key: bytes) -> int | None:
-        raw = seen.get(key) or read(key)
-        return None if raw is None else int(orjson.loads(raw)["o"])
+    new_seen = out.new_seen
+    bucket: list[tuple[str, int, int]] = []
 
     for item in items:
         if item.offset <= progress.offset:
@@ -136,12 +146,13 @@ def apply_batch(
             progress.dead_letters += 1
             out.dead_letters.append(item)
             continue
-        skey = seen_key(partition, item.event_id)
-        first_seen_at = seen_offset(skey)
+        first_seen_at = seen.get(item.event_id, new_seen.get(item.event_id))
         if first_seen_at is not None and first_seen_at != item.offset:
             progress.duplicates += 1
             continue
-        seen[skey] = orjson.dumps({"o": item.offset, "t": item.time_ms})
+        if first_seen_at is None:
+            new_seen[item.event_id] = item.offset
+            bucket.append((item.event_id, item.offset, item.time_ms))
         start = spec.start_of(item.time_ms)
         if spec.is_closed(start, progress.watermark_ms):
             progress.late += 1
@@ -165,7 +176,8 @@ def apply_batch(
 
     for ckey, (counts, offset) in cells.items():
         out.writes[ckey] = orjson.dumps({"v": counts, "o": offset})
-    out.writes.update(seen)
+    if bucket:
+        out.writes[seen_bucket_key(partition, bucket[0][1])] = orjson.dumps(bucket)
     if items:
         out.writes[progress_key(partition)] = progress.encode()
     return out

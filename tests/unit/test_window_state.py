@@ -11,6 +11,8 @@ from tables.window_state import (
     apply_batch,
     cell_key,
     progress_key,
+    seen_bucket_ids,
+    seen_prefix,
 )
 from tables.windows import WindowSpec
 
@@ -22,9 +24,19 @@ def view(offset: int, time_ms: int, url: str = "/a", event_id: str | None = None
     return Observation(offset, event_id or f"e{offset}", time_ms, ((url, VIEW),))
 
 
+def seen_index(store: dict[bytes, bytes]) -> dict[str, int]:
+    """What the worker keeps in memory: every stored seen bucket of partition 0."""
+    return {
+        event_id: offset
+        for key, bucket in store.items()
+        if key.startswith(seen_prefix(0))
+        for event_id, offset in seen_bucket_ids(bucket)
+    }
+
+
 def run(items, store=None):
     store = {} if store is None else store
-    out = apply_batch(0, items, SPEC, store.get)
+    out = apply_batch(0, items, SPEC, store.get, seen_index(store))
     store.update(out.writes)
     return out, store
 
@@ -91,3 +103,16 @@ def test_multi_valued_cells_sum_each_value():
     order2 = Observation(1, "o2", 2_000, (("EUR", (1, 10)),))
     _, store = run([order, order2])
     assert orjson.loads(store[cell_key(0, 0, "EUR")])["v"] == [2, 5000]
+
+
+def test_ids_first_seen_in_a_batch_are_stored_as_one_record():
+    out, store = run([view(0, 1_000), view(1, 2_000), view(2, 3_000, event_id="e0")])
+    buckets = [key for key in out.writes if key.startswith(seen_prefix(0))]
+    assert len(buckets) == 1 and seen_index(store) == {"e0": 0, "e1": 1}
+
+
+def test_redelivery_after_a_cut_short_flush_is_not_a_duplicate():
+    first, _ = run([view(0, 1_000), view(1, 2_000)])
+    lost_cells = {k: v for k, v in first.writes.items() if k.startswith(seen_prefix(0))}
+    out, store = run([view(0, 1_000), view(1, 2_000)], lost_cells)  # only the ids landed
+    assert out.progress.duplicates == 0 and count(store, 0) == 2
