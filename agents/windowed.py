@@ -80,25 +80,26 @@ class WindowedAggregation:
 
     async def apply_fetched(self, fetched: Mapping[TP, list[Any]]) -> list[BatchOutcome]:
         """The fast path: whole fetched lists of aiokafka records (timestamps in ms)."""
-        return await self._apply(
-            {tp.partition: [(r, r.timestamp) for r in records] for tp, records in fetched.items()}
-        )
+        batch = {tp.partition: records for tp, records in fetched.items()}
+        return await self._apply(batch, timestamp_unit_ms=1)
 
     async def apply_events(self, events: Sequence[EventT]) -> list[BatchOutcome]:
         """The Faust agent path (test_context, or a topic not delivered in batches)."""
-        batch: dict[int, list[tuple[Any, int]]] = defaultdict(list)
+        batch: dict[int, list[Any]] = defaultdict(list)
         for event in events:
-            message = event.message
-            batch[message.partition].append((message, round(message.timestamp * 1000)))
-        return await self._apply(batch)
+            batch[event.message.partition].append(event.message)
+        return await self._apply(batch, timestamp_unit_ms=1000)  # Faust's are in seconds
 
-    async def _apply(self, batch: Mapping[int, list[tuple[Any, int]]]) -> list[BatchOutcome]:
-        """`batch`: source partition -> (record, log time ms) in offset order."""
+    async def _apply(
+        self, batch: Mapping[int, list[Any]], timestamp_unit_ms: int
+    ) -> list[BatchOutcome]:
+        """`batch`: source partition -> its records (offset, timestamp, key, value) in order."""
         outcomes = []
         sources: dict[tuple[int, int], Any] = {}
-        for partition, entries in batch.items():
+        for partition, records in batch.items():
             items = []
-            for record, log_time_ms in entries:
+            for record in records:
+                log_time_ms = round(record.timestamp * timestamp_unit_ms)
                 items.append(self.observe(record.offset, log_time_ms, record.value))
                 sources[partition, record.offset] = record
             read = partition_reader(self.table, partition)
