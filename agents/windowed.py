@@ -1,9 +1,11 @@
 """The batched hot path shared by the windowed agents.
 
-Per batch of raw events (many partitions): decode and validate each event; group by source
-partition; advance each partition's window state (tables.window_state.apply_batch); emit dead
-letters and late events; project to Redis; commit the changed keys to the changelog once per
-batch. The agent acks the batch only after all of this, so offsets never pass unsaved state.
+Per batch of raw records (many partitions; a whole fetch from agents.batch_delivery, or a
+take_events batch under test_context): decode and validate each; advance each source
+partition's window state (tables.window_state.apply_batch, with the partition's in-memory dedup
+index); emit dead letters and late events; project to Redis; commit the changed keys to the
+changelog once per batch. The batch is acked only after all of this, so committed offsets never
+pass saved state.
 """
 
 from __future__ import annotations
