@@ -19,7 +19,10 @@ from aiokafka import AIOKafkaConsumer
 
 from clickstream.local.process import free_port
 from clickstream.settings import Settings, load
+from generator.config import GeneratorConfig
+from generator.produce import produce, read_jsonl
 from serving import keys
+from tests.oracle import Expected, recompute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,3 +145,16 @@ def read_topic(bootstrap: str, topic: str, expected: int, within: float = 30) ->
         return records
 
     return asyncio.run(consume())
+
+
+def produce_and_expect(settings: Settings, config: GeneratorConfig, tmp_path: Path) -> Expected:
+    """Send the generator's records to the test topics, and what the oracle says they give."""
+    jsonl = tmp_path / "events.jsonl"
+    asyncio.run(produce(settings, config, jsonl, pace=False, progress=False))
+    return recompute(
+        list(read_jsonl(jsonl)),
+        settings.clicks_topic,
+        settings.orders_topic,
+        settings.window_ms,
+        settings.grace_ms,
+    )

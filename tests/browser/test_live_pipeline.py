@@ -3,7 +3,6 @@ headless Chromium, compared with the oracle's numbers for the latest window."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest
@@ -11,9 +10,7 @@ import redis
 from test_dashboard_page import kpis, plotted, wait_for
 
 from generator.config import GeneratorConfig
-from generator.produce import produce, read_jsonl
-from tests.oracle import recompute
-from tests.rig import processed, wait_until
+from tests.rig import processed, produce_and_expect, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -23,15 +20,7 @@ TRAFFIC = GeneratorConfig(seed=11, count=4_000, events_per_second=40)
 def test_dashboard_shows_what_the_pipeline_computed(
     settings, start_worker, redis_server, launch, browser, tmp_path
 ):
-    jsonl = tmp_path / "events.jsonl"
-    asyncio.run(produce(settings, TRAFFIC, jsonl, pace=False, progress=False))
-    expected = recompute(
-        list(read_jsonl(jsonl)),
-        settings.clicks_topic,
-        settings.orders_topic,
-        settings.window_ms,
-        settings.grace_ms,
-    )
+    expected = produce_and_expect(settings, TRAFFIC, tmp_path)
     worker = start_worker()
     client = redis.Redis.from_url(redis_server.url)
     wait_until(

@@ -3,7 +3,6 @@ events are dead letters with reasons, late events are recorded, and the worker k
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,10 +14,8 @@ import pytest
 import redis
 
 from generator.config import GeneratorConfig
-from generator.produce import produce, read_jsonl
 from serving import keys
-from tests.oracle import recompute
-from tests.rig import processed, read_topic, summed_cells, wait_until
+from tests.rig import processed, produce_and_expect, read_topic, summed_cells, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +36,7 @@ FAULTY = GeneratorConfig(
 def test_worker_results_equal_the_oracle(
     settings, pipeline_env, start_worker, redis_server, tmp_path
 ):
-    jsonl = tmp_path / "events.jsonl"
-    asyncio.run(produce(settings, FAULTY, jsonl, pace=False, progress=False))
-    lines = list(read_jsonl(jsonl))
-    expected = recompute(
-        lines, settings.clicks_topic, settings.orders_topic, settings.window_ms, settings.grace_ms
-    )
+    expected = produce_and_expect(settings, FAULTY, tmp_path)
     assert expected.duplicates and expected.late and expected.dead_letters  # faults exercised
 
     worker = start_worker()

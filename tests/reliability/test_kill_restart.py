@@ -3,7 +3,6 @@ the oracle exactly (nothing lost, nothing counted twice, redelivered events reco
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shutil
 import signal
@@ -13,10 +12,8 @@ import pytest
 import redis
 
 from generator.config import GeneratorConfig
-from generator.produce import produce, read_jsonl
 from serving import keys
-from tests.oracle import recompute
-from tests.rig import processed, summed_cells, wait_until
+from tests.rig import processed, produce_and_expect, summed_cells, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +38,7 @@ def total_processed(client: redis.Redis, app: str) -> int:
 def test_sigkill_at_random_points_then_restart_gives_exact_results(
     settings, start_worker, redis_server, tmp_path
 ):
-    jsonl = tmp_path / "events.jsonl"
-    asyncio.run(produce(settings, WORKLOAD, jsonl, pace=False, progress=False))
-    expected = recompute(
-        list(read_jsonl(jsonl)),
-        settings.clicks_topic,
-        settings.orders_topic,
-        settings.window_ms,
-        settings.grace_ms,
-    )
+    expected = produce_and_expect(settings, WORKLOAD, tmp_path)
     total = sum(expected.messages.values())
     client = redis.Redis.from_url(redis_server.url)
     app = settings.app_id
