@@ -23,14 +23,13 @@ from agents.metrics import record_progress
 from serving.projection import MetricLayout, RedisProjection
 from streams.eventtime import event_time_ms, format_timestamp
 from streams.validation import InvalidEvent, Limits
+from tables.dedup import SeenIndex, seen_prefix
 from tables.state_table import commit_outcomes, partition_items, partition_reader
 from tables.window_state import (
     BatchOutcome,
     Observation,
     Rejected,
     apply_batch,
-    seen_bucket_ids,
-    seen_prefix,
 )
 from tables.windows import WindowSpec
 
@@ -68,7 +67,7 @@ class WindowedAggregation:
         self.projection = projection
         self.dead_letter_topic = dead_letter_topic
         self.late_topic = late_topic
-        self._seen: dict[int, dict[str, int]] = {}
+        self._seen: dict[int, SeenIndex] = {}
         self._seen_generation: int | None = None
 
     def observe(self, offset: int, log_time_ms: int, value: bytes | None) -> Observation | Rejected:
@@ -114,24 +113,24 @@ class WindowedAggregation:
         await self.projection.flush()
         await commit_outcomes(self.app, self.table, outcomes)
         for out in outcomes:
-            self._seen_ids(out.partition).update(out.new_seen)
+            index = self._seen_ids(out.partition)
+            if out.new_bucket is not None:
+                index.add(*out.new_bucket)
+            index.drop(out.expired_buckets)
         record_progress(self.kind.layout.stream, outcomes)
         return outcomes
 
-    def _seen_ids(self, partition: int) -> dict[str, int]:
-        """The partition's dedup index (event_id -> offset), read from the table once per
-        assignment: after a rebalance the partition may have been advanced elsewhere."""
+    def _seen_ids(self, partition: int) -> SeenIndex:
+        """The partition's dedup index, read from the table once per assignment: after a
+        rebalance the partition may have been advanced elsewhere."""
         generation = self.app.consumer_generation_id
         if generation != self._seen_generation:
             self._seen.clear()
             self._seen_generation = generation
         index = self._seen.get(partition)
         if index is None:
-            index = self._seen[partition] = {
-                event_id: offset
-                for _, bucket in partition_items(self.table, partition, seen_prefix(partition))
-                for event_id, offset in seen_bucket_ids(bucket)
-            }
+            stored = partition_items(self.table, partition, seen_prefix(partition))
+            index = self._seen[partition] = SeenIndex.load(stored)
         return index
 
     async def _emit(

@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     setup_prometheus_sensors(app, name_prefix=settings.app_id)  # GET /metrics on the worker
     redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5)
-    spec = WindowSpec(settings.window_ms, settings.grace_ms)
+    spec = WindowSpec(settings.window_ms, settings.grace_ms, settings.dedup_horizon_seconds * 1000)
     topics = settings.topics
 
     def attach(kind: EventKind, topic_name: str) -> None:

@@ -60,6 +60,11 @@ class Settings:
         30,
         "allowed lateness; later events go to the late-events topic",
     )
+    dedup_horizon_seconds: int = _var(
+        "CLICKSTREAM_DEDUP_HORIZON_SECONDS",
+        3600,
+        "event time an event_id is remembered for dedup (at least window + grace)",
+    )
     store: str = _var(
         "CLICKSTREAM_STORE", "rocksdb://", "Faust table store: rocksdb:// or memory://"
     )
@@ -194,6 +199,11 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"{name}={number} must be at least 1")
     if s.grace_seconds < 0:
         raise SettingsError(f"CLICKSTREAM_GRACE_SECONDS={s.grace_seconds} must be 0 or more")
+    if s.dedup_horizon_seconds < s.window_seconds + s.grace_seconds:
+        raise SettingsError(
+            f"CLICKSTREAM_DEDUP_HORIZON_SECONDS={s.dedup_horizon_seconds} must be at least "
+            f"window + grace ({s.window_seconds + s.grace_seconds})"
+        )
     if s.batch_seconds <= 0:
         raise SettingsError(f"CLICKSTREAM_BATCH_SECONDS={s.batch_seconds} must be more than 0")
     if s.log_level not in LOG_LEVELS:

@@ -56,7 +56,7 @@ class _Acked:
 
     __slots__ = ("key", "offset", "partition", "tp", "value")
 
-    def __init__(self, tp: TP, offset: int, key: bytes, value: bytes) -> None:
+    def __init__(self, tp: TP, offset: int, key: bytes, value: bytes | None) -> None:
         self.tp, self.partition, self.offset = tp, tp.partition, offset
         self.key, self.value = key, value
 
@@ -75,7 +75,7 @@ async def commit_outcomes(
     """
     topic = table.changelog_topic.get_topic_name()
     producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's own
-    sent: list[tuple[int, list[tuple[bytes, bytes]], Any]] = []
+    sent: list[tuple[int, list[tuple[bytes, bytes | None]], Any]] = []
     for outcome in outcomes:
         writes = list(outcome.writes.items())
         while writes:

@@ -19,11 +19,12 @@ partition, a recovered progress implies every earlier write of its flush is reco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
+from tables.dedup import Entry, SeenIndex, seen_bucket_key
 from tables.windows import WindowSpec
 
 NO_WATERMARK = -1
@@ -89,29 +90,18 @@ class BatchOutcome:
     """What one batch changed: table writes (progress last), and what to emit or project."""
 
     partition: int
-    writes: dict[bytes, bytes] = field(default_factory=dict)
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)  # None deletes
     cells: dict[tuple[int, str], list[int]] = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
     new_seen: dict[str, int] = field(default_factory=dict)  # event_id -> offset, first seen now
+    new_bucket: tuple[bytes, list[Entry]] | None = None  # the dedup record written now
+    expired_buckets: list[bytes] = field(default_factory=list)  # dedup records deleted now
 
 
 def progress_key(partition: int) -> bytes:
     return f"P|{partition}".encode()
-
-
-def seen_prefix(partition: int) -> bytes:
-    return f"S|{partition}|".encode()
-
-
-def seen_bucket_key(partition: int, first_offset: int) -> bytes:
-    return seen_prefix(partition) + b"%020d" % first_offset
-
-
-def seen_bucket_ids(value: bytes) -> list[tuple[str, int]]:
-    """(event_id, source offset) of every id a seen bucket holds."""
-    return [(event_id, offset) for event_id, offset, _ in orjson.loads(value)]
 
 
 def cell_key(partition: int, window_start_ms: int, dimension: str) -> bytes:
@@ -128,15 +118,15 @@ def apply_batch(
     items: Sequence[Observation | Rejected],
     spec: WindowSpec,
     read: Callable[[bytes], bytes | None],
-    seen: Mapping[str, int],
+    seen: SeenIndex,
 ) -> BatchOutcome:
     """Advance partition `partition` by `items` (in offset order); `read` gets stored values,
-    `seen` maps every event_id already stored for the partition to its source offset."""
+    `seen` holds every event_id already stored for the partition (not changed here)."""
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(read(progress_key(partition)))
     cells: dict[bytes, list] = {}  # key -> [counts, offset], read once per batch
     new_seen = out.new_seen
-    bucket: list[tuple[str, int, int]] = []
+    bucket: list[Entry] = []
 
     for item in items:
         if item.offset <= progress.offset:
@@ -146,7 +136,9 @@ def apply_batch(
             progress.dead_letters += 1
             out.dead_letters.append(item)
             continue
-        first_seen_at = seen.get(item.event_id, new_seen.get(item.event_id))
+        first_seen_at = seen.offset_of(item.event_id)
+        if first_seen_at is None:
+            first_seen_at = new_seen.get(item.event_id)
         if first_seen_at is not None and first_seen_at != item.offset:
             progress.duplicates += 1
             continue
@@ -177,7 +169,12 @@ def apply_batch(
     for ckey, (counts, offset) in cells.items():
         out.writes[ckey] = orjson.dumps({"v": counts, "o": offset})
     if bucket:
-        out.writes[seen_bucket_key(partition, bucket[0][1])] = orjson.dumps(bucket)
+        key = seen_bucket_key(partition, bucket[0][1])
+        out.new_bucket = (key, bucket)
+        out.writes[key] = orjson.dumps(bucket)
+    out.expired_buckets = seen.expired(progress.watermark_ms - spec.dedup_horizon_ms)
+    for key in out.expired_buckets:
+        out.writes[key] = None  # a tombstone
     if items:
         out.writes[progress_key(partition)] = progress.encode()
     return out

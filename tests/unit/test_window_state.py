@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from tables.dedup import SeenIndex, seen_prefix
 from tables.window_state import (
     Observation,
     Progress,
@@ -11,12 +12,10 @@ from tables.window_state import (
     apply_batch,
     cell_key,
     progress_key,
-    seen_bucket_ids,
-    seen_prefix,
 )
 from tables.windows import WindowSpec
 
-SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000)
+SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000, dedup_horizon_ms=600_000)
 VIEW = (1,)
 
 
@@ -24,20 +23,19 @@ def view(offset: int, time_ms: int, url: str = "/a", event_id: str | None = None
     return Observation(offset, event_id or f"e{offset}", time_ms, ((url, VIEW),))
 
 
-def seen_index(store: dict[bytes, bytes]) -> dict[str, int]:
+def seen_index(store: dict[bytes, bytes]) -> SeenIndex:
     """What the worker keeps in memory: every stored seen bucket of partition 0."""
-    return {
-        event_id: offset
-        for key, bucket in store.items()
-        if key.startswith(seen_prefix(0))
-        for event_id, offset in seen_bucket_ids(bucket)
-    }
+    return SeenIndex.load((k, v) for k, v in store.items() if k.startswith(seen_prefix(0)))
 
 
 def run(items, store=None):
     store = {} if store is None else store
     out = apply_batch(0, items, SPEC, store.get, seen_index(store))
-    store.update(out.writes)
+    for key, value in out.writes.items():
+        if value is None:
+            del store[key]
+        else:
+            store[key] = value
     return out, store
 
 
@@ -108,7 +106,7 @@ def test_multi_valued_cells_sum_each_value():
 def test_ids_first_seen_in_a_batch_are_stored_as_one_record():
     out, store = run([view(0, 1_000), view(1, 2_000), view(2, 3_000, event_id="e0")])
     buckets = [key for key in out.writes if key.startswith(seen_prefix(0))]
-    assert len(buckets) == 1 and seen_index(store) == {"e0": 0, "e1": 1}
+    assert len(buckets) == 1 and seen_index(store).offsets == {"e0": 0, "e1": 1}
 
 
 def test_redelivery_after_a_cut_short_flush_is_not_a_duplicate():
@@ -116,3 +114,17 @@ def test_redelivery_after_a_cut_short_flush_is_not_a_duplicate():
     lost_cells = {k: v for k, v in first.writes.items() if k.startswith(seen_prefix(0))}
     out, store = run([view(0, 1_000), view(1, 2_000)], lost_cells)  # only the ids landed
     assert out.progress.duplicates == 0 and count(store, 0) == 2
+
+
+def test_ids_older_than_the_dedup_horizon_are_forgotten():
+    _, store = run([view(0, 1_000, event_id="x")])
+    out, store = run([view(1, 700_000)], store)  # watermark 700 s: bucket of "x" (1 s) expires
+    assert out.expired_buckets and not seen_index(store).offsets.keys() & {"x"}
+    again, store = run([view(2, 695_000, event_id="x")], store)  # a very late duplicate
+    assert again.progress.duplicates == 0 and again.progress.accepted == 3  # counts again
+
+
+def test_ids_within_the_dedup_horizon_are_kept():
+    _, store = run([view(0, 100_000, event_id="x")])
+    out, store = run([view(1, 650_000), view(2, 640_000, event_id="x")], store)
+    assert out.expired_buckets == [] and out.progress.duplicates == 1

@@ -1,0 +1,54 @@
+"""Dedup by event_id, bounded by event time.
+
+Stored shape: S|p|<first offset of batch> -> [[event_id, source offset, event time], ...], the
+ids first seen in one batch. In memory, per source partition: event_id -> offset, and each
+bucket's newest event time. A bucket is dropped (tombstoned) once the partition's watermark is
+more than the horizon past its newest event: a duplicate later than that counts again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+
+Entry = tuple[str, int, int]  # event_id, source offset, event time (ms)
+
+
+def seen_prefix(partition: int) -> bytes:
+    return f"S|{partition}|".encode()
+
+
+def seen_bucket_key(partition: int, first_offset: int) -> bytes:
+    return seen_prefix(partition) + b"%020d" % first_offset
+
+
+class SeenIndex:
+    def __init__(self) -> None:
+        self.offsets: dict[str, int] = {}
+        self.buckets: dict[bytes, tuple[int, list[str]]] = {}  # key -> (newest time, ids)
+
+    @classmethod
+    def load(cls, stored: Iterable[tuple[bytes, bytes]]) -> SeenIndex:
+        """From the stored bucket records of one partition."""
+        index = cls()
+        for key, value in stored:
+            index.add(key, [(e, o, t) for e, o, t in orjson.loads(value)])
+        return index
+
+    def offset_of(self, event_id: str) -> int | None:
+        return self.offsets.get(event_id)
+
+    def add(self, key: bytes, entries: list[Entry]) -> None:
+        self.buckets[key] = (max(t for _, _, t in entries), [e for e, _, _ in entries])
+        self.offsets.update((event_id, offset) for event_id, offset, _ in entries)
+
+    def expired(self, before_ms: int) -> list[bytes]:
+        """Keys of the buckets whose newest event is older than `before_ms`."""
+        return [key for key, (newest, _) in self.buckets.items() if newest < before_ms]
+
+    def drop(self, keys: Iterable[bytes]) -> None:
+        for key in keys:
+            _, ids = self.buckets.pop(key, (0, []))
+            for event_id in ids:
+                self.offsets.pop(event_id, None)
