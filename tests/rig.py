@@ -147,14 +147,18 @@ def read_topic(bootstrap: str, topic: str, expected: int, within: float = 30) ->
     return asyncio.run(consume())
 
 
-def produce_and_expect(settings: Settings, config: GeneratorConfig, tmp_path: Path) -> Expected:
-    """Send the generator's records to the test topics, and what the oracle says they give."""
-    jsonl = tmp_path / "events.jsonl"
+def produce_lines(settings: Settings, config: GeneratorConfig, jsonl: Path) -> list[dict]:
+    """Send the generator's records to the test topics; the records as sent (JSONL lines)."""
     asyncio.run(produce(settings, config, jsonl, pace=False, progress=False))
+    return list(read_jsonl(jsonl))
+
+
+def expectation(settings: Settings, lines: list[dict]) -> Expected:
+    """What the oracle says these records give."""
     return recompute(
-        list(read_jsonl(jsonl)),
-        settings.clicks_topic,
-        settings.orders_topic,
-        settings.window_ms,
-        settings.grace_ms,
+        lines, settings.clicks_topic, settings.orders_topic, settings.window_ms, settings.grace_ms
     )
+
+
+def produce_and_expect(settings: Settings, config: GeneratorConfig, tmp_path: Path) -> Expected:
+    return expectation(settings, produce_lines(settings, config, tmp_path / "events.jsonl"))

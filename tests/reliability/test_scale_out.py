@@ -7,19 +7,20 @@ from __future__ import annotations
 import re
 import signal
 import urllib.request
+from dataclasses import replace
 
 import pytest
 import redis
 
 from generator.config import GeneratorConfig
 from serving import keys
-from tests.rig import Worker, processed, produce_and_expect, summed_cells, wait_until
+from tests.rig import Worker, expectation, processed, produce_lines, summed_cells, wait_until
 
 pytestmark = pytest.mark.integration
 
-WORKLOAD = GeneratorConfig(
+FIRST_HALF = GeneratorConfig(
     seed=314,
-    count=60_000,
+    count=30_000,
     events_per_second=100,
     duplicate_rate=0.03,
     out_of_order_rate=0.08,
@@ -27,6 +28,8 @@ WORKLOAD = GeneratorConfig(
     late_by_ms=(95_000, 200_000),
     malformed_rate=0.01,
 )
+# the traffic that follows: sent only after one worker is gone
+SECOND_HALF = replace(FIRST_HALF, seed=315, start_ms=FIRST_HALF.start_ms + 300_000)
 
 
 def partitions_of(worker: Worker) -> set[str]:
@@ -46,21 +49,27 @@ def partitions_of(worker: Worker) -> set[str]:
 def test_two_workers_share_partitions_and_survive_losing_one(
     settings, start_worker, redis_server, tmp_path
 ):
-    expected = produce_and_expect(settings, WORKLOAD, tmp_path)
-    total = expected.messages[settings.clicks_topic]
+    lines = produce_lines(settings, FIRST_HALF, tmp_path / "first.jsonl")
     client = redis.Redis.from_url(redis_server.url)
     app = settings.app_id
 
+    first_total = expectation(settings, lines).messages[settings.clicks_topic]
     first, second = start_worker(), start_worker()
     wait_until(
-        lambda: partitions_of(first) and partitions_of(second),
+        lambda: (
+            processed(client, app, "clicks") == first_total
+            and partitions_of(first)
+            and partitions_of(second)
+        ),
         within=240,
-        why="both workers processing partitions of their own",
+        why="both workers processed partitions of their own",
         alive=lambda: first.alive() and second.alive(),
     )
-    second.stop(signal.SIGKILL)  # its partitions move to the first worker
+    second.stop(signal.SIGKILL)  # its partitions and their tables move to the first worker
+    lines += produce_lines(settings, SECOND_HALF, tmp_path / "second.jsonl")
+    expected = expectation(settings, lines)
     wait_until(
-        lambda: processed(client, app, "clicks") == total,
+        lambda: processed(client, app, "clicks") == expected.messages[settings.clicks_topic],
         within=300,
         why="the survivor finished every partition",
         alive=first.alive,
