@@ -162,3 +162,17 @@ def expectation(settings: Settings, lines: list[dict]) -> Expected:
 
 def produce_and_expect(settings: Settings, config: GeneratorConfig, tmp_path: Path) -> Expected:
     return expectation(settings, produce_lines(settings, config, tmp_path / "events.jsonl"))
+
+
+# Traffic with every kind of fault, long enough (in event time) for late copies to arrive.
+FAULTY_TRAFFIC = GeneratorConfig(
+    seed=99,
+    count=60_000,
+    events_per_second=100,
+    duplicate_rate=0.03,
+    out_of_order_rate=0.08,
+    late_rate=0.01,
+    late_by_ms=(95_000, 200_000),  # > 60 s window + 30 s grace
+    malformed_rate=0.01,
+    legacy_order_rate=0.3,
+)

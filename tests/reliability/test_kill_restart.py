@@ -11,23 +11,12 @@ import time
 import pytest
 import redis
 
-from generator.config import GeneratorConfig
 from serving import keys
-from tests.rig import processed, produce_and_expect, summed_cells, wait_until
+from tests.rig import FAULTY_TRAFFIC, processed, produce_and_expect, summed_cells, wait_until
 
 pytestmark = pytest.mark.integration
 
-WORKLOAD = GeneratorConfig(
-    seed=99,
-    count=60_000,
-    events_per_second=100,
-    duplicate_rate=0.03,
-    out_of_order_rate=0.08,
-    late_rate=0.01,
-    late_by_ms=(95_000, 200_000),
-    malformed_rate=0.01,
-    legacy_order_rate=0.3,
-)
+WORKLOAD = FAULTY_TRAFFIC
 KILLS = 4
 
 

@@ -12,22 +12,20 @@ from dataclasses import replace
 import pytest
 import redis
 
-from generator.config import GeneratorConfig
 from serving import keys
-from tests.rig import Worker, expectation, processed, produce_lines, summed_cells, wait_until
+from tests.rig import (
+    FAULTY_TRAFFIC,
+    Worker,
+    expectation,
+    processed,
+    produce_lines,
+    summed_cells,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-FIRST_HALF = GeneratorConfig(
-    seed=314,
-    count=30_000,
-    events_per_second=100,
-    duplicate_rate=0.03,
-    out_of_order_rate=0.08,
-    late_rate=0.01,
-    late_by_ms=(95_000, 200_000),
-    malformed_rate=0.01,
-)
+FIRST_HALF = replace(FAULTY_TRAFFIC, seed=314, count=30_000)
 # the traffic that follows: sent only after one worker is gone
 SECOND_HALF = replace(FIRST_HALF, seed=315, start_ms=FIRST_HALF.start_ms + 300_000)
 
