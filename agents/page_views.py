@@ -1,5 +1,5 @@
-"""count_page_views: page views per URL per event-time window (other click types only advance
-the watermark and dedup state)."""
+"""count_page_views: page views per page (URL path) per event-time window; other click types
+only advance the watermark and the dedup state."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from streams.validation import parse_click
 ONE_VIEW = (1,)
 
 
+def page_of(url: str) -> str:
+    """A page is its URL path: query strings (campaign tags) and fragments are dropped."""
+    return url.split("?", 1)[0].split("#", 1)[0] or "/"
+
+
 def page_view_increments(click: ClickEvent) -> Increments:
-    return ((click.url, ONE_VIEW),) if click.type is ClickType.PAGE_VIEW else ()
+    return ((page_of(click.url), ONE_VIEW),) if click.type is ClickType.PAGE_VIEW else ()
 
 
 COUNT_PAGE_VIEWS = EventKind(

@@ -3,7 +3,7 @@
 It shares no code with the product. It replays each (topic, partition) in produce order:
 labelled-malformed lines are dead letters; an event_id seen before is a duplicate; an event
 whose window [start, start + size) has end + grace <= the partition's max event time so far is
-late; everything else counts in its window.
+late; everything else counts in its window. A page is its URL's path.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW"}
 
@@ -69,7 +70,7 @@ def recompute(lines: list[dict], clicks: str, orders: str, size_ms: int, grace_m
             watermark = max(watermark, time_ms)
             expected.accepted[topic] += 1
             if topic == clicks and body["type"] == "page_view":
-                expected.page_views[start, body["url"]] += 1
+                expected.page_views[start, urlsplit(body["url"]).path or "/"] += 1
             elif topic == orders:
                 currency = body["currency"]
                 expected.orders[start, currency] += 1
