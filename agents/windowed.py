@@ -96,19 +96,17 @@ class WindowedAggregation:
     ) -> list[BatchOutcome]:
         """`batch`: source partition -> its records (offset, timestamp, key, value) in order."""
         outcomes = []
-        sources: dict[tuple[int, int], Any] = {}
         for partition, records in batch.items():
-            items = []
-            for record in records:
-                log_time_ms = round(record.timestamp * timestamp_unit_ms)
-                items.append(self.observe(record.offset, log_time_ms, record.value))
-                sources[partition, record.offset] = record
+            items = [
+                self.observe(r.offset, round(r.timestamp * timestamp_unit_ms), r.value)
+                for r in records
+            ]
             read = partition_reader(self.table, partition)
             seen = self._seen_ids(partition)
             outcomes.append(apply_batch(partition, items, self.spec, read, seen))
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same absolute values); after the commit, redelivered events are skipped.
-        await self._emit(outcomes, sources)
+        await self._emit(outcomes, batch)
         self.projection.stage(outcomes)
         await self.projection.flush()
         await commit_outcomes(self.app, self.table, outcomes)
@@ -133,14 +131,15 @@ class WindowedAggregation:
             index = self._seen[partition] = SeenIndex.load(stored)
         return index
 
-    async def _emit(
-        self, outcomes: Sequence[BatchOutcome], sources: dict[tuple[int, int], Any]
-    ) -> None:
+    async def _emit(self, outcomes: Sequence[BatchOutcome], batch: Mapping[int, list[Any]]) -> None:
         """Dead letters and late events, each with a deterministic id: topic/partition/offset."""
         sends = []
         for out in outcomes:
+            if not out.dead_letters and not out.late:
+                continue
+            source_at = {record.offset: record for record in batch[out.partition]}
             for rejected in out.dead_letters:
-                source = sources[out.partition, rejected.offset]
+                source = source_at[rejected.offset]
                 headers = [
                     *_source_headers(source),
                     ("reason", rejected.reason.encode()),
@@ -152,7 +151,7 @@ class WindowedAggregation:
                     )
                 )
             for late in out.late:
-                source = sources[out.partition, late.offset]
+                source = source_at[late.offset]
                 record = {
                     "id": _source_id(source),
                     "reason": "window closed: event later than allowed lateness",

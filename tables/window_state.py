@@ -95,7 +95,6 @@ class BatchOutcome:
     progress: Progress = field(default_factory=Progress)
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
-    new_seen: dict[str, int] = field(default_factory=dict)  # event_id -> offset, first seen now
     new_bucket: tuple[bytes, list[Entry]] | None = None  # the dedup record written now
     expired_buckets: list[bytes] = field(default_factory=list)  # dedup records deleted now
 
@@ -106,11 +105,6 @@ def progress_key(partition: int) -> bytes:
 
 def cell_key(partition: int, window_start_ms: int, dimension: str) -> bytes:
     return f"C|{partition}|{window_start_ms}|{dimension}".encode()
-
-
-def parse_cell_key(key: bytes) -> tuple[int, int, str]:
-    _, partition, start, dimension = key.decode().split("|", 3)
-    return int(partition), int(start), dimension
 
 
 def apply_batch(
@@ -125,7 +119,7 @@ def apply_batch(
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(read(progress_key(partition)))
     cells: dict[bytes, list] = {}  # key -> [counts, offset], read once per batch
-    new_seen = out.new_seen
+    new_seen: dict[str, int] = {}  # event_id -> offset, for ids first seen in this batch
     bucket: list[Entry] = []
 
     for item in items:

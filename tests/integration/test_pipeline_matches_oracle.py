@@ -8,27 +8,31 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 
 import orjson
 import pytest
 import redis
 
-from generator.config import GeneratorConfig
 from serving import keys
-from tests.rig import processed, produce_and_expect, read_topic, summed_cells, wait_until
+from tests.rig import (
+    FAULTY_TRAFFIC,
+    processed,
+    produce_and_expect,
+    read_topic,
+    summed_cells,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-FAULTY = GeneratorConfig(
+# a quarter of the shared faulty traffic, with more late events and fraud in it
+FAULTY = replace(
+    FAULTY_TRAFFIC,
     seed=20261126,
     count=15_000,
-    events_per_second=50,  # 300 simulated seconds, so late copies arrive within the run
-    late_by_ms=(95_000, 200_000),  # > 60 s window + 30 s grace
-    duplicate_rate=0.03,
-    out_of_order_rate=0.08,
+    events_per_second=50,
     late_rate=0.02,
-    malformed_rate=0.01,
-    legacy_order_rate=0.3,
     fraud_rate=0.03,
 )
 
