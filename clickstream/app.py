@@ -11,14 +11,13 @@ import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.batch_delivery import BatchHandler, batch_delivering_consumer
-from agents.page_views import COUNT_PAGE_VIEWS
-from agents.revenue import SUM_REVENUE
+from agents.clicks import AGGREGATE_CLICKS
+from agents.orders import AGGREGATE_ORDERS
 from agents.windowed import EventKind, WindowedAggregation
 from clickstream.settings import Settings
 from serving import keys
 from serving.projection import RedisProjection
 from tables.state_table import declare_state_table
-from tables.windows import WindowSpec
 
 
 def broker_urls(bootstrap: str) -> str:
@@ -46,27 +45,23 @@ def create_app(settings: Settings) -> faust.App:
     )
     setup_prometheus_sensors(app, name_prefix=settings.app_id)  # GET /metrics on the worker
     redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5)
-    spec = WindowSpec(settings.window_ms, settings.grace_ms, settings.dedup_horizon_seconds * 1000)
+    spec = settings.window_spec
     topics = settings.topics
+    aggregations: dict[str, WindowedAggregation] = {}  # source topic -> its aggregation
 
     def attach(kind: EventKind, topic_name: str) -> None:
         table = declare_state_table(
             app,
             kind.table,
-            f"source partition -> {kind.layout.metric} window cells, seen event ids, progress",
+            f"source partition -> {kind.stream} pane cells and sketches, seen ids, progress",
             settings.partitions,
         )
-        projection = RedisProjection(redis_client, settings.app_id, kind.layout)
+        retention_ms = round(settings.retention_hours * 3_600_000)
+        projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms)
         aggregation = WindowedAggregation(
-            app,
-            table,
-            kind,
-            spec,
-            settings.limits,
-            projection,
-            topics.dead_letters.name,
-            topics.late_events.name,
+            app, table, kind, spec, settings.limits, projection, topics, settings.idle_seconds
         )
+        aggregations[topic_name] = aggregation
         source = app.topic(
             topic_name,
             key_type=bytes,
@@ -87,8 +82,8 @@ def create_app(settings: Settings) -> faust.App:
         fast_paths[topic_name] = aggregation.apply_fetched
 
     fast_paths: dict[str, BatchHandler] = {}
-    attach(COUNT_PAGE_VIEWS, topics.clicks.name)
-    attach(SUM_REVENUE, topics.orders.name)
+    attach(AGGREGATE_CLICKS, topics.clicks.name)
+    attach(AGGREGATE_ORDERS, topics.orders.name)
     # In a worker, fetched records of these topics skip Faust's per-message path (the agents
     # above stay declared: they subscribe the topics, and serve test_context).
     setattr(app.transport, "Consumer", batch_delivering_consumer(fast_paths))  # noqa: B010
@@ -103,7 +98,20 @@ def create_app(settings: Settings) -> faust.App:
     async def publish_window_settings() -> None:
         await redis_client.hset(
             keys.meta(settings.app_id),
-            mapping={"window_ms": settings.window_ms, "grace_ms": settings.grace_ms},
+            mapping={
+                "window_ms": spec.size_ms,
+                "grace_ms": spec.grace_ms,
+                "hop_ms": spec.hop_ms,
+                "retention_ms": round(settings.retention_hours * 3_600_000),
+            },
         )
+
+    if settings.idle_seconds > 0:
+
+        @app.timer(max(settings.idle_seconds / 2, 0.5))
+        async def tick_idle_partitions() -> None:
+            """Advance event time on quiet partitions (tables.event_clock, streams.ticks)."""
+            for source_topic, aggregation in aggregations.items():
+                await aggregation.tick_idle_partitions(source_topic)
 
     return app

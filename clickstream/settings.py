@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from streams.topics import Topology, topology
 from streams.validation import Limits
+from tables.windows import WindowSpec
 
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")  # Faust's worker levels
 
@@ -59,6 +60,19 @@ class Settings:
         "CLICKSTREAM_GRACE_SECONDS",
         30,
         "allowed lateness; later events go to the late-events topic",
+    )
+    hop_seconds: int = _var(
+        "CLICKSTREAM_HOP_SECONDS",
+        300,
+        "hopping window length (a multiple of the window; it advances by one window)",
+    )
+    idle_seconds: float = _var(
+        "CLICKSTREAM_IDLE_SECONDS",
+        15,
+        "a caught-up partition silent this long gets a tick that advances its event time; 0 = off",
+    )
+    retention_hours: float = _var(
+        "CLICKSTREAM_RETENTION_HOURS", 24, "event time the served windows are kept in Redis"
     )
     dedup_horizon_seconds: int = _var(
         "CLICKSTREAM_DEDUP_HORIZON_SECONDS",
@@ -133,6 +147,15 @@ class Settings:
     def grace_ms(self) -> int:
         return self.grace_seconds * 1000
 
+    @property
+    def window_spec(self) -> WindowSpec:
+        return WindowSpec(
+            self.window_ms,
+            self.grace_ms,
+            self.dedup_horizon_seconds * 1000,
+            self.hop_seconds * 1000,
+        )
+
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, effective value, help) for every setting; secrets are masked."""
         rows = []
@@ -204,6 +227,15 @@ def _check(s: Settings) -> None:
             f"CLICKSTREAM_DEDUP_HORIZON_SECONDS={s.dedup_horizon_seconds} must be at least "
             f"window + grace ({s.window_seconds + s.grace_seconds})"
         )
+    if s.hop_seconds < s.window_seconds or s.hop_seconds % s.window_seconds:
+        raise SettingsError(
+            f"CLICKSTREAM_HOP_SECONDS={s.hop_seconds} must be a multiple of "
+            f"CLICKSTREAM_WINDOW_SECONDS ({s.window_seconds})"
+        )
+    if s.idle_seconds < 0:
+        raise SettingsError(f"CLICKSTREAM_IDLE_SECONDS={s.idle_seconds} must be 0 (off) or more")
+    if s.retention_hours <= 0:
+        raise SettingsError(f"CLICKSTREAM_RETENTION_HOURS={s.retention_hours} must be more than 0")
     if s.batch_seconds <= 0:
         raise SettingsError(f"CLICKSTREAM_BATCH_SECONDS={s.batch_seconds} must be more than 0")
     if s.log_level not in LOG_LEVELS:

@@ -9,7 +9,8 @@ import flask
 import orjson
 import redis
 
-from serving import read_model
+from serving import keys, read_model
+from tables import sketch
 
 API_DEFAULT_WINDOWS = 10
 
@@ -33,6 +34,28 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
     def orders() -> flask.Response:
         n = _windows_param()
         return _json({"windows": n, "rows": read_model.orders(client, app_id, n)})
+
+    @server.get("/api/v1/click-types")
+    def click_types() -> flask.Response:
+        n = _windows_param()
+        return _json({"windows": n, "rows": read_model.counts(client, app_id, keys.CLICK_TYPES, n)})
+
+    @server.get("/api/v1/referrers")
+    def referrers() -> flask.Response:
+        n = _windows_param()
+        return _json({"windows": n, "rows": read_model.counts(client, app_id, keys.REFERRERS, n)})
+
+    @server.get("/api/v1/unique-users")
+    def unique_users() -> flask.Response:
+        n = _windows_param()
+        rows = read_model.uniques(client, app_id, n)
+        return _json({"windows": n, "standard_error": sketch.STANDARD_ERROR, "rows": rows})
+
+    @server.get("/api/v1/funnel")
+    def funnel() -> flask.Response:
+        n = _windows_param()
+        steps = read_model.funnel(client, app_id, n)
+        return _json({"windows": n, "standard_error": sketch.STANDARD_ERROR, "steps": steps})
 
     @server.get("/api/v1/pipeline")
     def pipeline() -> flask.Response:

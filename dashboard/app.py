@@ -146,6 +146,22 @@ def _layout(settings: Settings) -> html.Div:
                                 wide=True,
                             ),
                             _card(
+                                "Unique users over time",
+                                "Distinct users and buyers per window (HyperLogLog, ±1.6%)",
+                                _graph("users-chart", loading),
+                                wide=True,
+                            ),
+                            _card(
+                                "Funnel",
+                                f"Distinct users per step, last {CHART_WINDOWS} windows",
+                                _graph("funnel-chart", loading),
+                            ),
+                            _card(
+                                "Top referrers",
+                                f"Clicks entering from other sites, last {CHART_WINDOWS} windows",
+                                _graph("referrers-chart", loading),
+                            ),
+                            _card(
                                 "Pipeline",
                                 html.Span("Per input partition", id="event-time"),
                                 html.Div(id="pipeline-table", className="table-wrap"),
@@ -159,7 +175,8 @@ def _layout(settings: Settings) -> html.Div:
                 children=(
                     f"Refreshes every {REFRESH_MS // 1000} s from {_redacted(settings.redis)} · "
                     f"times in UTC · JSON API at /api/v1/page-views, /api/v1/orders, "
-                    f"/api/v1/pipeline"
+                    f"/api/v1/unique-users, /api/v1/funnel, /api/v1/click-types, "
+                    f"/api/v1/referrers, /api/v1/pipeline"
                 ),
             ),
             dcc.Interval(id="refresh", interval=REFRESH_MS),
@@ -191,6 +208,9 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
         Output("top-pages", "figure"),
         Output("top-pages-span", "children"),
         Output("revenue-chart", "figure"),
+        Output("users-chart", "figure"),
+        Output("funnel-chart", "figure"),
+        Output("referrers-chart", "figure"),
         Output("pipeline-table", "children"),
         Output("event-time", "children"),
         Input("refresh", "n_intervals"),
@@ -206,7 +226,7 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
 def _render_unavailable(exc: read_model.Unavailable) -> tuple[Any, ...]:
     """The status says so (details on hover); the last numbers stay, dimmed."""
     status = f"Redis unreachable · retrying every {REFRESH_MS // 1000} s"
-    return (status, "status status-down", str(exc), "page page-stale", *[dash.no_update] * 7)
+    return (status, "status status-down", str(exc), "page page-stale", *[dash.no_update] * 10)
 
 
 def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
@@ -226,6 +246,9 @@ def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
         figures.top_pages_figure(s.page_views),
         "No windows yet" if latest is None else figures.window_span(latest, window_ms),
         figures.revenue_figure(s.orders, window_ms),
+        figures.unique_users_figure(s.uniques, window_ms),
+        figures.funnel_figure(s.funnel),
+        figures.top_referrers_figure(s.referrers),
         _table(figures.pipeline_table(s.pipeline)),
         f"Per input partition · {figures.event_time(s.pipeline)}",
     )

@@ -14,7 +14,7 @@ from typing import Literal
 
 import plotly.graph_objects as go
 
-from serving.read_model import OrderRow, PageViewRow, PipelineRow
+from serving.read_model import CountRow, FunnelStep, OrderRow, PageViewRow, PipelineRow, UniqueRow
 from streams.validation import CURRENCY_DIGITS
 
 ALL_PAGES = "All pages"
@@ -200,6 +200,88 @@ def top_pages_figure(rows: Sequence[PageViewRow], limit: int = 10) -> go.Figure:
     )
     figure.update_layout(showlegend=False, bargap=0.3)
     figure.update_xaxes(title_text="Views", rangemode="tozero")
+    figure.update_yaxes(automargin=True, showgrid=False)
+    return figure
+
+
+def unique_users_figure(rows: Sequence[UniqueRow], window_ms: int | None = None) -> go.Figure:
+    """Distinct users per window (all clicks) and buyers per window, as lines."""
+    shown = [r for r in rows if r.sketch in ("users", "buyers")]
+    if not shown:
+        return empty_figure("No users yet")
+    figure = go.Figure(layout=_base_layout())
+    for i, name in enumerate(("users", "buyers")):
+        series = sorted((r.window_start_ms, r.users) for r in shown if r.sketch == name)
+        figure.add_trace(
+            go.Scatter(
+                x=[utc_timestamp(start) for start, _ in series],
+                y=[users for _, users in series],
+                name="Users" if name == "users" else "Buyers",
+                mode="lines+markers",
+                line={"color": SERIES[i], "width": 2},
+                hovertemplate="%{y:,} " + name + "<extra></extra>",
+            )
+        )
+    figure.update_layout(hovermode="x unified")
+    figure.update_xaxes(title_text="Window start (UTC)")
+    figure.update_yaxes(title_text=f"Distinct users {per_window(window_ms)}", rangemode="tozero")
+    return figure
+
+
+FUNNEL_LABELS = {
+    "page_view": "Viewed a page",
+    "add_to_cart": "Added to cart",
+    "checkout": "Checked out",
+    "buyers": "Ordered",
+}
+
+
+def funnel_figure(steps: Sequence[FunnelStep]) -> go.Figure:
+    """Distinct users per funnel step, with each step's conversion from the one before."""
+    if not steps or not steps[0].users:
+        return empty_figure("No visits yet")
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Funnel(
+            y=[FUNNEL_LABELS.get(s.step, s.step) for s in steps],
+            x=[s.users for s in steps],
+            text=[
+                f"{s.users:,}" if s.conversion is None else f"{s.users:,} · {s.conversion:.0%}"
+                for s in steps
+            ],
+            textinfo="text",
+            marker={"color": [SERIES[i % len(SERIES)] for i in range(len(steps))]},
+            hovertemplate="%{y}: %{x:,} users<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False)
+    figure.update_yaxes(automargin=True)
+    return figure
+
+
+def top_referrers_figure(rows: Sequence[CountRow], limit: int = 8) -> go.Figure:
+    """Referred visits per referrer host over all the windows shown, the largest on top."""
+    totals: dict[str, int] = defaultdict(int)
+    for r in rows:
+        totals[r.name] += r.count
+    if not totals:
+        return empty_figure("No referred visits yet")
+    top = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit][::-1]
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Bar(
+            x=[n for _, n in top],
+            y=[host for host, _ in top],
+            orientation="h",
+            marker_color=SERIES[1],
+            text=[f"{n:,}" for _, n in top],
+            textposition="auto",
+            textangle=0,
+            hovertemplate="%{y}: %{x:,} visits<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, bargap=0.3)
+    figure.update_xaxes(title_text="Referred clicks", rangemode="tozero")
     figure.update_yaxes(automargin=True, showgrid=False)
     return figure
 

@@ -1,21 +1,35 @@
 """The Redis key layout: the one source of truth for the projection, the dashboard and the API.
 
 Every number is a per-source-partition partial, written as an absolute value (HSET, never INCR),
-so replays and redeliveries rewrite the same value. Readers sum the partials over partitions.
+so replays and redeliveries rewrite the same value. Readers sum (sketches: merge) the partials
+over partitions, and merge panes into wider windows the same way.
 
-  {app}:meta                         HASH  window_ms, grace_ms
-  {app}:windows:{metric}             ZSET  member = score = window start (epoch ms)
-  {app}:pageviews:{start}            HASH  "{partition}|{url}"                  -> views
-  {app}:orders:{start}               HASH  "{partition}|{currency}|orders"      -> order count
-                                           "{partition}|{currency}|cents"       -> revenue (cents)
-  {app}:pipeline:{stream}            HASH  "{partition}|{counter}"              -> value
-        stream: clicks | orders; counter: watermark_ms, accepted, duplicates, late, dead_letters
+  {app}:meta                     HASH  window_ms, grace_ms, hop_ms, retention_ms
+  {app}:windows:{metric}         ZSET  member = score = pane start (epoch ms)
+  {app}:{metric}:{start}         HASH  one pane's partials, by metric:
+      pageviews     "{partition}|{page}"            -> page views
+      clicktypes    "{partition}|{click type}"      -> clicks
+      referrers     "{partition}|{referrer host}"   -> clicks entering from that site
+      orders        "{partition}|{currency}|orders" -> orders
+                    "{partition}|{currency}|cents"  -> revenue (minor units)
+      uniques       "{partition}|{sketch}"          -> HyperLogLog registers, base64
+                    (tables/sketch.py); names: users, page_view, add_to_cart, checkout
+                    (clicks), buyers (orders)
+  {app}:pipeline:{stream}        HASH  "{partition}|{counter}" -> value
+        stream: clicks | orders; counter: watermark_ms, accepted, duplicates, late,
+        dead_letters, ticks
+Panes older than the newest watermark minus the retention are deleted (by event time).
 """
 
 from __future__ import annotations
 
 PAGE_VIEWS = "pageviews"
+CLICK_TYPES = "clicktypes"
+REFERRERS = "referrers"
 ORDERS = "orders"
+UNIQUES = "uniques"
+METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES)
+COUNT_NAMES = {ORDERS: ("orders", "cents")}  # metrics whose cells hold several counts
 SEP = "|"
 
 
@@ -40,6 +54,6 @@ def field(partition: int, *parts: str) -> str:
 
 
 def split_field(name: str) -> tuple[int, list[str]]:
-    """Inverse of field(): the partition and the remaining parts. URLs may not contain '|'."""
+    """Inverse of field(): the partition and the remaining parts. Pages may not contain '|'."""
     partition, *parts = name.split(SEP)
     return int(partition), parts

@@ -1,57 +1,70 @@
 """Batch outcomes -> Redis, as absolute per-partition values (see serving.keys).
 
-Writes that fail (Redis down) stay pending and are retried with the next batch; a newer value
-for the same field replaces an older pending one, so nothing is lost and nothing is doubled.
+A cell's dimension is "<metric>|<value>"; it becomes field "<partition>|<value>" (one per count
+name, for metrics with several) of the pane's hash for that metric. Writes that fail (Redis
+down) stay pending and are retried with the next batch; a newer value for the same field
+replaces an older pending one, so nothing is lost and nothing is doubled. Panes older than the
+newest watermark minus the retention are deleted, by event time.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from serving import keys
-from tables.window_state import BatchOutcome
+from tables.window_state import BatchOutcome, Progress
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class MetricLayout:
-    """How a cell's counts become hash fields: one name per count, None for a single value."""
-
-    metric: str  # serving.keys.PAGE_VIEWS | ORDERS
-    stream: str  # clicks | orders
-    count_names: tuple[str, ...] | None = None
+# KEYS[1]: a metric's window index; ARGV[1]: its pane key prefix; ARGV[2]: oldest start kept
+_DROP_OLD_PANES = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+for _, start in ipairs(old) do redis.call('DEL', ARGV[1] .. start) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+return #old
+"""
 
 
 class RedisProjection:
-    def __init__(self, client: aioredis.Redis, app_id: str, layout: MetricLayout) -> None:
+    def __init__(self, client: aioredis.Redis, app_id: str, stream: str, retention_ms: int) -> None:
         self.client = client
         self.app_id = app_id
-        self.layout = layout
+        self.stream = stream
+        self.retention_ms = retention_ms
         self.pending: dict[str, dict[FieldT, EncodableT]] = {}  # key -> field -> value
-        self.windows: set[int] = set()
+        self.windows: dict[str, set[int]] = defaultdict(set)  # metric -> pane starts
+        self.keep_from = -1  # oldest pane start kept, by the newest watermark seen
+        self.dropped_before = -1  # panes before this start are already deleted
+        self._drop_old_panes = client.register_script(_DROP_OLD_PANES)
 
     def stage(self, outcomes: Sequence[BatchOutcome]) -> None:
-        app, layout = self.app_id, self.layout
-        stats = self.pending.setdefault(keys.pipeline(app, layout.stream), {})
+        app = self.app_id
+        stats = self.pending.setdefault(keys.pipeline(app, self.stream), {})
         for out in outcomes:
-            for (start, dimension), counts in out.cells.items():
-                fields = self.pending.setdefault(keys.window(app, layout.metric, start), {})
-                if layout.count_names is None:
-                    fields[keys.field(out.partition, dimension)] = counts[0]
+            for (start, dimension), value in [*out.cells.items(), *out.sketches.items()]:
+                metric, name = dimension.split(keys.SEP, 1)
+                fields = self.pending.setdefault(keys.window(app, metric, start), {})
+                count_names = keys.COUNT_NAMES.get(metric)
+                if isinstance(value, bytes):  # sketch registers: base64, so readers get text
+                    fields[keys.field(out.partition, name)] = base64.b64encode(value)
+                elif count_names is None:
+                    fields[keys.field(out.partition, name)] = value[0]
                 else:
-                    for name, count in zip(layout.count_names, counts, strict=True):
-                        fields[keys.field(out.partition, dimension, name)] = count
-                self.windows.add(start)
+                    for count_name, count in zip(count_names, value, strict=True):
+                        fields[keys.field(out.partition, name, count_name)] = count
+                self.windows[metric].add(start)
             progress = out.progress
-            for name in ("watermark_ms", "accepted", "duplicates", "late", "dead_letters"):
+            stats[keys.field(out.partition, "watermark_ms")] = progress.watermark_ms
+            for name in Progress.COUNTERS:
                 stats[keys.field(out.partition, name)] = getattr(progress, name)
+            self.keep_from = max(self.keep_from, progress.watermark_ms - self.retention_ms)
 
     async def flush(self) -> bool:
         """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
@@ -60,10 +73,17 @@ class RedisProjection:
         pipe = self.client.pipeline(transaction=False)
         for key, fields in self.pending.items():
             pipe.hset(key, mapping=fields)
-        if self.windows:
-            pipe.zadd(
-                keys.windows(self.app_id, self.layout.metric), {str(w): w for w in self.windows}
-            )
+        for metric, starts in self.windows.items():
+            pipe.zadd(keys.windows(self.app_id, metric), {str(s): s for s in starts})
+        drop_before = self.keep_from - self.keep_from % 60_000  # checked once a minute
+        if drop_before > self.dropped_before:
+            for metric in keys.METRICS:
+                prefix = keys.window(self.app_id, metric, 0)[:-1]
+                await self._drop_old_panes(
+                    keys=[keys.windows(self.app_id, metric)],
+                    args=[prefix, drop_before],
+                    client=pipe,
+                )
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
@@ -71,4 +91,5 @@ class RedisProjection:
             return False
         self.pending.clear()
         self.windows.clear()
+        self.dropped_before = drop_before
         return True

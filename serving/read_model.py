@@ -9,6 +9,7 @@ Every function raises `Unavailable` (one readable line) when Redis cannot be rea
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from serving import keys
+from tables import sketch
 
 MAX_WINDOWS = 1440
 """The most windows one read may ask for (a day of 1-minute windows)."""
@@ -58,6 +60,34 @@ class OrderRow:
 
 
 @dataclass(frozen=True)
+class CountRow:
+    """One dimension of a counted metric in one window: a click type, a referrer host."""
+
+    window_start_ms: int
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class UniqueRow:
+    """Distinct users of one sketch in one window (HyperLogLog estimate, see tables.sketch)."""
+
+    window_start_ms: int
+    sketch: str  # users | page_view | add_to_cart | checkout | buyers
+    users: int
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    step: str  # page_view -> add_to_cart -> checkout -> buyers (OrderCreated)
+    users: int  # distinct users who did this step in the span (sketch estimate)
+    conversion: float | None  # users / users of the previous step; None for the first
+
+
+FUNNEL = ("page_view", "add_to_cart", "checkout", "buyers")
+
+
+@dataclass(frozen=True)
 class PartitionRow:
     partition: int
     watermark_ms: int | None
@@ -88,6 +118,9 @@ class Snapshot:
     page_views: list[PageViewRow]
     orders: list[OrderRow]
     pipeline: list[PipelineRow]
+    referrers: list[CountRow]
+    uniques: list[UniqueRow]
+    funnel: list[FunnelStep]  # over every window of the snapshot
 
 
 def connect(url: str, timeout: float = 2.0) -> redis.Redis:
@@ -123,6 +156,24 @@ def orders(client: redis.Redis, app: str, last_windows: int) -> list[OrderRow]:
     return _order_rows(windows)
 
 
+def counts(client: redis.Redis, app: str, metric: str, last_windows: int) -> list[CountRow]:
+    """Per window, one row per dimension of a single-count metric (clicktypes, referrers)."""
+    (windows,), _ = _read_windows(client, app, [metric], last_windows)
+    return _count_rows(windows)
+
+
+def uniques(client: redis.Redis, app: str, last_windows: int) -> list[UniqueRow]:
+    """Distinct users per window and sketch, the partitions' sketches merged."""
+    (windows,), _ = _read_windows(client, app, [keys.UNIQUES], last_windows)
+    return _unique_rows(windows)
+
+
+def funnel(client: redis.Redis, app: str, last_windows: int) -> list[FunnelStep]:
+    """Distinct users per funnel step over the newest windows (sketches merged over them)."""
+    (windows,), _ = _read_windows(client, app, [keys.UNIQUES], last_windows)
+    return _funnel(windows)
+
+
 def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
     """Per input stream: totals over partitions and per-partition watermarks and counters."""
     with _reachable(client):
@@ -135,10 +186,17 @@ def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
 
 def snapshot(client: redis.Redis, app: str, last_windows: int) -> Snapshot:
     plain = [keys.meta(app), *(keys.pipeline(app, s) for s in PIPELINE_STREAMS)]
-    (views, orders_), (meta_hash, *pipeline_hashes) = _read_windows(
-        client, app, [keys.PAGE_VIEWS, keys.ORDERS], last_windows, plain
+    (views, orders_, referrers, sketches), (meta_hash, *pipeline_hashes) = _read_windows(
+        client,
+        app,
+        [keys.PAGE_VIEWS, keys.ORDERS, keys.REFERRERS, keys.UNIQUES],
+        last_windows,
+        plain,
     )
     return Snapshot(
+        referrers=_count_rows(referrers),
+        uniques=_unique_rows(sketches),
+        funnel=_funnel(sketches),
         meta=_meta(meta_hash),
         page_views=_page_view_rows(views),
         orders=_order_rows(orders_),
@@ -245,6 +303,51 @@ def _order_rows(windows: list[tuple[int, Hash]]) -> list[OrderRow]:
         ]
 
     return _per_window(windows, rows_of)
+
+
+def _count_rows(windows: list[tuple[int, Hash]]) -> list[CountRow]:
+    def rows_of(start: int, raw: Hash) -> list[CountRow]:
+        totals: dict[str, int] = defaultdict(int)
+        for _partition, parts, value in _fields(raw):
+            if len(parts) == 1:
+                totals[parts[0]] += value
+        return [CountRow(start, name, n) for name, n in sorted(totals.items())]
+
+    return _per_window(windows, rows_of)
+
+
+def _sketches(raw: Hash) -> dict[str, list[bytes]]:
+    """sketch name -> the partitions' registers."""
+    found: dict[str, list[bytes]] = defaultdict(list)
+    for name, value in raw.items():
+        _partition, parts = keys.split_field(_text(name))
+        if len(parts) == 1:
+            found[parts[0]].append(base64.b64decode(_text(value)))
+    return found
+
+
+def _unique_rows(windows: list[tuple[int, Hash]]) -> list[UniqueRow]:
+    def rows_of(start: int, raw: Hash) -> list[UniqueRow]:
+        return [
+            UniqueRow(start, name, sketch.estimate(sketch.union(parts)))
+            for name, parts in sorted(_sketches(raw).items())
+        ]
+
+    return _per_window(windows, rows_of)
+
+
+def _funnel(windows: list[tuple[int, Hash]]) -> list[FunnelStep]:
+    per_step: dict[str, list[bytes]] = defaultdict(list)
+    for _start, raw in windows:
+        for name, parts in _sketches(raw).items():
+            per_step[name] += parts
+    steps: list[FunnelStep] = []
+    for step in FUNNEL:
+        users = sketch.estimate(sketch.union(per_step[step])) if per_step[step] else 0
+        previous = steps[-1].users if steps else None
+        conversion = None if previous is None else (users / previous if previous else 0.0)
+        steps.append(FunnelStep(step, users, conversion))
+    return steps
 
 
 def _pipeline_row(stream: str, raw: Hash) -> PipelineRow:

@@ -19,9 +19,9 @@ class TopicSpec:
     compacted: bool = False
 
 
-PAGE_VIEW_TABLE = "page_view_windows"
-REVENUE_TABLE = "revenue_windows"
-TABLES = (PAGE_VIEW_TABLE, REVENUE_TABLE)
+CLICK_TABLE = "click_windows"
+ORDER_TABLE = "order_windows"
+TABLES = (CLICK_TABLE, ORDER_TABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +30,18 @@ class Topology:
     orders: TopicSpec
     dead_letters: TopicSpec
     late_events: TopicSpec
+    window_results: TopicSpec
     changelogs: tuple[TopicSpec, ...]
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.clicks, self.orders, self.dead_letters, self.late_events, *self.changelogs)
+        return (
+            self.clicks,
+            self.orders,
+            self.dead_letters,
+            self.late_events,
+            self.window_results,
+            *self.changelogs,
+        )
 
 
 def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology:
@@ -52,6 +60,12 @@ def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology
             f"{app_id}-late-events",
             "original key",
             "LateEvent JSON: event, window, watermark, source topic/partition/offset",
+            partitions,
+        ),
+        window_results=TopicSpec(
+            f"{app_id}-window-results",
+            "<stream>/<tumbling|hopping>/<window start ms>",
+            "WindowResult JSON: a window's final content in one source partition",
             partitions,
         ),
         # Created by us before Faust starts (Faust would create them too, racing its own

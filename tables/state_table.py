@@ -9,7 +9,7 @@ memory) never holds a value the changelog lacks, and a restarted worker recovers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import faust
@@ -30,24 +30,31 @@ def declare_state_table(app: faust.App, name: str, help: str, partitions: int) -
     return table
 
 
-def partition_reader(table: Table, partition: int) -> Callable[[bytes], bytes | None]:
-    """Point reads in one partition's state, whatever the current event is (keys are raw)."""
-    store: Any = table.data
-    if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition, opened here
-        return cast(Callable[[bytes], bytes | None], store._db_for_partition(partition).get)
-    return cast(Callable[[bytes], bytes | None], store.get)  # memory: one dict for all
+class PartitionState:
+    """One partition's stored state, whatever the current event is (keys are raw bytes);
+    a tables.window_state.PartitionStore."""
 
+    def __init__(self, table: Table, partition: int) -> None:
+        store: Any = table.data
+        if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
+            self._db: Any = store._db_for_partition(partition)
+            self._sorted = True
+        else:  # memory: every partition in one dict, unsorted
+            self._db = store.data
+            self._sorted = False
 
-def partition_items(table: Table, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """Stored (key, value) pairs of one partition whose key starts with `prefix`."""
-    store: Any = table.data
-    if hasattr(store, "_db_for_partition"):  # RocksDB: keys sorted, seek to the prefix
-        for key, value in store._db_for_partition(partition).items(from_key=prefix):
+    def get(self, key: bytes) -> bytes | None:
+        return cast(bytes | None, self._db.get(key))
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Stored (key, value) pairs whose key starts with `prefix`."""
+        if not self._sorted:
+            yield from [(k, v) for k, v in self._db.items() if k.startswith(prefix)]
+            return
+        for key, value in self._db.items(from_key=prefix):  # sorted: seek to the prefix
             if not key.startswith(prefix):
                 return
             yield key, value
-    else:  # memory: every partition in one dict, unsorted
-        yield from ((k, v) for k, v in store.data.items() if k.startswith(prefix))
 
 
 class _Acked:

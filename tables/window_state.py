@@ -1,44 +1,72 @@
-"""One source partition's windowed counts, advanced a batch at a time (pure; state passed in).
+"""One source partition's windowed metrics, advanced a batch at a time (pure; state passed in).
 
 Shape of the state, one key space per source partition p (all in changelog partition p):
-  C|p|<window start>|<dimension> -> {"v": [counts...], "o": last source offset applied}
-  S|p|<first offset of batch>    -> [[event_id, source offset, event time], ...]  (dedup: the
-                                    ids first seen in one batch, one record per batch)
-  P|p                            -> Progress                                       (written last)
+  C|p|<pane start>|<dimension> -> {"v": [counts...], "o": last source offset applied}
+  H|p|<pane start>|<dimension> -> HyperLogLog registers (tables.sketch; max is idempotent)
+  S|p|<first offset of batch>  -> [[event_id, source offset, event time], ...]  (dedup: the
+                                  ids first seen in one batch, one record per batch)
+  P|p                          -> Progress, incl. the panes still stored       (written last)
 
-Rules, per event in offset order:
+Rules, per item in offset order:
   offset <= progress.offset        already applied by an earlier flush: skip (redelivery)
+  tick                             watermark = max(watermark, tick time); nothing else
   invalid                          dead letter, counted once
   event_id seen at another offset  duplicate, counted once, no effect
-  window closed (watermark >= window end + grace)   late: recorded, never merged
+  pane closed (watermark >= pane end + grace)   late: recorded, never merged
   otherwise                        add to each cell whose own offset is older (a cell may
-                                   already hold it if a flush was cut short), watermark = max.
+                                   already hold it if a flush was cut short), add to each
+                                   sketch, watermark = max(watermark, event time).
+Per batch, with W0/W1 the watermark before/after it: every tumbling and hopping window whose
+close time is in (W0, W1] is read whole and returned once as a ClosedWindow; panes whose last
+hopping window closed by W0 (so its result is already committed) are deleted.
 Because the progress key is written after every other key of a flush, into the same changelog
 partition, a recovered progress implies every earlier write of its flush is recovered too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
+from tables import sketch
 from tables.dedup import Entry, SeenIndex, seen_bucket_key
 from tables.windows import WindowSpec
 
 NO_WATERMARK = -1
 EMPTY_CELL = {"v": [], "o": -1}
 
+Increments = tuple[tuple[str, tuple[int, ...]], ...]  # (dimension, amounts added)
+Uniques = tuple[tuple[str, int, int], ...]  # (dimension, sketch register, rank)
+
+
+class PartitionStore(Protocol):
+    """Reads of one partition's stored state."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]: ...
+
 
 @dataclass(slots=True)  # not frozen: built once per event, and frozen init costs 4x
 class Observation:
-    """A valid event as the window logic sees it: which cells it adds what to."""
+    """A valid event as the window logic sees it: which cells and sketches it adds to."""
 
     offset: int
     event_id: str
     time_ms: int
-    increments: tuple[tuple[str, tuple[int, ...]], ...]  # (dimension, amounts)
+    increments: Increments
+    uniques: Uniques = ()
+
+
+@dataclass(slots=True)
+class Tick:
+    """Not an event: the source partition's event time has reached `time_ms` (idle partitions)."""
+
+    offset: int
+    time_ms: int
 
 
 @dataclass(slots=True)
@@ -58,6 +86,10 @@ class Progress:
     duplicates: int = 0
     late: int = 0
     dead_letters: int = 0
+    ticks: int = 0
+    panes: list[int] = field(default_factory=list)  # starts of the panes stored, ascending
+
+    COUNTERS = ("accepted", "duplicates", "late", "dead_letters", "ticks")
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -68,6 +100,8 @@ class Progress:
                 self.duplicates,
                 self.late,
                 self.dead_letters,
+                self.ticks,
+                self.panes,
             ]
         )
 
@@ -85,14 +119,26 @@ class LateEvent:
     watermark_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """A window's final content in one source partition: [start, end), a pane or a hop."""
+
+    start_ms: int
+    end_ms: int
+    counts: dict[str, list[int]]
+    sketches: dict[str, bytes]
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     """What one batch changed: table writes (progress last), and what to emit or project."""
 
     partition: int
     writes: dict[bytes, bytes | None] = field(default_factory=dict)  # None deletes
-    cells: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+    cells: dict[tuple[int, str], list[int]] = field(default_factory=dict)  # changed counts
+    sketches: dict[tuple[int, str], bytes] = field(default_factory=dict)  # changed sketches
     progress: Progress = field(default_factory=Progress)
+    closed: list[ClosedWindow] = field(default_factory=list)  # tumbling first, then hopping
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
     new_bucket: tuple[bytes, list[Entry]] | None = None  # the dedup record written now
@@ -103,22 +149,33 @@ def progress_key(partition: int) -> bytes:
     return f"P|{partition}".encode()
 
 
-def cell_key(partition: int, window_start_ms: int, dimension: str) -> bytes:
-    return f"C|{partition}|{window_start_ms}|{dimension}".encode()
+def pane_prefix(kind: str, partition: int, start_ms: int) -> bytes:
+    return f"{kind}|{partition}|{start_ms}|".encode()
+
+
+def cell_key(partition: int, start_ms: int, dimension: str) -> bytes:
+    return pane_prefix("C", partition, start_ms) + dimension.encode()
+
+
+def sketch_key(partition: int, start_ms: int, dimension: str) -> bytes:
+    return pane_prefix("H", partition, start_ms) + dimension.encode()
 
 
 def apply_batch(
     partition: int,
-    items: Sequence[Observation | Rejected],
+    items: Sequence[Observation | Tick | Rejected],
     spec: WindowSpec,
-    read: Callable[[bytes], bytes | None],
+    store: PartitionStore,
     seen: SeenIndex,
 ) -> BatchOutcome:
-    """Advance partition `partition` by `items` (in offset order); `read` gets stored values,
-    `seen` holds every event_id already stored for the partition (not changed here)."""
+    """Advance partition `partition` by `items` (in offset order); `store` has its stored
+    state, `seen` every event_id stored for it (not changed here)."""
     out = BatchOutcome(partition)
-    progress = out.progress = Progress.decode(read(progress_key(partition)))
-    cells: dict[bytes, list] = {}  # key -> [counts, offset], read once per batch
+    progress = out.progress = Progress.decode(store.get(progress_key(partition)))
+    before = progress.watermark_ms
+    panes = set(progress.panes)
+    cells: dict[tuple[int, str], list] = {}  # (start, dimension) -> [counts, offset]
+    sketches: dict[tuple[int, str], bytearray] = {}
     new_seen: dict[str, int] = {}  # event_id -> offset, for ids first seen in this batch
     bucket: list[Entry] = []
 
@@ -126,6 +183,10 @@ def apply_batch(
         if item.offset <= progress.offset:
             continue
         progress.offset = item.offset
+        if isinstance(item, Tick):
+            progress.ticks += 1
+            progress.watermark_ms = max(progress.watermark_ms, item.time_ms)
+            continue
         if isinstance(item, Rejected):
             progress.dead_letters += 1
             out.dead_letters.append(item)
@@ -147,21 +208,39 @@ def apply_batch(
             )
             continue
         for dimension, amounts in item.increments:
-            ckey = cell_key(partition, start, dimension)
-            cell = cells.get(ckey)
+            cell = cells.get((start, dimension))
             if cell is None:
-                raw = read(ckey)
+                raw = store.get(cell_key(partition, start, dimension))
                 stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
-                cell = cells[ckey] = [stored["v"] or [0] * len(amounts), stored["o"]]
+                cell = cells[start, dimension] = [stored["v"] or [0] * len(amounts), stored["o"]]
             if cell[1] < item.offset:  # not yet in this cell
                 cell[0] = [a + b for a, b in zip(cell[0], amounts, strict=True)]
                 cell[1] = item.offset
-            out.cells[(start, dimension)] = cell[0]
+        for dimension, register, rank in item.uniques:
+            registers = sketches.get((start, dimension))
+            if registers is None:
+                raw = store.get(sketch_key(partition, start, dimension))
+                registers = sketches[start, dimension] = bytearray(raw or sketch.empty())
+            if registers[register] < rank:
+                registers[register] = rank
+        panes.add(start)
         progress.accepted += 1
         progress.watermark_ms = max(progress.watermark_ms, item.time_ms)
 
-    for ckey, (counts, offset) in cells.items():
-        out.writes[ckey] = orjson.dumps({"v": counts, "o": offset})
+    for (start, dimension), (counts, offset) in cells.items():
+        out.writes[cell_key(partition, start, dimension)] = orjson.dumps({"v": counts, "o": offset})
+        out.cells[start, dimension] = counts
+    for (start, dimension), registers in sketches.items():
+        out.writes[sketch_key(partition, start, dimension)] = out.sketches[start, dimension] = (
+            bytes(registers)
+        )
+    out.closed = _closing(partition, spec, store, panes, out, before, progress.watermark_ms)
+    for start in [s for s in panes if spec.hop_closes_at(s) <= before]:
+        panes.discard(start)  # its last window's result was committed with an earlier batch
+        for kind in ("C", "H"):
+            for key, _ in store.items(pane_prefix(kind, partition, start)):
+                out.writes[key] = None
+    progress.panes = sorted(panes)
     if bucket:
         key = seen_bucket_key(partition, bucket[0][1])
         out.new_bucket = (key, bucket)
@@ -172,3 +251,56 @@ def apply_batch(
     if items:
         out.writes[progress_key(partition)] = progress.encode()
     return out
+
+
+def _closing(
+    partition: int,
+    spec: WindowSpec,
+    store: PartitionStore,
+    panes: set[int],
+    out: BatchOutcome,
+    before: int,
+    after: int,
+) -> list[ClosedWindow]:
+    """Every window with a stored pane whose close time is in (before, after], read whole."""
+    if after <= before:
+        return []
+    contents: dict[int, ClosedWindow] = {}
+
+    def pane(start: int) -> ClosedWindow:
+        if start not in contents:
+            contents[start] = _read_pane(partition, start, spec.size_ms, store, out)
+        return contents[start]
+
+    closed = [pane(s) for s in sorted(panes) if before < spec.closes_at(s) <= after]
+    if spec.hop_ms > spec.size_ms:
+        hops = {h for s in panes for h in spec.hops_holding(s)}
+        for hop in sorted(h for h in hops if before < spec.hop_closes_at(h) <= after):
+            members = [pane(s) for s in range(hop, hop + spec.hop_ms, spec.size_ms) if s in panes]
+            closed.append(_merge(hop, hop + spec.hop_ms, members))
+    return closed
+
+
+def _read_pane(
+    partition: int, start: int, size_ms: int, store: PartitionStore, out: BatchOutcome
+) -> ClosedWindow:
+    """A pane as stored, overlaid with this batch's changes to it."""
+    cells, hlls = pane_prefix("C", partition, start), pane_prefix("H", partition, start)
+    counts = {k[len(cells) :].decode(): orjson.loads(v)["v"] for k, v in store.items(cells)}
+    sketches = {k[len(hlls) :].decode(): bytes(v) for k, v in store.items(hlls)}
+    counts.update((d, c) for (s, d), c in out.cells.items() if s == start)
+    sketches.update((d, r) for (s, d), r in out.sketches.items() if s == start)
+    return ClosedWindow(start, start + size_ms, counts, sketches)
+
+
+def _merge(start: int, end: int, panes: Sequence[ClosedWindow]) -> ClosedWindow:
+    counts: dict[str, list[int]] = {}
+    for p in panes:
+        for dimension, values in p.counts.items():
+            total = counts.get(dimension)
+            if total is not None:
+                values = [a + b for a, b in zip(total, values, strict=True)]
+            counts[dimension] = values
+    names = {d for p in panes for d in p.sketches}
+    sketches = {d: sketch.union(p.sketches[d] for p in panes if d in p.sketches) for d in names}
+    return ClosedWindow(start, end, counts, sketches)

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from base64 import b64decode
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
@@ -22,6 +24,8 @@ from clickstream.settings import Settings, load
 from generator.config import GeneratorConfig
 from generator.produce import produce, read_jsonl
 from serving import keys
+from streams.eventtime import parse_timestamp
+from tables import sketch
 from tests.oracle import Expected, recompute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +75,9 @@ def pipeline_env(kafka, redis_server, app_id, tmp_path) -> dict[str, str]:
         "CLICKSTREAM_VAR_DIR": str(tmp_path / "var"),
         "CLICKSTREAM_LOG_LEVEL": "warn",
         "CLICKSTREAM_SESSION_TIMEOUT_SECONDS": "8",
+        # no ticks unless a test asks: a tick mid-stream (while the producer pauses) would make
+        # the oracle, which reads the JSONL rather than the topic, disagree on lateness
+        "CLICKSTREAM_IDLE_SECONDS": "0",
     }
 
 
@@ -120,9 +127,70 @@ def summed_cells(client: redis.Redis, app: str, metric: str, part: int) -> Count
         fields = client.hgetall(keys.window(app, metric, int(start)))
         for name, value in fields.items():
             _, parts = keys.split_field(name.decode())
-            if metric == keys.PAGE_VIEWS or parts[1] == ("orders", "cents")[part]:
+            if metric != keys.ORDERS or parts[1] == ("orders", "cents")[part]:
                 totals[int(start), parts[0]] += int(value)
     return totals
+
+
+def merged_uniques(client: redis.Redis, app: str) -> dict[tuple[int, str], int]:
+    """(window start, sketch name) -> estimate of the sketches merged over partitions."""
+    merged: dict[tuple[int, str], list[bytes]] = defaultdict(list)
+    for start in client.zrange(keys.windows(app, keys.UNIQUES), 0, -1):
+        for name, registers in client.hgetall(keys.window(app, keys.UNIQUES, int(start))).items():
+            merged[int(start), keys.split_field(name.decode())[1][0]].append(b64decode(registers))
+    return {k: sketch.estimate(sketch.union(v)) for k, v in merged.items()}
+
+
+def within_sketch_error(estimate: int, exact: int) -> bool:
+    """Within 4 standard errors (or 2 for tiny counts): the bound tests/unit/test_sketch.py
+    proves for the sketch itself."""
+    return abs(estimate - exact) <= max(4 * sketch.STANDARD_ERROR * exact, 2)
+
+
+def read_to_end(bootstrap: str, topic: str) -> list:
+    """Every record of `topic` up to its current end."""
+
+    async def consume() -> list:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        records: list = []
+        try:
+            while not consumer.assignment():  # without a group, every partition is assigned
+                batch = await consumer.getmany(timeout_ms=200)
+                records.extend(m for messages in batch.values() for m in messages)
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                batch = await consumer.getmany(timeout_ms=500)
+                records.extend(m for messages in batch.values() for m in messages)
+        finally:
+            await consumer.stop()
+        return records
+
+    return asyncio.run(consume())
+
+
+def final_results(bootstrap: str, topic: str) -> dict[str, dict]:
+    """Window results by id; a result sent again (after a crash) must say exactly the same."""
+    results: dict[str, dict] = {}
+    for record in read_to_end(bootstrap, topic):
+        result = orjson.loads(record.value)
+        assert results.setdefault(result["id"], result) == result, f"{result['id']} changed"
+    return results
+
+
+def tumbling_results(settings: Settings) -> dict[tuple[str, int, int], dict]:
+    """(stream, window start, partition) -> counted metrics of each tumbling window result:
+    the shape of tests.oracle.Expected.windows and .final_results."""
+    names = ("pageviews", "clicktypes", "referrers", "orders")
+    return {
+        (r["stream"], parse_timestamp(r["start"]), r["partition"]): {
+            metric: r[metric] for metric in names if metric in r
+        }
+        for r in final_results(settings.bootstrap, settings.topics.window_results.name).values()
+        if r["kind"] == "tumbling"
+    }
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, within: float = 30) -> list:

@@ -19,6 +19,7 @@ import redis
 from clickstream.app import create_app
 from clickstream.settings import load
 from serving import keys
+from streams.ticks import tick_record
 from tables.window_state import cell_key
 from tests.builders import T0, click_bytes, order_json
 
@@ -92,10 +93,10 @@ async def until(condition, within: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_page_views_are_counted_deduplicated_and_projected(app_and_log, redis_server):
+async def test_clicks_are_counted_deduplicated_and_projected(app_and_log, redis_server):
     app, settings, log = app_and_log
-    table = app.tables["page_view_windows"]
-    async with app.agents["count_page_views"].test_context() as agent:
+    table = app.tables["click_windows"]
+    async with app.agents["aggregate_clicks"].test_context() as agent:
         for i, event_id in enumerate(["a", "b", "a", "c"]):  # "a" twice
             raw = click_bytes(event_id=event_id, occurred_at_ms=T0 + i)
             await agent.put(raw, key=b"u-1", partition=0, timestamp=T0 / 1000, wait=False)
@@ -103,12 +104,12 @@ async def test_page_views_are_counted_deduplicated_and_projected(app_and_log, re
         start = T0 - T0 % 60_000
         await until(
             lambda: (
-                table.data.get(cell_key(0, start, "/p/42")) is not None
+                table.data.get(cell_key(0, start, "pageviews|/p/42")) is not None
                 and len(log.topic(settings.topics.dead_letters.name)) == 1
             )
         )
 
-    assert orjson.loads(table.data[cell_key(0, start, "/p/42")])["v"] == [3]
+    assert orjson.loads(table.data[cell_key(0, start, "pageviews|/p/42")])["v"] == [3]
     ((_, value, headers),) = log.topic(settings.topics.dead_letters.name)
     assert value == b"{oops" and ("reason", b"malformed_json") in headers
     changelog = log.topic(table.changelog_topic.get_topic_name())
@@ -120,10 +121,10 @@ async def test_page_views_are_counted_deduplicated_and_projected(app_and_log, re
 
 async def test_late_order_goes_to_late_events_and_not_into_revenue(app_and_log):
     app, settings, log = app_and_log
-    table = app.tables["revenue_windows"]
+    table = app.tables["order_windows"]
     on_time = orjson.dumps(order_json(event_id="o1", occurred_at_ms=T0 + 120_000))
     late = orjson.dumps(order_json(event_id="o2", occurred_at_ms=T0))  # window closed by then
-    async with app.agents["sum_revenue"].test_context() as agent:
+    async with app.agents["aggregate_orders"].test_context() as agent:
         for raw in (on_time, late):
             await agent.put(raw, key=b"u-1", partition=1, timestamp=T0 / 1000 + 130, wait=False)
         await until(lambda: len(log.topic(settings.topics.late_events.name)) == 1)
@@ -132,5 +133,25 @@ async def test_late_order_goes_to_late_events_and_not_into_revenue(app_and_log):
     record = orjson.loads(value)
     assert record["event_id"] == "o2" and record["id"].endswith("/1/1")
     start = T0 + 120_000 - (T0 + 120_000) % 60_000
-    assert orjson.loads(table.data[cell_key(1, start, "EUR")])["v"] == [1, 4990]
-    assert table.data.get(cell_key(1, T0 - T0 % 60_000, "EUR")) is None
+    assert orjson.loads(table.data[cell_key(1, start, "orders|EUR")])["v"] == [1, 4990]
+    assert table.data.get(cell_key(1, T0 - T0 % 60_000, "orders|EUR")) is None
+
+
+async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
+    app, settings, log = app_and_log
+    value, headers = tick_record(T0 + 200_000, "test")
+    async with app.agents["aggregate_clicks"].test_context() as agent:
+        for i, user in enumerate(["u-1", "u-2", "u-1"]):
+            raw = click_bytes(event_id=f"e{i}", user_id=user, occurred_at_ms=T0 + i)
+            await agent.put(raw, key=b"u", partition=2, timestamp=T0 / 1000, wait=False)
+        await agent.put(value, key=None, partition=2, timestamp=T0 / 1000, headers=headers)
+        await until(lambda: len(log.topic(settings.topics.window_results.name)) >= 2)
+
+    results = [orjson.loads(v) for _, v, _ in log.topic(settings.topics.window_results.name)]
+    start = T0 - T0 % 60_000
+    (tumbling,) = [r for r in results if r["kind"] == "tumbling"]
+    assert tumbling["id"] == f"clicks/tumbling/{start}/p2" and tumbling["partition"] == 2
+    assert tumbling["pageviews"] == {"/p/42": 3}
+    assert tumbling["clicktypes"] == {"page_view": 3}
+    assert tumbling["uniques"]["users"]["estimate"] == 2
+    assert {r["kind"] for r in results} == {"tumbling", "hopping"}

@@ -1,5 +1,7 @@
-"""End to end on real Kafka and Redis: generator -> worker -> Redis equals the oracle, bad
-events are dead letters with reasons, late events are recorded, and the worker keeps going."""
+"""End to end on real Kafka and Redis: generator -> worker -> Redis and the window results equal
+the oracle (every metric; unique users within the sketch's bound), bad events are dead letters
+with reasons, late events are recorded, idle partitions close their last windows by ticks, and
+the worker keeps going."""
 
 from __future__ import annotations
 
@@ -14,17 +16,22 @@ import orjson
 import pytest
 import redis
 
+from clickstream.settings import load
 from serving import keys
 from tests.rig import (
     FAULTY_TRAFFIC,
+    merged_uniques,
     processed,
     produce_and_expect,
     read_topic,
     summed_cells,
+    tumbling_results,
     wait_until,
+    within_sketch_error,
 )
 
 pytestmark = pytest.mark.integration
+
 
 # a quarter of the shared faulty traffic, with more late events and fraud in it
 FAULTY = replace(
@@ -37,9 +44,21 @@ FAULTY = replace(
 )
 
 
-def test_worker_results_equal_the_oracle(
-    settings, pipeline_env, start_worker, redis_server, tmp_path
-):
+@pytest.fixture
+def ticking_env(pipeline_env):
+    # all data is produced first, so ticks come last; short windows, so they close soon after
+    pipeline_env.update(
+        CLICKSTREAM_IDLE_SECONDS="1",
+        CLICKSTREAM_WINDOW_SECONDS="10",
+        CLICKSTREAM_HOP_SECONDS="30",
+        CLICKSTREAM_GRACE_SECONDS="5",
+    )
+    return pipeline_env
+
+
+def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server, tmp_path):
+    pipeline_env = ticking_env
+    settings = load(pipeline_env, dotenv=None)
     expected = produce_and_expect(settings, FAULTY, tmp_path)
     assert expected.duplicates and expected.late and expected.dead_letters  # faults exercised
 
@@ -55,8 +74,24 @@ def test_worker_results_equal_the_oracle(
         )
 
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
+    assert summed_cells(client, app, keys.CLICK_TYPES, 0) == expected.click_types
+    assert summed_cells(client, app, keys.REFERRERS, 0) == expected.referrers
     assert summed_cells(client, app, keys.ORDERS, 0) == expected.orders
     assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
+    uniques = merged_uniques(client, app)
+    assert uniques.keys() == expected.users.keys()
+    for window_sketch, users in expected.users.items():
+        assert within_sketch_error(uniques[window_sketch], len(users)), window_sketch
+
+    # idle partitions get ticks, so every window closes and its result is emitted, once per
+    # partition, with exactly the oracle's counts
+    wait_until(
+        lambda: len(tumbling_results(settings)) >= len(expected.windows),
+        within=60,
+        why="every window closed by ticks",
+        alive=worker.alive,
+    )
+    assert tumbling_results(settings) == expected.windows
 
     dead = read_topic(
         settings.bootstrap, settings.topics.dead_letters.name, sum(expected.dead_letters.values())

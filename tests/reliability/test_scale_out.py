@@ -20,6 +20,7 @@ from tests.rig import (
     processed,
     produce_lines,
     summed_cells,
+    tumbling_results,
     wait_until,
 )
 
@@ -74,3 +75,4 @@ def test_two_workers_share_partitions_and_survive_losing_one(
     )
     assert len(partitions_of(first)) == settings.partitions
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
+    assert tumbling_results(settings) == expected.final_results

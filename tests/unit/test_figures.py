@@ -9,7 +9,15 @@ import pytest
 
 from dashboard import figures
 from dashboard.figures import Kpi
-from serving.read_model import OrderRow, PageViewRow, PartitionRow, PipelineRow
+from serving.read_model import (
+    CountRow,
+    FunnelStep,
+    OrderRow,
+    PageViewRow,
+    PartitionRow,
+    PipelineRow,
+    UniqueRow,
+)
 
 MINUTE = 60_000
 T0 = 1_767_268_800_000  # 2026-01-01 12:00 UTC
@@ -178,3 +186,28 @@ def test_per_window_reads_naturally(window_ms: int | None, text: str) -> None:
 def test_money_uses_the_currency_minor_digits():
     assert figures.money(150050, "USD") == "USD 1,500.50"
     assert figures.money(1500, "JPY") == "JPY 1,500"
+
+
+def test_funnel_figure_labels_each_step_with_users_and_conversion():
+    steps = [
+        FunnelStep("page_view", 400, None),
+        FunnelStep("add_to_cart", 100, 0.25),
+        FunnelStep("checkout", 50, 0.5),
+        FunnelStep("buyers", 25, 0.5),
+    ]
+    (trace,) = figures.funnel_figure(steps).data
+    assert list(trace.x) == [400, 100, 50, 25]
+    assert list(trace.text) == ["400", "100 · 25%", "50 · 50%", "25 · 50%"]
+    assert trace.y[-1] == "Ordered"
+
+
+def test_unique_users_figure_draws_users_and_buyers():
+    rows = [UniqueRow(0, "users", 10), UniqueRow(60_000, "users", 12), UniqueRow(0, "buyers", 2)]
+    users, buyers = figures.unique_users_figure(rows).data
+    assert list(users.y) == [10, 12] and list(buyers.y) == [2]
+
+
+def test_top_referrers_sum_over_windows_largest_on_top():
+    rows = [CountRow(0, "t.co", 2), CountRow(60_000, "t.co", 5), CountRow(0, "bing.com", 4)]
+    (trace,) = figures.top_referrers_figure(rows).data
+    assert list(trace.y) == ["bing.com", "t.co"] and list(trace.x) == [4, 7]

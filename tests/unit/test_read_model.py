@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
 from serving import keys, read_model
 from serving.read_model import OrderRow, PageViewRow, PartitionRow, PipelineRow
+from tables import sketch
 
 APP = "shop"
 MINUTE = 60_000
@@ -169,3 +171,41 @@ def test_an_unreachable_redis_raises_unavailable_naming_it(tmp_path: Path) -> No
         read_model.snapshot(client, APP, 10)
     with pytest.raises(read_model.Unavailable):
         read_model.ping(client)
+
+
+def write_sketch(client: redis.Redis, start: int, partition: int, name: str, users) -> None:
+    registers = sketch.empty()
+    for user in users:
+        sketch.add(registers, *sketch.position(user))
+    client.zadd(keys.windows(APP, keys.UNIQUES), {str(start): start})
+    field = keys.field(partition, name)
+    client.hset(keys.window(APP, keys.UNIQUES, start), field, base64.b64encode(registers))
+
+
+def test_unique_users_merge_the_partitions_sketches(client):
+    write_sketch(client, T0, 0, "users", [f"u{i}" for i in range(0, 300)])
+    write_sketch(client, T0, 1, "users", [f"u{i}" for i in range(200, 500)])  # 100 shared
+    (row,) = read_model.uniques(client, APP, 5)
+    assert row.window_start_ms == T0 and row.sketch == "users"
+    assert abs(row.users - 500) <= 4 * sketch.STANDARD_ERROR * 500
+
+
+def test_the_funnel_counts_each_user_once_across_windows_and_gives_conversions(client):
+    viewers = [f"u{i}" for i in range(400)]
+    write_sketch(client, T0, 0, "page_view", viewers)
+    write_sketch(client, T0 + MINUTE, 0, "page_view", viewers[:100])  # the same users again
+    write_sketch(client, T0 + MINUTE, 1, "add_to_cart", viewers[:100])
+    write_sketch(client, T0 + MINUTE, 1, "checkout", viewers[:50])
+    write_sketch(client, T0 + MINUTE, 0, "buyers", viewers[:25])
+    steps = read_model.funnel(client, APP, 5)
+    assert [s.step for s in steps] == ["page_view", "add_to_cart", "checkout", "buyers"]
+    assert [s.users for s in steps] == pytest.approx([400, 100, 50, 25], abs=2)
+    assert steps[0].conversion is None
+    assert [s.conversion for s in steps[1:]] == pytest.approx([0.25, 0.5, 0.5], abs=0.01)
+
+
+def test_counts_sum_a_metrics_partitions(client):
+    for partition, n in ((0, 3), (1, 4)):
+        client.zadd(keys.windows(APP, keys.REFERRERS), {str(T0): T0})
+        client.hset(keys.window(APP, keys.REFERRERS, T0), keys.field(partition, "t.co"), n)
+    assert read_model.counts(client, APP, keys.REFERRERS, 5) == [read_model.CountRow(T0, "t.co", 7)]

@@ -1,26 +1,43 @@
-"""Window logic of one partition: dedup, lateness, redelivery after a cut-short flush."""
+"""Window logic of one partition, with event time as the only clock: dedup, lateness, window
+close and final results (tumbling and hopping), ticks, retention, redelivery after a cut-short
+flush."""
 
 from __future__ import annotations
 
 import orjson
 
+from tables import sketch
 from tables.dedup import SeenIndex, seen_prefix
 from tables.window_state import (
     Observation,
     Progress,
     Rejected,
+    Tick,
     apply_batch,
     cell_key,
     progress_key,
+    sketch_key,
 )
 from tables.windows import WindowSpec
 
-SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000, dedup_horizon_ms=600_000)
+SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000, dedup_horizon_ms=600_000, hop_ms=180_000)
 VIEW = (1,)
 
 
-def view(offset: int, time_ms: int, url: str = "/a", event_id: str | None = None) -> Observation:
-    return Observation(offset, event_id or f"e{offset}", time_ms, ((url, VIEW),))
+class DictStore(dict):
+    """A partition's stored state as a plain dict (what RocksDB holds for one partition)."""
+
+    def items(self, prefix: bytes = b""):  # type: ignore[override]
+        return [(k, v) for k, v in sorted(super().items()) if k.startswith(prefix)]
+
+
+def view(
+    offset: int, time_ms: int, url: str = "/a", event_id: str | None = None, user: str = "u1"
+) -> Observation:
+    register, rank = sketch.position(user)
+    return Observation(
+        offset, event_id or f"e{offset}", time_ms, ((url, VIEW),), (("users", register, rank),)
+    )
 
 
 def seen_index(store: dict[bytes, bytes]) -> SeenIndex:
@@ -28,9 +45,9 @@ def seen_index(store: dict[bytes, bytes]) -> SeenIndex:
     return SeenIndex.load((k, v) for k, v in store.items() if k.startswith(seen_prefix(0)))
 
 
-def run(items, store=None):
-    store = {} if store is None else store
-    out = apply_batch(0, items, SPEC, store.get, seen_index(store))
+def run(items, store=None, spec=SPEC):
+    store = DictStore() if store is None else DictStore(store)
+    out = apply_batch(0, items, spec, store, seen_index(store))
     for key, value in out.writes.items():
         if value is None:
             del store[key]
@@ -128,3 +145,106 @@ def test_ids_within_the_dedup_horizon_are_kept():
     _, store = run([view(0, 100_000, event_id="x")])
     out, store = run([view(1, 650_000), view(2, 640_000, event_id="x")], store)
     assert out.expired_buckets == [] and out.progress.duplicates == 1
+
+
+def closed(out):
+    """The tumbling windows that closed."""
+    return [(w.start_ms, w.end_ms, w.counts) for w in out.closed if w.end_ms - w.start_ms == 60_000]
+
+
+def test_a_window_closes_once_when_the_watermark_passes_its_end_plus_grace():
+    out, store = run([view(0, 1_000), view(1, 30_000, url="/b"), view(2, 69_999)])
+    assert out.closed == []  # watermark 69_999 < 60_000 + 10_000
+    out, store = run([view(3, 70_000)], store)
+    assert closed(out) == [(0, 60_000, {"/a": [1], "/b": [1]})]  # 69_999 is in the next
+    out, store = run([view(4, 75_000)], store)
+    assert out.closed == []  # not again
+
+
+def test_the_final_result_includes_the_sketch_of_the_window():
+    _, store = run([view(0, 1_000, user="u1"), view(1, 2_000, user="u2")])
+    out, _ = run([view(2, 70_000, user="u3")], store)
+    window = out.closed[0]
+    assert sketch.estimate(window.sketches["users"]) == 2
+
+
+def test_a_hopping_window_is_the_sum_of_its_panes_and_closes_after_its_last_one():
+    events = [view(0, 10_000), view(1, 70_000), view(2, 130_000, url="/b"), view(3, 130_500)]
+    out, store = run(events)
+    out, store = run([view(4, 190_000)], store)  # hop [0, 180 s) closes at 190 s
+    hops = [w for w in out.closed if w.end_ms - w.start_ms == 180_000]
+    assert [(w.start_ms, w.counts) for w in hops] == [(0, {"/a": [3], "/b": [1]})]
+    assert sketch.estimate(hops[0].sketches["users"]) == 1
+
+
+def test_an_event_late_for_its_pane_counts_in_no_window():
+    out, store = run([view(0, 10_000), view(1, 75_000), view(2, 20_000)])
+    assert out.progress.late == 1
+    out, store = run([view(3, 400_000)], store)
+    (hop,) = [w for w in out.closed if (w.start_ms, w.end_ms) == (0, 180_000)]
+    assert hop.counts == {"/a": [2]}  # 10 s and 75 s; not the late one
+
+
+def test_a_tick_advances_event_time_and_closes_windows_without_counting():
+    _, store = run([view(0, 1_000)])
+    out, store = run([Tick(1, 70_000)], store)
+    assert closed(out) == [(0, 60_000, {"/a": [1]})]
+    assert out.progress.ticks == 1 and out.progress.accepted == 1
+    assert out.progress.watermark_ms == 70_000
+
+
+def test_a_tick_never_moves_event_time_back():
+    _, store = run([view(0, 100_000)])
+    out, _ = run([Tick(1, 5_000)], store)
+    assert out.progress.watermark_ms == 100_000
+
+
+def test_panes_are_dropped_after_their_last_window_closed_so_state_stays_bounded():
+    store = DictStore()
+    for minute in range(30):  # half an hour of one view a minute
+        _, store = run([view(minute, minute * 60_000 + 1)], store)
+    panes = Progress.decode(store[progress_key(0)]).panes
+    assert len(panes) <= SPEC.hop_ms // SPEC.size_ms + 2  # + grace, + the batch after
+    cells = [k for k in store if k.startswith((b"C|", b"H|"))]
+    assert len(cells) == 2 * len(panes)
+    assert min(panes) >= 29 * 60_000 - SPEC.hop_ms - SPEC.grace_ms - 2 * SPEC.size_ms
+
+
+def test_final_results_do_not_depend_on_how_the_input_was_batched():
+    import random
+
+    rng = random.Random(5)
+    times = sorted(rng.randrange(0, 900_000) for _ in range(300))
+    events = [
+        view(i, t + rng.choice([0, 0, -5_000, -40_000, -90_000]), url=rng.choice("ab"))
+        for i, t in enumerate(times)
+    ] + [Tick(300, 2_000_000)]
+
+    def results(batch_sizes):
+        store, found, i = DictStore(), [], 0
+        while i < len(events):
+            size = next(batch_sizes)
+            out, store = run(events[i : i + size], store)
+            found += [(w.start_ms, w.end_ms, w.counts, w.sketches) for w in out.closed]
+            i += size
+        return sorted(found)
+
+    one_by_one = results(iter(lambda: 1, None))
+    assert one_by_one == results(iter(lambda: rng.randint(1, 40), None))
+    assert len(one_by_one) > 20
+
+
+def test_a_cut_short_closing_batch_emits_the_same_result_when_redelivered():
+    _, store = run([view(0, 1_000), view(1, 2_000)])
+    first, _ = run([view(2, 3_000), view(3, 80_000)], store)
+    landed = dict(store)
+    landed.update((k, v) for k, v in list(first.writes.items())[:1] if v is not None)
+    again, _ = run([view(2, 3_000), view(3, 80_000)], landed)  # progress never landed
+    assert closed(again) == closed(first) == [(0, 60_000, {"/a": [3]})]
+    assert [w.sketches for w in again.closed] == [w.sketches for w in first.closed]
+
+
+def test_sketch_cells_are_stored_per_pane():
+    _, store = run([view(0, 1_000, user="x"), view(1, 61_000, user="y")])
+    assert sketch.estimate(store[sketch_key(0, 0, "users")]) == 1
+    assert sketch.estimate(store[sketch_key(0, 60_000, "users")]) == 1

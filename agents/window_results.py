@@ -1,0 +1,49 @@
+"""WindowResult: the derived event for a window's final content in one source partition.
+
+Emitted once per (stream, window, partition) when the partition's watermark passes the
+window's end + grace; key "<stream>/<kind>/<start ms>" (every partition's part of one window
+lands in the same results partition); id "<stream>/<kind>/<start ms>/p<partition>". A window's
+total is the sum (sketches: the register-wise max) of its `partitions` parts.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from serving import keys
+from streams.eventtime import format_timestamp
+from tables import sketch
+from tables.window_state import ClosedWindow
+
+
+def result_key(stream: str, kind: str, start_ms: int) -> str:
+    return f"{stream}/{kind}/{start_ms}"
+
+
+def window_result(
+    stream: str, partition: int, partitions: int, window: ClosedWindow, pane_ms: int
+) -> dict[str, Any]:
+    kind = "tumbling" if window.end_ms - window.start_ms == pane_ms else "hopping"
+    key = result_key(stream, kind, window.start_ms)
+    body: dict[str, Any] = {
+        "id": f"{key}/p{partition}",
+        "stream": stream,
+        "kind": kind,
+        "start": format_timestamp(window.start_ms),
+        "end": format_timestamp(window.end_ms),
+        "partition": partition,
+        "partitions": partitions,
+    }
+    for dimension, counts in sorted(window.counts.items()):
+        metric, name = dimension.split(keys.SEP, 1)
+        names = keys.COUNT_NAMES.get(metric)
+        value = counts[0] if names is None else dict(zip(names, counts, strict=True))
+        body.setdefault(metric, {})[name] = value
+    for dimension, registers in sorted(window.sketches.items()):
+        metric, name = dimension.split(keys.SEP, 1)
+        body.setdefault(metric, {})[name] = {
+            "estimate": sketch.estimate(registers),
+            "registers": base64.b64encode(registers).decode(),
+        }
+    return body
