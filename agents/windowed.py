@@ -167,7 +167,8 @@ class WindowedAggregation:
         """Dead letters, late events and window results, each with a deterministic id."""
         send = self.app.producer.send
         sends = []
-        stream, partitions = self.kind.stream, self.topics.clicks.partitions
+        stream = self.kind.stream
+        partitions = self.topics.clicks.partitions  # orders: the same (co-partitioned)
         for out in outcomes:
             for window in out.closed:
                 result = window_result(stream, out.partition, partitions, window, self.spec.size_ms)

@@ -112,6 +112,9 @@ def create_app(settings: Settings) -> faust.App:
         async def tick_idle_partitions() -> None:
             """Advance event time on quiet partitions (tables.event_clock, streams.ticks)."""
             for source_topic, aggregation in aggregations.items():
-                await aggregation.tick_idle_partitions(source_topic)
+                try:
+                    await aggregation.tick_idle_partitions(source_topic)
+                except Exception as exc:  # a rebalance or a broker hiccup: try on the next round
+                    logging.getLogger(__name__).warning("no ticks this round: %r", exc)
 
     return app
