@@ -6,9 +6,15 @@ referrers  | <host>       +1 per click that entered from another site (a referre
 uniques    | users        HyperLogLog of user_id, every click
 uniques    | <step>       HyperLogLog of user_id per funnel step (page_view, add_to_cart,
                           checkout; the last step, buyers, comes from the orders stream)
+sessions   | ended        [sessions, bounces, total duration ms] of the user sessions that
+                          expired in the pane (tables.sessions; every click is a Visit)
+CLICKSTREAM_METRICS chooses among these five metrics; the click counters always run.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
 
 from agents.windowed import EventKind
 from serving import keys
@@ -16,6 +22,7 @@ from streams.records import ClickEvent, ClickType
 from streams.topics import CLICK_TABLE
 from streams.validation import parse_click
 from tables import sketch
+from tables.sessions import Visit
 from tables.window_state import Increments, Uniques
 
 ONE = (1,)
@@ -23,6 +30,8 @@ FUNNEL_CLICKS = (ClickType.PAGE_VIEW, ClickType.ADD_TO_CART, ClickType.CHECKOUT)
 _TYPE_DIMENSION = {t: f"{keys.CLICK_TYPES}|{t.value}" for t in ClickType}
 _STEP_DIMENSION = {t: f"{keys.UNIQUES}|{t.value}" for t in FUNNEL_CLICKS}
 USERS = f"{keys.UNIQUES}|users"
+ALL_METRICS = frozenset(keys.CLICK_METRICS)
+Measures = tuple[Increments, Uniques, Visit | None]
 
 
 def page_of(url: str) -> str:
@@ -36,29 +45,66 @@ def host_of(url: str) -> str:
     return rest.split("/", 1)[0].split("?", 1)[0].lower() or "(unknown)"
 
 
-def click_measures(click: ClickEvent) -> tuple[Increments, Uniques]:
-    increments: list[tuple[str, tuple[int, ...]]] = [(_TYPE_DIMENSION[click.type], ONE)]
-    if click.type is ClickType.PAGE_VIEW:
-        increments.append((f"{keys.PAGE_VIEWS}|{page_of(click.url)}", ONE))
-    if click.referrer:
-        increments.append((f"{keys.REFERRERS}|{host_of(click.referrer)}", ONE))
+@lru_cache(maxsize=1 << 16)  # the hot path sees the same URLs over and over
+def _page_dimension(url: str) -> str:
+    return f"{keys.PAGE_VIEWS}|{page_of(url)}"
+
+
+@lru_cache(maxsize=1 << 16)
+def _referrer_dimension(referrer: str) -> str:
+    return f"{keys.REFERRERS}|{_referrer_host(referrer)}"
+
+
+def _uniques(click: ClickEvent) -> Uniques:
     register, rank = sketch.position(click.user_id)
     step = _STEP_DIMENSION.get(click.type)
-    uniques = (
-        ((USERS, register, rank),)
-        if step is None
-        else (
-            (USERS, register, rank),
-            (step, register, rank),
-        )
+    if step is None:
+        return ((USERS, register, rank),)
+    return ((USERS, register, rank), (step, register, rank))
+
+
+def _visit(click: ClickEvent) -> Visit:
+    host = _referrer_host(click.referrer) if click.referrer else ""
+    return Visit(click.user_id, click.type is ClickType.PAGE_VIEW, host)
+
+
+@lru_cache(maxsize=1 << 16)
+def _referrer_host(referrer: str) -> str:
+    return host_of(referrer)
+
+
+def measures_of(metrics: frozenset[str]) -> Callable[[ClickEvent], Measures]:
+    """What a click adds, for the chosen `metrics` (names from ALL_METRICS)."""
+    types, pages, referrers = (
+        m in metrics for m in (keys.CLICK_TYPES, keys.PAGE_VIEWS, keys.REFERRERS)
     )
-    return tuple(increments), uniques
+    uniques, sessions = keys.UNIQUES in metrics, keys.SESSIONS in metrics
+
+    def measure(click: ClickEvent) -> Measures:
+        increments: list[tuple[str, tuple[int, ...]]] = []
+        if types:
+            increments.append((_TYPE_DIMENSION[click.type], ONE))
+        if pages and click.type is ClickType.PAGE_VIEW:
+            increments.append((_page_dimension(click.url), ONE))
+        if referrers and click.referrer:
+            increments.append((_referrer_dimension(click.referrer), ONE))
+        return (
+            tuple(increments),
+            _uniques(click) if uniques else (),
+            _visit(click) if sessions else None,
+        )
+
+    return measure
 
 
-AGGREGATE_CLICKS = EventKind(
-    agent="aggregate_clicks",
-    table=CLICK_TABLE,
-    stream="clicks",
-    parse=parse_click,
-    measure=click_measures,
-)
+click_measures = measures_of(ALL_METRICS)
+
+
+def aggregate_clicks(metrics: frozenset[str] = ALL_METRICS) -> EventKind:
+    return EventKind(
+        agent="aggregate_clicks",
+        table=CLICK_TABLE,
+        stream="clicks",
+        parse=parse_click,
+        measure=measures_of(metrics),
+    )

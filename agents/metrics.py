@@ -1,6 +1,7 @@
 """Prometheus gauges of each source partition's progress, served by the worker at /metrics
 beside Faust's own sensors. Values are the partition's durable counters (they survive restarts),
-so they are gauges: `clickstream_partition_events{stream, partition, fate}`."""
+so they are gauges: `clickstream_partition_events{stream, partition, fate}`. A worker shows only
+the partitions it owns: after a rebalance the others' series are dropped."""
 
 from __future__ import annotations
 
@@ -24,9 +25,21 @@ PARTITION_WATERMARK = Gauge(
 )
 
 
+_shown: dict[str, set[int]] = {}  # stream -> partitions with series
+
+
 def record_progress(stream: str, outcomes: Sequence[BatchOutcome]) -> None:
     for out in outcomes:
+        _shown.setdefault(stream, set()).add(out.partition)
         partition = str(out.partition)
         for fate in FATES:
             PARTITION_EVENTS.labels(stream, partition, fate).set(getattr(out.progress, fate))
         PARTITION_WATERMARK.labels(stream, partition).set(out.progress.watermark_ms / 1000)
+
+
+def forget_unassigned(stream: str, assigned: set[int]) -> None:
+    for partition in _shown.get(stream, set()) - assigned:
+        for fate in FATES:
+            PARTITION_EVENTS.remove(stream, str(partition), fate)
+        PARTITION_WATERMARK.remove(stream, str(partition))
+        _shown[stream].discard(partition)

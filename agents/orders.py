@@ -18,11 +18,10 @@ from tables.window_state import Increments, Uniques
 BUYERS = f"{keys.UNIQUES}|buyers"
 
 
-def order_measures(order: OrderCreated) -> tuple[Increments, Uniques]:
+def order_measures(order: OrderCreated) -> tuple[Increments, Uniques, None]:
     register, rank = sketch.position(order.user_id)
-    return ((f"{keys.ORDERS}|{order.currency}", (1, order.amount_cents)),), (
-        (BUYERS, register, rank),
-    )
+    increments = ((f"{keys.ORDERS}|{order.currency}", (1, order.amount_cents)),)
+    return increments, ((BUYERS, register, rank),), None
 
 
 AGGREGATE_ORDERS = EventKind(

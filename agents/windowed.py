@@ -2,14 +2,19 @@
 
 Per batch of raw records (many partitions; a whole fetch from agents.batch_delivery, or a
 take_events batch under test_context): decode and validate each (ticks are recognised by their
-header); advance each source partition's window state (tables.window_state.apply_batch, with
-the partition's in-memory dedup index); emit dead letters, late events and the results of the
-windows that closed; project to Redis; commit the changed keys to the changelog once per
-batch. The batch is acked only after all of this, so committed offsets never pass saved state.
+header); advance each source partition's window state (tables.window_state.apply_batch, over
+the stored state overlaid with what earlier batches staged, and the partition's in-memory dedup
+index); emit dead letters, late events and the results of the windows that closed; stage the
+changed keys. Once per commit interval the staged keys go to Redis and to the changelog, each
+key once however many batches changed it, and only then are the batches' offsets acked, so
+committed offsets never pass saved state. A rebalance in between discards what was staged:
+the partition's next owner reprocesses from the committed offset, and the per-key offsets in
+the state make that exact.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +25,9 @@ import faust
 import orjson
 from faust.types import TP, EventT
 
-from agents.metrics import record_progress
+from agents.batch_delivery import Ack
+from agents.metrics import forget_unassigned, record_progress
+from agents.session_summaries import session_summary
 from agents.window_results import result_key, window_result
 from serving.projection import RedisProjection
 from streams.eventtime import event_time_ms, format_timestamp
@@ -29,8 +36,10 @@ from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
 from tables.dedup import SeenIndex, seen_prefix
 from tables.event_clock import EventClock
-from tables.state_table import PartitionState, commit_outcomes
+from tables.sessions import SessionIndex, Visit
+from tables.state_table import PartitionState, StagedState, commit_writes
 from tables.window_state import (
+    WRITE_ORDER,
     BatchOutcome,
     Increments,
     Observation,
@@ -40,6 +49,7 @@ from tables.window_state import (
     Uniques,
     apply_batch,
     progress_key,
+    user_prefix,
 )
 from tables.windows import WindowSpec
 
@@ -52,7 +62,7 @@ class EventKind:
     table: str  # its state table's name
     stream: str  # clicks | orders: names its counters, results and Prometheus labels
     parse: Callable[[bytes, int, Limits], Any]  # raises InvalidEvent
-    measure: Callable[[Any], tuple[Increments, Uniques]]
+    measure: Callable[[Any], tuple[Increments, Uniques, Visit | None]]
 
 
 class WindowedAggregation:
@@ -61,22 +71,34 @@ class WindowedAggregation:
         app: faust.App,
         table: faust.Table,
         kind: EventKind,
+        source_topic: str,
         spec: WindowSpec,
         limits: Limits,
         projection: RedisProjection,
         topics: Topology,
         idle_s: float,
+        commit_s: float,
+        session_gap_ms: int | None = None,
     ) -> None:
+        """`session_gap_ms`: None when this stream measures no sessions."""
         self.app = app
         self.table = table
         self.kind = kind
+        self.source_topic = source_topic
         self.spec = spec
         self.limits = limits
         self.projection = projection
         self.topics = topics
         self.clock = EventClock(idle_s)
+        self.commit_s = commit_s
+        self.session_gap_ms = session_gap_ms
+        self._lock = asyncio.Lock()  # batches and the commit timer take turns
+        self._generation: int | None = None  # of everything below
         self._seen: dict[int, SeenIndex] = {}
-        self._seen_generation: int | None = None
+        self._sessions: dict[int, SessionIndex] = {}
+        self._staged: dict[int, dict[bytes, bytes | None]] = {}  # partition -> key -> value
+        self._to_ack: list[tuple[Ack, TP, list[int]]] = []
+        self._staged_since: float | None = None  # monotonic time of the oldest staged batch
 
     def observe(self, record: Any, log_time_ms: int) -> Observation | Tick | Rejected:
         offset = record.offset
@@ -91,56 +113,115 @@ class WindowedAggregation:
             return Rejected(offset, exc.reason, exc.detail)
         return Observation(offset, event.event_id, event_time_ms(event), *self.kind.measure(event))
 
-    async def apply_fetched(self, fetched: Mapping[TP, list[Any]]) -> list[BatchOutcome]:
-        """The fast path: whole fetched lists of aiokafka records (timestamps in ms)."""
+    async def apply_fetched(self, fetched: Mapping[TP, list[Any]], ack: Ack) -> None:
+        """The fast path: whole fetched lists of aiokafka records (timestamps in ms); their
+        offsets are acked with the commit that saves their effect."""
         batch = {tp.partition: records for tp, records in fetched.items()}
-        return await self._apply(batch, timestamp_unit_ms=1)
+        async with self._lock:
+            await self._apply(batch, timestamp_unit_ms=1)
+            self._to_ack.extend((ack, tp, [r.offset for r in rs]) for tp, rs in fetched.items())
+            if time.monotonic() - (self._staged_since or 0.0) >= self.commit_s:
+                await self._commit()
 
     async def apply_events(self, events: Sequence[EventT]) -> list[BatchOutcome]:
-        """The Faust agent path (test_context, or a topic not delivered in batches)."""
+        """The Faust agent path (test_context, or a topic not delivered in batches): committed
+        at once, since Faust acks the events when the agent takes the next ones."""
         batch: dict[int, list[Any]] = defaultdict(list)
         for event in events:
             batch[event.message.partition].append(event.message)
-        return await self._apply(batch, timestamp_unit_ms=1000)  # Faust's are in seconds
+        async with self._lock:
+            outcomes = await self._apply(batch, timestamp_unit_ms=1000)  # Faust's are in s
+            await self._commit()
+        return outcomes
+
+    async def commit_if_due(self) -> None:
+        """The commit timer's round: batches may have stopped coming (caught up)."""
+        async with self._lock:
+            if self._staged_since is not None and (
+                time.monotonic() - self._staged_since >= self.commit_s
+            ):
+                await self._commit()
 
     async def _apply(
         self, batch: Mapping[int, list[Any]], timestamp_unit_ms: int
     ) -> list[BatchOutcome]:
         """`batch`: source partition -> its records (offset, timestamp, key, value) in order."""
+        self._discard_if_rebalanced()
         outcomes = []
         now = time.monotonic()
         for partition, records in batch.items():
             items = [self.observe(r, round(r.timestamp * timestamp_unit_ms)) for r in records]
-            store = PartitionState(self.table, partition)
-            seen = self._seen_ids(partition)
-            outcomes.append(apply_batch(partition, items, self.spec, store, seen))
+            state = self._state(partition)
+            seen, sessions = self._seen_ids(partition), self._open_sessions(partition)
+            outcomes.append(apply_batch(partition, items, self.spec, state, seen, sessions))
             self.clock.received(partition, now)
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same content); after the commit, redelivered events are skipped.
         await self._emit(outcomes, batch)
-        self.projection.stage(outcomes)
-        await self.projection.flush()
-        await commit_outcomes(self.app, self.table, outcomes)
         for out in outcomes:
+            self._staged.setdefault(out.partition, {}).update(out.writes)
             index = self._seen_ids(out.partition)
             if out.new_bucket is not None:
                 index.add(*out.new_bucket)
             index.drop(out.expired_buckets)
+        self.projection.stage(outcomes)
+        if self._staged_since is None:
+            self._staged_since = now
         record_progress(self.kind.stream, outcomes)
         return outcomes
 
-    async def tick_idle_partitions(self, source_topic: str) -> dict[int, int]:
-        """Append a tick to each assigned partition of `source_topic` that is due one
+    async def _commit(self) -> None:
+        """Staged keys to Redis and the changelog (each once), then ack what they cover."""
+        if self._discard_if_rebalanced() or self._staged_since is None:
+            return
+        await self.projection.flush()
+        ordered = {
+            partition: dict(sorted(writes.items(), key=lambda kv: WRITE_ORDER[kv[0][:1]]))
+            for partition, writes in self._staged.items()
+        }
+        await commit_writes(self.app, self.table, ordered)
+        if not self._discard_if_rebalanced():  # else the partitions' new owners redo them
+            for ack, tp, offsets in self._to_ack:
+                await ack(tp, offsets)
+        self._staged.clear()
+        self._to_ack.clear()
+        self._staged_since = None
+
+    def _discard_if_rebalanced(self) -> bool:
+        """After a rebalance, what was staged or loaded belongs to the partitions' next owners:
+        drop it (uncommitted offsets are redelivered to them). True if something was dropped."""
+        generation = self.app.consumer_generation_id
+        if generation == self._generation:
+            return False
+        if self._generation is not None:  # a rebalance, not the start
+            assigned = self.app.consumer.assignment()
+            forget_unassigned(
+                self.kind.stream, {tp.partition for tp in assigned if tp.topic == self.source_topic}
+            )
+        self._generation = generation
+        dropped = self._staged_since is not None
+        self._seen.clear()
+        self._sessions.clear()
+        self._staged.clear()
+        self._to_ack.clear()
+        self._staged_since = None
+        return dropped
+
+    def _state(self, partition: int) -> StagedState:
+        staged = self._staged.setdefault(partition, {})
+        return StagedState(PartitionState(self.table, partition), staged)
+
+    async def tick_idle_partitions(self) -> dict[int, int]:
+        """Append a tick to each assigned source partition that is due one
         (tables.event_clock); returns partition -> tick time."""
+        source_topic = self.source_topic
         consumer = self.app.consumer
         watermarks: dict[int, int] = {}
         caught_up: dict[int, bool] = {}
         for tp in consumer.assignment():
             if tp.topic != source_topic:
                 continue
-            progress = Progress.decode(
-                PartitionState(self.table, tp.partition).get(progress_key(tp.partition))
-            )
+            progress = Progress.decode(self._state(tp.partition).get(progress_key(tp.partition)))
             watermarks[tp.partition] = progress.watermark_ms
             highwater = consumer.highwater(tp)
             caught_up[tp.partition] = highwater is not None and progress.offset + 1 >= highwater
@@ -151,16 +232,25 @@ class WindowedAggregation:
         return due
 
     def _seen_ids(self, partition: int) -> SeenIndex:
-        """The partition's dedup index, read from the table once per assignment: after a
-        rebalance the partition may have been advanced elsewhere."""
-        generation = self.app.consumer_generation_id
-        if generation != self._seen_generation:
-            self._seen.clear()
-            self._seen_generation = generation
+        """The partition's dedup index, read once per assignment (after a rebalance the
+        partition may have been advanced elsewhere)."""
         index = self._seen.get(partition)
         if index is None:
-            stored = PartitionState(self.table, partition).items(seen_prefix(partition))
-            index = self._seen[partition] = SeenIndex.load(stored)
+            index = self._seen[partition] = SeenIndex.load(
+                self._state(partition).items(seen_prefix(partition))
+            )
+        return index
+
+    def _open_sessions(self, partition: int) -> SessionIndex | None:
+        """The partition's open sessions, read once per assignment, like the dedup index."""
+        if self.session_gap_ms is None:
+            return None
+        index = self._sessions.get(partition)
+        if index is None:
+            index = self._sessions[partition] = SessionIndex(self.spec, self.session_gap_ms)
+            prefix = user_prefix(partition)
+            for key, raw in self._state(partition).items(prefix):
+                index.set(key[len(prefix) :].decode(), orjson.loads(raw)["s"])
         return index
 
     async def _emit(self, outcomes: Sequence[BatchOutcome], batch: Mapping[int, list[Any]]) -> None:
@@ -176,6 +266,13 @@ class WindowedAggregation:
                 value = orjson.dumps(result)
                 sends.append(
                     await send(self.topics.window_results.name, key, value, None, None, None)
+                )
+            for session in out.sessions:
+                value = orjson.dumps(session_summary(out.partition, session))
+                sends.append(
+                    await send(
+                        self.topics.sessions.name, session.user.encode(), value, None, None, None
+                    )
                 )
             if not out.dead_letters and not out.late:
                 continue

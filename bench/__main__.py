@@ -31,7 +31,8 @@ from clickstream.kafka_admin import KafkaUnreachable
 from clickstream.local.process import LocalServiceError
 from generator.produce import ProduceError
 
-DEFAULT_EVENTS = 200_000  # ~6 min for 3 rounds on 2 busy cores (naive Faust: ~2.6k msg/s)
+DEFAULT_EVENTS = 200_000  # ~20 min for 3 rounds on 2 busy cores (naive full set: ~800 msg/s)
+DEFAULT_TIMEOUT_S = 600  # the naive full-set peer needs ~250 s for the default events
 OUT = ROOT / "var" / "bench"
 
 
@@ -89,8 +90,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="partitions of the input topics (default 4)",
     )  # fmt: skip
     parser.add_argument(
-        "--timeout", type=_bounded_int(10, 3600), default=300,
-        help="seconds one run may take before it is stopped and counted as failed (default 300)",
+        "--timeout", type=_bounded_int(10, 3600), default=DEFAULT_TIMEOUT_S,
+        help="seconds one run may take before it is stopped and counted as failed "
+        f"(default {DEFAULT_TIMEOUT_S})",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     return parser.parse_args(argv)

@@ -1,11 +1,14 @@
 """How each contender is started (a subprocess with its own group, port and data folder) and how
 its progress is observed: messages of the clicks topic it has fully processed, and when.
 
-  clickstream    `python -m clickstream worker`, configured only by CLICKSTREAM_* variables;
-                 progress = sum of the {partition}|accepted/duplicates/late/dead_letters fields
-                 of the Redis hash {app_id}:pipeline:clicks (it also consumes the orders topic)
-  faust-naive    bench.naive_faust, progress file
-  aiokafka-loop  bench.aiokafka_loop, progress file
+  clickstream            `python -m clickstream worker`, configured only by CLICKSTREAM_*
+                         variables; progress = sum of the {partition}|accepted/duplicates/late/
+                         dead_letters fields of the Redis hash {app_id}:pipeline:clicks (it also
+                         consumes the orders topic)
+  clickstream-pageviews  the same with CLICKSTREAM_METRICS=pageviews (click metrics: page views)
+  faust-naive            bench.naive_faust --metrics pageviews, progress file
+  faust-naive-full       bench.naive_faust --metrics full (the worker's click metric set)
+  aiokafka-loop          bench.aiokafka_loop (page views), progress file
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -64,7 +68,8 @@ def _clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
 
 
-def _clickstream(target: Target, folder: Path, run_id: str) -> Launch:
+def _clickstream(target: Target, folder: Path, run_id: str, metrics: str | None = None) -> Launch:
+    """metrics: CLICKSTREAM_METRICS, or None for the worker's default (the full set)."""
     env = {
         **_clean_environ(),
         "CLICKSTREAM_KAFKA_BOOTSTRAP": target.bootstrap,
@@ -76,6 +81,7 @@ def _clickstream(target: Target, folder: Path, run_id: str) -> Launch:
         "CLICKSTREAM_VAR_DIR": str(folder / "var"),
         "CLICKSTREAM_WORKER_PORT": str(free_port()),
         "CLICKSTREAM_LOG_LEVEL": "warn",
+        **({"CLICKSTREAM_METRICS": metrics} if metrics else {}),
     }
     client = redis.Redis.from_url(target.redis_url, socket_timeout=5, decode_responses=True)
     hash_key = keys.pipeline(run_id, "clicks")
@@ -93,7 +99,7 @@ def _clickstream(target: Target, folder: Path, run_id: str) -> Launch:
     )
 
 
-def _faust_naive(target: Target, folder: Path, run_id: str) -> Launch:
+def _faust_naive(target: Target, folder: Path, run_id: str, metrics: str = "pageviews") -> Launch:
     progress = folder / "progress"
     argv = [
         sys.executable, "-m", "bench.naive_faust",
@@ -106,6 +112,7 @@ def _faust_naive(target: Target, folder: Path, run_id: str) -> Launch:
         "--progress", str(progress),
         "--expected", str(target.expected),
         "--max-seconds", str(target.max_seconds),
+        "--metrics", metrics,
     ]  # fmt: skip
     return Launch(argv, _clean_environ(), ROOT, lambda: read_progress(progress))
 
@@ -128,7 +135,9 @@ CONTENDERS: dict[str, Contender] = {
     c.name: c
     for c in (
         Contender("clickstream", _clickstream),
+        Contender("clickstream-pageviews", partial(_clickstream, metrics="pageviews")),
         Contender("faust-naive", _faust_naive),
+        Contender("faust-naive-full", partial(_faust_naive, metrics="full")),
         Contender("aiokafka-loop", _aiokafka_loop),
     )
 }

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from tqdm import tqdm
 
-from bench.contenders import ROOT, Contender, Target
+from bench.contenders import CONTENDERS, ROOT, Contender, Target
 from bench.report import RunResult, run_result
 from clickstream.local.kafka import LocalKafka
 from clickstream.local.process import free_port
@@ -33,6 +33,7 @@ STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
 EVENTS_PER_SECOND = 250.0  # simulated traffic rate, raised so the data spans at most:
 MAX_SPAN_S = 1800.0  # keeps every record inside the naive table's 1 h wall-clock expiry
 SPAN_MARGIN_MS = 120_000  # the last record is this far before now
+NAME_WIDTH = max(len(name) for name in CONTENDERS)  # progress bars line up
 
 
 @contextlib.contextmanager
@@ -104,7 +105,7 @@ def run_once(
     launch = contender.launch(target, folder, run_id)
     bar = tqdm(
         total=target.expected,
-        desc=f"round {round}/{rounds} {contender.name:<13}",
+        desc=f"round {round}/{rounds} {contender.name:<{NAME_WIDTH}}",
         unit="msg",
         unit_scale=True,
         mininterval=0.5,

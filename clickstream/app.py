@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.batch_delivery import BatchHandler, batch_delivering_consumer
-from agents.clicks import AGGREGATE_CLICKS
+from agents.clicks import aggregate_clicks
 from agents.orders import AGGREGATE_ORDERS
 from agents.windowed import EventKind, WindowedAggregation
 from clickstream.settings import Settings
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> faust.App:
     topics = settings.topics
     aggregations: dict[str, WindowedAggregation] = {}  # source topic -> its aggregation
 
-    def attach(kind: EventKind, topic_name: str) -> None:
+    def attach(kind: EventKind, topic_name: str, session_gap_ms: int | None = None) -> None:
         table = declare_state_table(
             app,
             kind.table,
@@ -59,7 +59,17 @@ def create_app(settings: Settings) -> faust.App:
         retention_ms = round(settings.retention_hours * 3_600_000)
         projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms)
         aggregation = WindowedAggregation(
-            app, table, kind, spec, settings.limits, projection, topics, settings.idle_seconds
+            app,
+            table,
+            kind,
+            topic_name,
+            spec,
+            settings.limits,
+            projection,
+            topics,
+            settings.idle_seconds,
+            settings.commit_seconds,
+            session_gap_ms,
         )
         aggregations[topic_name] = aggregation
         source = app.topic(
@@ -82,7 +92,9 @@ def create_app(settings: Settings) -> faust.App:
         fast_paths[topic_name] = aggregation.apply_fetched
 
     fast_paths: dict[str, BatchHandler] = {}
-    attach(AGGREGATE_CLICKS, topics.clicks.name)
+    metrics = settings.click_metrics
+    gap_ms = settings.session_gap_seconds * 1000 if keys.SESSIONS in metrics else None
+    attach(aggregate_clicks(metrics), topics.clicks.name, gap_ms)
     attach(AGGREGATE_ORDERS, topics.orders.name)
     # In a worker, fetched records of these topics skip Faust's per-message path (the agents
     # above stay declared: they subscribe the topics, and serve test_context).
@@ -106,14 +118,23 @@ def create_app(settings: Settings) -> faust.App:
             },
         )
 
+    @app.timer(max(settings.commit_seconds / 2, 0.1))
+    async def commit_staged_state() -> None:
+        """Commit what quiet streams staged (busy ones commit as their batches come)."""
+        for aggregation in aggregations.values():
+            try:
+                await aggregation.commit_if_due()
+            except Exception as exc:  # a broker hiccup: staged state and offsets wait
+                logging.getLogger(__name__).warning("commit failed, will retry: %r", exc)
+
     if settings.idle_seconds > 0:
 
         @app.timer(max(settings.idle_seconds / 2, 0.5))
         async def tick_idle_partitions() -> None:
             """Advance event time on quiet partitions (tables.event_clock, streams.ticks)."""
-            for source_topic, aggregation in aggregations.items():
+            for aggregation in aggregations.values():
                 try:
-                    await aggregation.tick_idle_partitions(source_topic)
+                    await aggregation.tick_idle_partitions()
                 except Exception as exc:  # a rebalance or a broker hiccup: try on the next round
                     logging.getLogger(__name__).warning("no ticks this round: %r", exc)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from serving import keys
 from streams.topics import Topology, topology
 from streams.validation import Limits
 from tables.windows import WindowSpec
@@ -71,6 +72,16 @@ class Settings:
         15,
         "a caught-up partition silent this long gets a tick that advances its event time; 0 = off",
     )
+    session_gap_seconds: int = _var(
+        "CLICKSTREAM_SESSION_GAP_SECONDS",
+        1800,
+        "a user's session ends after this much event time without a click",
+    )
+    metrics: str = _var(
+        "CLICKSTREAM_METRICS",
+        "all",
+        f"click metrics to compute: all, or a comma list of {', '.join(keys.CLICK_METRICS)}",
+    )
     retention_hours: float = _var(
         "CLICKSTREAM_RETENTION_HOURS", 24, "event time the served windows are kept in Redis"
     )
@@ -85,6 +96,11 @@ class Settings:
     batch_size: int = _var("CLICKSTREAM_BATCH_SIZE", 2000, "events per hot-path batch")
     batch_seconds: float = _var(
         "CLICKSTREAM_BATCH_SECONDS", 0.5, "longest wait before a partial batch is applied"
+    )
+    commit_seconds: float = _var(
+        "CLICKSTREAM_COMMIT_SECONDS",
+        1.0,
+        "changed state goes to the changelog and Redis at most once per this; 0 = every batch",
     )
     session_timeout_seconds: int = _var(
         "CLICKSTREAM_SESSION_TIMEOUT_SECONDS",
@@ -138,6 +154,12 @@ class Settings:
     @property
     def limits(self) -> Limits:
         return Limits(self.max_event_bytes, self.max_future_skew_seconds * 1000)
+
+    @property
+    def click_metrics(self) -> frozenset[str]:
+        if self.metrics.strip() == "all":
+            return frozenset(keys.CLICK_METRICS)
+        return frozenset(name.strip() for name in self.metrics.split(",") if name.strip())
 
     @property
     def window_ms(self) -> int:
@@ -232,10 +254,24 @@ def _check(s: Settings) -> None:
             f"CLICKSTREAM_HOP_SECONDS={s.hop_seconds} must be a multiple of "
             f"CLICKSTREAM_WINDOW_SECONDS ({s.window_seconds})"
         )
+    unknown = s.click_metrics - set(keys.CLICK_METRICS)
+    if unknown or not s.click_metrics:
+        raise SettingsError(
+            f"CLICKSTREAM_METRICS={s.metrics!r} names no metric or an unknown one "
+            f"({', '.join(sorted(unknown))}); use all or some of {','.join(keys.CLICK_METRICS)}"
+        )
+    if s.session_gap_seconds <= 0:
+        raise SettingsError(
+            f"CLICKSTREAM_SESSION_GAP_SECONDS={s.session_gap_seconds} must be more than 0"
+        )
     if s.idle_seconds < 0:
         raise SettingsError(f"CLICKSTREAM_IDLE_SECONDS={s.idle_seconds} must be 0 (off) or more")
     if s.retention_hours <= 0:
         raise SettingsError(f"CLICKSTREAM_RETENTION_HOURS={s.retention_hours} must be more than 0")
+    if s.commit_seconds < 0:
+        raise SettingsError(
+            f"CLICKSTREAM_COMMIT_SECONDS={s.commit_seconds} must be 0 (every batch) or more"
+        )
     if s.batch_seconds <= 0:
         raise SettingsError(f"CLICKSTREAM_BATCH_SECONDS={s.batch_seconds} must be more than 0")
     if s.log_level not in LOG_LEVELS:

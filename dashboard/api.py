@@ -57,6 +57,11 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
         steps = read_model.funnel(client, app_id, n)
         return _json({"windows": n, "standard_error": sketch.STANDARD_ERROR, "steps": steps})
 
+    @server.get("/api/v1/sessions")
+    def sessions() -> flask.Response:
+        n = _windows_param()
+        return _json({"windows": n, "rows": read_model.sessions(client, app_id, n)})
+
     @server.get("/api/v1/pipeline")
     def pipeline() -> flask.Response:
         return _json({"streams": read_model.pipeline(client, app_id)})

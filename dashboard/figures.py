@@ -14,7 +14,15 @@ from typing import Literal
 
 import plotly.graph_objects as go
 
-from serving.read_model import CountRow, FunnelStep, OrderRow, PageViewRow, PipelineRow, UniqueRow
+from serving.read_model import (
+    CountRow,
+    FunnelStep,
+    OrderRow,
+    PageViewRow,
+    PipelineRow,
+    SessionRow,
+    UniqueRow,
+)
 from streams.validation import CURRENCY_DIGITS
 
 ALL_PAGES = "All pages"
@@ -286,6 +294,43 @@ def top_referrers_figure(rows: Sequence[CountRow], limit: int = 8) -> go.Figure:
     return figure
 
 
+def sessions_figure(rows: Sequence[SessionRow], window_ms: int | None = None) -> go.Figure:
+    """Sessions that ended per window (bars) and their bounce rate (line, right axis)."""
+    if not rows:
+        return empty_figure("No session has ended yet")
+    rows = sorted(rows, key=lambda r: r.window_start_ms)
+    x = [utc_timestamp(r.window_start_ms) for r in rows]
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Bar(
+            x=x,
+            y=[r.sessions for r in rows],
+            name="Sessions ended",
+            marker_color=SERIES[0],
+            customdata=[r.mean_duration_ms / 60_000 for r in rows],
+            hovertemplate="%{y:,} sessions · mean %{customdata:.1f} min<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.bounce_rate for r in rows],
+            name="Bounce rate",
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": SERIES[3], "width": 2},
+            hovertemplate="%{y:.0%} bounced<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        hovermode="x unified",
+        yaxis2={"overlaying": "y", "side": "right", "range": [0, 1], "tickformat": ".0%"},
+    )
+    figure.update_xaxes(title_text="Window the sessions ended in (UTC)")
+    figure.update_yaxes(title_text=f"Sessions {per_window(window_ms)}", rangemode="tozero")
+    return figure
+
+
 # --- numbers -------------------------------------------------------------------------------------
 
 
@@ -304,6 +349,11 @@ def kpis(
     return [
         _views_kpi(page_views, window_ms),
         *_order_kpis(orders, window_ms),
+        Kpi(
+            "Open sessions",
+            f"{sum(p.open_sessions for p in pipeline):,}",
+            "users active within the session gap",
+        ),
         _late_kpi(pipeline, grace_ms),
         Kpi(
             "Duplicates dropped",

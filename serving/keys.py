@@ -15,9 +15,12 @@ over partitions, and merge panes into wider windows the same way.
       uniques       "{partition}|{sketch}"          -> HyperLogLog registers, base64
                     (tables/sketch.py); names: users, page_view, add_to_cart, checkout
                     (clicks), buyers (orders)
+      sessions      "{partition}|ended|sessions"    -> user sessions that expired in the pane
+                    "{partition}|ended|bounces"     -> of which single-click sessions
+                    "{partition}|ended|duration_ms" -> their summed durations
   {app}:pipeline:{stream}        HASH  "{partition}|{counter}" -> value
         stream: clicks | orders; counter: watermark_ms, accepted, duplicates, late,
-        dead_letters, ticks
+        dead_letters, ticks, open_sessions (clicks: sessions not yet expired)
 Panes older than the newest watermark minus the retention are deleted (by event time).
 """
 
@@ -28,8 +31,11 @@ CLICK_TYPES = "clicktypes"
 REFERRERS = "referrers"
 ORDERS = "orders"
 UNIQUES = "uniques"
-METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES)
-COUNT_NAMES = {ORDERS: ("orders", "cents")}  # metrics whose cells hold several counts
+SESSIONS = "sessions"
+METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES, SESSIONS)
+CLICK_METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, UNIQUES, SESSIONS)  # CLICKSTREAM_METRICS
+# metrics whose cells hold several counts
+COUNT_NAMES = {ORDERS: ("orders", "cents"), SESSIONS: ("sessions", "bounces", "duration_ms")}
 SEP = "|"
 
 

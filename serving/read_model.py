@@ -27,7 +27,7 @@ MAX_WINDOWS = 1440
 """The most windows one read may ask for (a day of 1-minute windows)."""
 
 PIPELINE_STREAMS = ("clicks", "orders")
-PIPELINE_COUNTERS = ("accepted", "duplicates", "late", "dead_letters")
+PIPELINE_COUNTERS = ("accepted", "duplicates", "late", "dead_letters", "open_sessions")
 WATERMARK = "watermark_ms"
 
 Row = TypeVar("Row")
@@ -88,6 +88,18 @@ FUNNEL = ("page_view", "add_to_cart", "checkout", "buyers")
 
 
 @dataclass(frozen=True)
+class SessionRow:
+    """The user sessions that ended (expired) in one window (tables.sessions)."""
+
+    window_start_ms: int
+    sessions: int
+    bounces: int  # single-click sessions
+    duration_ms: int  # summed over the sessions
+    bounce_rate: float  # bounces / sessions
+    mean_duration_ms: float
+
+
+@dataclass(frozen=True)
 class PartitionRow:
     partition: int
     watermark_ms: int | None
@@ -95,6 +107,7 @@ class PartitionRow:
     duplicates: int
     late: int
     dead_letters: int
+    open_sessions: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,7 @@ class PipelineRow:
     dead_letters: int
     low_watermark_ms: int | None  # the smallest partition watermark: event time fully seen
     partitions: tuple[PartitionRow, ...]
+    open_sessions: int = 0  # clicks: user sessions not yet expired, now
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,7 @@ class Snapshot:
     referrers: list[CountRow]
     uniques: list[UniqueRow]
     funnel: list[FunnelStep]  # over every window of the snapshot
+    sessions: list[SessionRow]
 
 
 def connect(url: str, timeout: float = 2.0) -> redis.Redis:
@@ -174,6 +189,12 @@ def funnel(client: redis.Redis, app: str, last_windows: int) -> list[FunnelStep]
     return _funnel(windows)
 
 
+def sessions(client: redis.Redis, app: str, last_windows: int) -> list[SessionRow]:
+    """Sessions that ended per window, with bounces and summed durations."""
+    (windows,), _ = _read_windows(client, app, [keys.SESSIONS], last_windows)
+    return _session_rows(windows)
+
+
 def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
     """Per input stream: totals over partitions and per-partition watermarks and counters."""
     with _reachable(client):
@@ -186,14 +207,15 @@ def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
 
 def snapshot(client: redis.Redis, app: str, last_windows: int) -> Snapshot:
     plain = [keys.meta(app), *(keys.pipeline(app, s) for s in PIPELINE_STREAMS)]
-    (views, orders_, referrers, sketches), (meta_hash, *pipeline_hashes) = _read_windows(
+    (views, orders_, referrers, sketches, ended), (meta_hash, *pipeline_hashes) = _read_windows(
         client,
         app,
-        [keys.PAGE_VIEWS, keys.ORDERS, keys.REFERRERS, keys.UNIQUES],
+        [keys.PAGE_VIEWS, keys.ORDERS, keys.REFERRERS, keys.UNIQUES, keys.SESSIONS],
         last_windows,
         plain,
     )
     return Snapshot(
+        sessions=_session_rows(ended),
         referrers=_count_rows(referrers),
         uniques=_unique_rows(sketches),
         funnel=_funnel(sketches),
@@ -316,6 +338,20 @@ def _count_rows(windows: list[tuple[int, Hash]]) -> list[CountRow]:
     return _per_window(windows, rows_of)
 
 
+def _session_rows(windows: list[tuple[int, Hash]]) -> list[SessionRow]:
+    names = keys.COUNT_NAMES[keys.SESSIONS]
+
+    def rows_of(start: int, raw: Hash) -> list[SessionRow]:
+        totals = dict.fromkeys(names, 0)
+        for _partition, parts, value in _fields(raw):
+            if len(parts) == 2 and parts[1] in totals:
+                totals[parts[1]] += value
+        n, bounces, duration = (totals[name] for name in names)
+        return [SessionRow(start, n, bounces, duration, bounces / n, duration / n)] if n else []
+
+    return _per_window(windows, rows_of)
+
+
 def _sketches(raw: Hash) -> dict[str, list[bytes]]:
     """sketch name -> the partitions' registers."""
     found: dict[str, list[bytes]] = defaultdict(list)
@@ -363,6 +399,7 @@ def _pipeline_row(stream: str, raw: Hash) -> PipelineRow:
             duplicates=c.get("duplicates", 0),
             late=c.get("late", 0),
             dead_letters=c.get("dead_letters", 0),
+            open_sessions=c.get("open_sessions", 0),
         )
         for p, c in sorted(per_partition.items())
     )
@@ -373,6 +410,7 @@ def _pipeline_row(stream: str, raw: Hash) -> PipelineRow:
         duplicates=sum(p.duplicates for p in partitions),
         late=sum(p.late for p in partitions),
         dead_letters=sum(p.dead_letters for p in partitions),
+        open_sessions=sum(p.open_sessions for p in partitions),
         low_watermark_ms=min(watermarks, default=None),
         partitions=partitions,
     )

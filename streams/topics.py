@@ -31,6 +31,7 @@ class Topology:
     dead_letters: TopicSpec
     late_events: TopicSpec
     window_results: TopicSpec
+    sessions: TopicSpec
     changelogs: tuple[TopicSpec, ...]
 
     def all(self) -> tuple[TopicSpec, ...]:
@@ -40,6 +41,7 @@ class Topology:
             self.dead_letters,
             self.late_events,
             self.window_results,
+            self.sessions,
             *self.changelogs,
         )
 
@@ -66,6 +68,12 @@ def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology
             f"{app_id}-window-results",
             "<stream>/<tumbling|hopping>/<window start ms>",
             "WindowResult JSON: a window's final content in one source partition",
+            partitions,
+        ),
+        sessions=TopicSpec(
+            f"{app_id}-sessions",
+            "user_id",
+            "SessionSummary JSON: one closed user session",
             partitions,
         ),
         # Created by us before Faust starts (Faust would create them too, racing its own

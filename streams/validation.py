@@ -33,6 +33,7 @@ EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 LATEST_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_TEXT = 2048  # longest id, url, referrer or user agent we keep
 CURRENCY_DIGITS = {"JPY": 0, "KRW": 0}  # ISO-4217 minor units; every other currency has 2
+CLICK_TYPES = {kind.value: kind for kind in ClickType}  # wire text -> member, as ClickType(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,69 @@ class InvalidEvent(ValueError):
 
 
 def parse_click(raw: bytes, log_time_ms: int, limits: Limits = Limits()) -> ClickEvent:
+    """Fast accept, slow explain: the usual valid shape is accepted inline; anything else takes
+    the field-by-field path, which names the first broken rule (or accepts a rarer valid shape)."""
     body = _load_object(raw, limits)
+    click = _accept_usual_click(body, log_time_ms, limits)
+    return _check_click(body, log_time_ms, limits) if click is None else click
+
+
+def _parse_click_checked(raw: bytes, log_time_ms: int, limits: Limits = Limits()) -> ClickEvent:
+    """parse_click without the fast path: the reference it must agree with."""
+    return _check_click(_load_object(raw, limits), log_time_ms, limits)
+
+
+def _accept_usual_click(
+    body: dict[str, Any], log_time_ms: int, limits: Limits
+) -> ClickEvent | None:
+    """The ClickEvent `_check_click` would return, or None if any rule might fail.
+
+    The same rules inlined, and never weaker: every text is an exact str of 1..MAX_TEXT
+    characters, so the caller's fallback decides every doubtful case.
+    """
+    if body.get("schema") != CLICK_SCHEMA or body.get("version") != CLICK_VERSION:
+        return None
+    kind = body.get("type")
+    click_type = CLICK_TYPES.get(kind) if type(kind) is str else None
+    event_id = body.get("event_id")
+    user_id = body.get("user_id")
+    session_id = body.get("session_id")
+    url = body.get("url")
+    referrer = body.get("referrer")
+    device = body.get("device")
+    occurred_at = body.get("occurred_at")
+    if click_type is None or type(device) is not dict or type(occurred_at) is not str:
+        return None
+    device_id = device.get("id")
+    device_kind = device.get("kind")
+    user_agent = device.get("user_agent")
+    ip = device.get("ip")
+    if not (
+        type(event_id) is type(user_id) is type(session_id) is type(url) is str
+        and type(device_id) is type(device_kind) is type(user_agent) is type(ip) is str
+        and 0 < len(event_id) <= MAX_TEXT
+        and 0 < len(user_id) <= MAX_TEXT
+        and 0 < len(session_id) <= MAX_TEXT
+        and 0 < len(url) <= MAX_TEXT
+        and 0 < len(device_id) <= MAX_TEXT
+        and 0 < len(device_kind) <= MAX_TEXT
+        and 0 < len(user_agent) <= MAX_TEXT
+        and 0 < len(ip) <= MAX_TEXT
+        and (referrer is None or (type(referrer) is str and 0 < len(referrer) <= MAX_TEXT))
+    ):
+        return None
+    try:
+        when = parse_timestamp(occurred_at)
+    except ValueError:
+        return None
+    if not EARLIEST_MS <= when < LATEST_MS or when > log_time_ms + limits.max_future_skew_ms:
+        return None
+    # positional, in the field order of ClickEvent and Device (keywords cost 30% more here)
+    device_record = Device(device_id, device_kind, user_agent, ip)
+    return ClickEvent(event_id, click_type, user_id, session_id, url, referrer, device_record, when)
+
+
+def _check_click(body: dict[str, Any], log_time_ms: int, limits: Limits) -> ClickEvent:
     version = body.get("version")
     if body.get("schema") != CLICK_SCHEMA or version != CLICK_VERSION:
         raise InvalidEvent(

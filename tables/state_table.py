@@ -1,7 +1,8 @@
-"""The Faust table behind a windowed aggregation, and how a batch is committed to it.
+"""The Faust table behind a windowed aggregation, and how staged writes are committed to it.
 
-Commit order (the durability rule): send every write of the batch to the changelog, wait for
-the broker's acks, then apply exactly those acked records to the local store through
+Batches stage their writes in memory (StagedState reads through them); a commit sends each
+staged key once. Commit order (the durability rule): send every write to the changelog, wait
+for the broker's acks, then apply exactly those acked records to the local store through
 `Table.apply_changelog_batch`, the path recovery itself takes. So the local store (RocksDB or
 memory) never holds a value the changelog lacks, and a restarted worker recovers what it had.
 """
@@ -9,14 +10,12 @@ memory) never holds a value the changelog lacks, and a restarted worker recovers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import faust
 from faust.tables.table import Table
 from faust.types import TP, EventT
-
-from tables.window_state import BatchOutcome
 
 
 def declare_state_table(app: faust.App, name: str, help: str, partitions: int) -> Table:
@@ -57,6 +56,25 @@ class PartitionState:
             yield key, value
 
 
+class StagedState:
+    """A partition's stored state overlaid with writes staged since the last commit
+    (None = deleted); a tables.window_state.PartitionStore."""
+
+    def __init__(self, stored: PartitionState, staged: Mapping[bytes, bytes | None]) -> None:
+        self.stored = stored
+        self.staged = staged
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.staged:
+            return self.staged[key]
+        return self.stored.get(key)
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        merged: dict[bytes, bytes | None] = dict(self.stored.items(prefix))
+        merged.update((k, v) for k, v in self.staged.items() if k.startswith(prefix))
+        return ((k, v) for k, v in sorted(merged.items()) if v is not None)
+
+
 class _Acked:
     """An acked changelog record in the shape Store.apply_changelog_batch reads: the event's
     key/value and its message's tp/partition/offset/key/value (one object serves as both)."""
@@ -72,10 +90,11 @@ class _Acked:
         return self
 
 
-async def commit_outcomes(
-    app: faust.App, table: faust.Table, outcomes: Sequence[BatchOutcome]
+async def commit_writes(
+    app: faust.App, table: faust.Table, staged: Mapping[int, Mapping[bytes, bytes | None]]
 ) -> None:
-    """Write each outcome's keys to changelog partition = source partition, then locally.
+    """Write each partition's staged keys (in order) to changelog partition = source partition,
+    then locally.
 
     Records go out as whole producer batches (one future per batch, not per record); a batch's
     records get consecutive offsets from the base offset its ack reports.
@@ -83,8 +102,8 @@ async def commit_outcomes(
     topic = table.changelog_topic.get_topic_name()
     producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's own
     sent: list[tuple[int, list[tuple[bytes, bytes | None]], Any]] = []
-    for outcome in outcomes:
-        writes = list(outcome.writes.items())
+    for partition, partition_writes in staged.items():
+        writes = list(partition_writes.items())
         while writes:
             batch = producer.create_batch()
             taken = 0
@@ -94,8 +113,8 @@ async def commit_outcomes(
                 taken += 1
             if taken == 0:
                 raise ValueError(f"a {table.name} record does not fit a producer batch")
-            ack = await producer.send_batch(batch, topic, partition=outcome.partition)
-            sent.append((outcome.partition, writes[:taken], ack))
+            ack = await producer.send_batch(batch, topic, partition=partition)
+            sent.append((partition, writes[:taken], ack))
             writes = writes[taken:]
     metas = await asyncio.gather(*(ack for *_, ack in sent))
     acked = [

@@ -5,6 +5,7 @@ Shape of the state, one key space per source partition p (all in changelog parti
   H|p|<pane start>|<dimension> -> HyperLogLog registers (tables.sketch; max is idempotent)
   S|p|<first offset of batch>  -> [[event_id, source offset, event time], ...]  (dedup: the
                                   ids first seen in one batch, one record per batch)
+  U|p|<user>                   -> {"s": open sessions (tables.sessions), "o": last offset}
   P|p                          -> Progress, incl. the panes still stored       (written last)
 
 Rules, per item in offset order:
@@ -16,27 +17,38 @@ Rules, per item in offset order:
   otherwise                        add to each cell whose own offset is older (a cell may
                                    already hold it if a flush was cut short), add to each
                                    sketch, watermark = max(watermark, event time).
-Per batch, with W0/W1 the watermark before/after it: every tumbling and hopping window whose
-close time is in (W0, W1] is read whole and returned once as a ClosedWindow; panes whose last
-hopping window closed by W0 (so its result is already committed) are deleted.
-Because the progress key is written after every other key of a flush, into the same changelog
-partition, a recovered progress implies every earlier write of its flush is recovered too.
+  click with a visit                 also joins its user's sessions (user record's own offset
+                                   older, as for cells)
+Per batch, with W0/W1 the watermark before/after it: sessions that became final by W1 are
+closed first (each counted in its expiry pane's `sessions|ended` cell, exactly once: the cell
+keeps the offset of the record whose watermark closed it); then every tumbling and hopping
+window whose close time is in (W0, W1] is read whole and returned once as a ClosedWindow;
+panes whose last hopping window closed by W0 (so its result is already committed) are deleted.
+Writes are committed in WRITE_ORDER: a recovered state is a prefix of the writes, so a
+recovered progress implies all of its flush, and a recovered user record implies the cells its
+closed sessions counted in.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
 
+from tables import sessions as session_rules
 from tables import sketch
 from tables.dedup import Entry, SeenIndex, seen_bucket_key
+from tables.sessions import Session, SessionIndex, Visit
 from tables.windows import WindowSpec
 
 NO_WATERMARK = -1
 EMPTY_CELL = {"v": [], "o": -1}
+EMPTY_USER = {"s": [], "o": -1}
+SESSIONS_ENDED = "sessions|ended"  # (sessions, bounces, total duration ms) by expiry pane
+WRITE_ORDER = {b"C": 0, b"H": 0, b"S": 1, b"U": 2, b"P": 3}  # by the key's first letter
 
 Increments = tuple[tuple[str, tuple[int, ...]], ...]  # (dimension, amounts added)
 Uniques = tuple[tuple[str, int, int], ...]  # (dimension, sketch register, rank)
@@ -59,6 +71,7 @@ class Observation:
     time_ms: int
     increments: Increments
     uniques: Uniques = ()
+    visit: Visit | None = None  # clicks, when sessions are measured
 
 
 @dataclass(slots=True)
@@ -88,8 +101,9 @@ class Progress:
     dead_letters: int = 0
     ticks: int = 0
     panes: list[int] = field(default_factory=list)  # starts of the panes stored, ascending
+    open_sessions: int = 0
 
-    COUNTERS = ("accepted", "duplicates", "late", "dead_letters", "ticks")
+    COUNTERS = ("accepted", "duplicates", "late", "dead_letters", "ticks", "open_sessions")
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -102,6 +116,7 @@ class Progress:
                 self.dead_letters,
                 self.ticks,
                 self.panes,
+                self.open_sessions,
             ]
         )
 
@@ -117,6 +132,19 @@ class LateEvent:
     time_ms: int
     window_start_ms: int
     watermark_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """A closed session of one user (tables.sessions)."""
+
+    user: str
+    start_ms: int
+    end_ms: int
+    clicks: int
+    page_views: int
+    entry_host: str
+    ended_in_ms: int  # the pane it counts in
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +169,7 @@ class BatchOutcome:
     closed: list[ClosedWindow] = field(default_factory=list)  # tumbling first, then hopping
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
+    sessions: list[SessionSummary] = field(default_factory=list)  # closed now
     new_bucket: tuple[bytes, list[Entry]] | None = None  # the dedup record written now
     expired_buckets: list[bytes] = field(default_factory=list)  # dedup records deleted now
 
@@ -161,15 +190,25 @@ def sketch_key(partition: int, start_ms: int, dimension: str) -> bytes:
     return pane_prefix("H", partition, start_ms) + dimension.encode()
 
 
+def user_prefix(partition: int) -> bytes:
+    return f"U|{partition}|".encode()
+
+
+def user_key(partition: int, user: str) -> bytes:
+    return user_prefix(partition) + user.encode()
+
+
 def apply_batch(
     partition: int,
     items: Sequence[Observation | Tick | Rejected],
     spec: WindowSpec,
     store: PartitionStore,
     seen: SeenIndex,
+    sessions: SessionIndex | None = None,
 ) -> BatchOutcome:
     """Advance partition `partition` by `items` (in offset order); `store` has its stored
-    state, `seen` every event_id stored for it (not changed here)."""
+    state, `seen` every event_id stored for it (not changed here), `sessions` its open
+    sessions (advanced here; None: sessions are not measured)."""
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(store.get(progress_key(partition)))
     before = progress.watermark_ms
@@ -178,34 +217,43 @@ def apply_batch(
     sketches: dict[tuple[int, str], bytearray] = {}
     new_seen: dict[str, int] = {}  # event_id -> offset, for ids first seen in this batch
     bucket: list[Entry] = []
+    # the per-event loop: locals and inlined window rules (spec.start_of, spec.is_closed)
+    size, open_for = spec.size_ms, spec.size_ms + spec.grace_ms
+    stored_offset_of, new_offset_of = seen.offsets.get, new_seen.get
+    watermark, accepted = progress.watermark_ms, 0
+    users: dict[str, dict] = {}  # user -> stored record, as changed by this batch
+    rises: list[tuple[int, int]] = []  # (watermark, offset of the record that raised it)
 
     for item in items:
-        if item.offset <= progress.offset:
+        offset = item.offset
+        if offset <= progress.offset:
             continue
-        progress.offset = item.offset
-        if isinstance(item, Tick):
-            progress.ticks += 1
-            progress.watermark_ms = max(progress.watermark_ms, item.time_ms)
+        progress.offset = offset
+        if type(item) is not Observation:
+            if type(item) is Tick:
+                progress.ticks += 1
+                if item.time_ms > watermark:
+                    watermark = item.time_ms
+                    rises.append((watermark, offset))
+            else:
+                progress.dead_letters += 1
+                out.dead_letters.append(item)  # type: ignore[arg-type]
             continue
-        if isinstance(item, Rejected):
-            progress.dead_letters += 1
-            out.dead_letters.append(item)
-            continue
-        first_seen_at = seen.offset_of(item.event_id)
+        event_id = item.event_id
+        first_seen_at = stored_offset_of(event_id)
         if first_seen_at is None:
-            first_seen_at = new_seen.get(item.event_id)
-        if first_seen_at is not None and first_seen_at != item.offset:
+            first_seen_at = new_offset_of(event_id)
+        if first_seen_at is not None and first_seen_at != offset:
             progress.duplicates += 1
             continue
+        time_ms = item.time_ms
         if first_seen_at is None:
-            new_seen[item.event_id] = item.offset
-            bucket.append((item.event_id, item.offset, item.time_ms))
-        start = spec.start_of(item.time_ms)
-        if spec.is_closed(start, progress.watermark_ms):
+            new_seen[event_id] = offset
+            bucket.append((event_id, offset, time_ms))
+        start = time_ms - time_ms % size
+        if watermark >= start + open_for:
             progress.late += 1
-            out.late.append(
-                LateEvent(item.offset, item.event_id, item.time_ms, start, progress.watermark_ms)
-            )
+            out.late.append(LateEvent(offset, event_id, time_ms, start, watermark))
             continue
         for dimension, amounts in item.increments:
             cell = cells.get((start, dimension))
@@ -213,9 +261,11 @@ def apply_batch(
                 raw = store.get(cell_key(partition, start, dimension))
                 stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
                 cell = cells[start, dimension] = [stored["v"] or [0] * len(amounts), stored["o"]]
-            if cell[1] < item.offset:  # not yet in this cell
-                cell[0] = [a + b for a, b in zip(cell[0], amounts, strict=True)]
-                cell[1] = item.offset
+            if cell[1] < offset:  # not yet in this cell
+                counts = cell[0]
+                for i, amount in enumerate(amounts):
+                    counts[i] += amount
+                cell[1] = offset
         for dimension, register, rank in item.uniques:
             registers = sketches.get((start, dimension))
             if registers is None:
@@ -223,13 +273,30 @@ def apply_batch(
                 registers = sketches[start, dimension] = bytearray(raw or sketch.empty())
             if registers[register] < rank:
                 registers[register] = rank
+        visit = item.visit
+        if visit is not None and sessions is not None:
+            user = users.get(visit.user)
+            if user is None:
+                user = users[visit.user] = _user(store, partition, visit.user)
+            if user["o"] < offset:
+                user["s"] = session_rules.absorb(user["s"], time_ms, visit, sessions.gap_ms)
+                user["o"] = offset
         panes.add(start)
-        progress.accepted += 1
-        progress.watermark_ms = max(progress.watermark_ms, item.time_ms)
+        accepted += 1
+        if time_ms > watermark:
+            watermark = time_ms
+            rises.append((watermark, offset))
+    progress.accepted += accepted
+    progress.watermark_ms = watermark
+    if sessions is not None:
+        _close_sessions(partition, spec, store, sessions, users, rises, cells, panes, out)
+        progress.open_sessions = sessions.open_sessions
 
     for (start, dimension), (counts, offset) in cells.items():
         out.writes[cell_key(partition, start, dimension)] = orjson.dumps({"v": counts, "o": offset})
         out.cells[start, dimension] = counts
+    for name, user in users.items():
+        out.writes[user_key(partition, name)] = orjson.dumps(user) if user["s"] else None
     for (start, dimension), registers in sketches.items():
         out.writes[sketch_key(partition, start, dimension)] = out.sketches[start, dimension] = (
             bytes(registers)
@@ -251,6 +318,61 @@ def apply_batch(
     if items:
         out.writes[progress_key(partition)] = progress.encode()
     return out
+
+
+def _close_sessions(
+    partition: int,
+    spec: WindowSpec,
+    store: PartitionStore,
+    index: SessionIndex,
+    users: dict[str, dict],
+    rises: list[tuple[int, int]],
+    cells: dict[tuple[int, str], list],
+    panes: set[int],
+    out: BatchOutcome,
+) -> None:
+    """Close the sessions final by the batch's last watermark; count each in its expiry pane."""
+    for name, user in users.items():
+        index.set(name, user["s"])
+    watermark = out.progress.watermark_ms
+    ended: dict[tuple[int, int], list[int]] = {}  # (closing offset, pane) -> summed counts
+    for name in index.due(watermark):
+        if name not in users:
+            users[name] = _user(store, partition, name)
+        user = users[name]
+        still_open: list[Session] = []
+        for session in user["s"]:
+            closes = session_rules.closes_at(session[1], spec, index.gap_ms)
+            if closes > watermark:
+                still_open.append(session)
+                continue
+            start, end, clicks, page_views, entry = session
+            pane = session_rules.ended_in(end, spec, index.gap_ms)
+            # the record whose watermark closed it (a stored session closes after W0)
+            rise = bisect.bisect_left(rises, (closes, -1))
+            at = rises[rise][1] if rise < len(rises) else out.progress.offset
+            counts = ended.setdefault((at, pane), [0, 0, 0])
+            counts[0] += 1
+            counts[1] += session_rules.is_bounce(clicks)
+            counts[2] += end - start
+            out.sessions.append(SessionSummary(name, start, end, clicks, page_views, entry, pane))
+        user["s"] = still_open
+        index.set(name, still_open)
+    for (at, pane), amounts in sorted(ended.items()):  # offsets ascending, as for events
+        cell = cells.get((pane, SESSIONS_ENDED))
+        if cell is None:
+            raw = store.get(cell_key(partition, pane, SESSIONS_ENDED))
+            stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
+            cell = cells[pane, SESSIONS_ENDED] = [stored["v"] or [0, 0, 0], stored["o"]]
+        if cell[1] < at:
+            cell[0] = [a + b for a, b in zip(cell[0], amounts, strict=True)]
+            cell[1] = at
+        panes.add(pane)
+
+
+def _user(store: PartitionStore, partition: int, name: str) -> dict:
+    raw = store.get(user_key(partition, name))
+    return orjson.loads(raw) if raw is not None else dict(EMPTY_USER)
 
 
 def _closing(

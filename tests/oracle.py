@@ -6,6 +6,12 @@ whose window [start, start + size) has end + grace <= the partition's max event 
 late; everything else counts in its window. A page is its URL's path, a referrer its host.
 A partition's window is final (its result emitted) once the partition's max event time has
 reached the window's end + grace.
+
+Sessions: per user, on-time clicks with gaps shorter than `gap_ms` form one session (a click
+within the gap of several sessions joins them; the entry referrer is the earliest session's,
+or the click's own when it comes first). A session is over once the window holding
+end + gap - 1 is final; it then counts (sessions, bounces = one-click sessions, duration) in
+the window holding end + gap.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ class Expected:
     # closed, i.e. with no ticks (final_results)
     windows: dict = field(default_factory=dict)
     final_results: dict = field(default_factory=dict)
+    # (user, start, end, clicks, page views, entry host or "") of every session, once every
+    # window has closed (sessions), or of those closed by the partition's own events
+    sessions: set = field(default_factory=set)
+    final_sessions: set = field(default_factory=set)
 
 
 def millis(text: str) -> int:
@@ -50,7 +60,9 @@ def cents(amount: object, currency: str) -> int:
     return int(Decimal(str(amount)).scaleb(digits))
 
 
-def recompute(lines: list[dict], clicks: str, orders: str, size_ms: int, grace_ms: int) -> Expected:
+def recompute(
+    lines: list[dict], clicks: str, orders: str, size_ms: int, grace_ms: int, gap_ms: int
+) -> Expected:
     expected = Expected()
     by_partition: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for line in lines:
@@ -60,6 +72,8 @@ def recompute(lines: list[dict], clicks: str, orders: str, size_ms: int, grace_m
         watermark = -1
         stream = "clicks" if topic == clicks else "orders"
         windows: dict = defaultdict(lambda: defaultdict(Counter))  # start -> metric -> counts
+        visits = _Visits(size_ms, grace_ms, gap_ms)
+
         for line in partition_lines:
             expected.messages[topic] += 1
             label = line["label"]
@@ -93,10 +107,14 @@ def recompute(lines: list[dict], clicks: str, orders: str, size_ms: int, grace_m
                     page = urlsplit(body["url"]).path or "/"
                     expected.page_views[start, page] += 1
                     window["pageviews"][page] += 1
+                host = urlsplit(referrer).hostname if referrer else ""
                 if referrer:
-                    host = urlsplit(referrer).hostname
                     expected.referrers[start, host] += 1
                     window["referrers"][host] += 1
+                visits.click(user, time_ms, kind == "page_view", host)
+                ended = visits.end(watermark)
+                expected.final_sessions.update(ended)
+                _count_ended(ended, windows, size_ms, gap_ms)
             elif topic == orders:
                 currency = body["currency"]
                 amount = cents(body["total"] if legacy else body["amount"], currency)
@@ -105,11 +123,67 @@ def recompute(lines: list[dict], clicks: str, orders: str, size_ms: int, grace_m
                 expected.users[start, "buyers"].add(body["userId"] if legacy else body["user_id"])
                 window["orders"][currency, "orders"] += 1
                 window["orders"][currency, "cents"] += amount
+        final_windows = {start: _result_counts(metrics) for start, metrics in windows.items()}
+        _count_ended(visits.end(float("inf")), windows, size_ms, gap_ms)  # ticks end them all
+        expected.sessions.update(visits.ended)
         for start, metrics in windows.items():
             expected.windows[stream, start, partition] = _result_counts(metrics)
             if start + size_ms + grace_ms <= watermark:
-                expected.final_results[stream, start, partition] = _result_counts(metrics)
+                expected.final_results[stream, start, partition] = final_windows[start]
     return expected
+
+
+class _Visits:
+    """Open sessions per user: [start, end, clicks, page views, entry host]."""
+
+    def __init__(self, size_ms: int, grace_ms: int, gap_ms: int) -> None:
+        self.size_ms, self.grace_ms, self.gap_ms = size_ms, grace_ms, gap_ms
+        self.open: dict = defaultdict(list)
+        self.ended: list[tuple] = []
+        self.next_over = float("inf")  # the soonest watermark at which a session is over
+
+    def over_at(self, session: list) -> int:
+        last = session[1] + self.gap_ms - 1
+        return last - last % self.size_ms + self.size_ms + self.grace_ms
+
+    def click(self, user: str, time_ms: int, page_view: bool, host: str) -> None:
+        gap = self.gap_ms
+        near = [s for s in self.open[user] if s[0] - gap < time_ms < s[1] + gap]
+        first = min(near, default=None, key=lambda s: s[0])
+        self.open[user] = [s for s in self.open[user] if s not in near] + [
+            [
+                min([time_ms, *(s[0] for s in near)]),
+                max([time_ms, *(s[1] for s in near)]),
+                1 + sum(s[2] for s in near),
+                page_view + sum(s[3] for s in near),
+                first[4] if first is not None and first[0] <= time_ms else host,
+            ]
+        ]
+        self.next_over = min(self.next_over, self.over_at(self.open[user][-1]))
+
+    def end(self, watermark: float) -> list[tuple]:
+        """Remove and return (user, *session) of the sessions over at `watermark`."""
+        over: list[tuple] = []
+        if watermark < self.next_over:
+            return over
+        for user, sessions in self.open.items():
+            for session in list(sessions):
+                if self.over_at(session) <= watermark:
+                    sessions.remove(session)
+                    over.append((user, *session))
+        self.ended += over
+        remaining = [self.over_at(s) for sessions in self.open.values() for s in sessions]
+        self.next_over = min(remaining, default=float("inf"))
+        return over
+
+
+def _count_ended(sessions: list[tuple], windows: dict, size_ms: int, gap_ms: int) -> None:
+    """Each ended session counts in the window holding its expiry, end + gap."""
+    for _, start, end, clicks, *_ in sessions:
+        ended = windows[(end + gap_ms) - (end + gap_ms) % size_ms]["sessions"]
+        ended["sessions"] += 1
+        ended["bounces"] += clicks == 1
+        ended["duration_ms"] += end - start
 
 
 def _result_counts(metrics: dict) -> dict:
@@ -119,6 +193,8 @@ def _result_counts(metrics: dict) -> dict:
         if metric == "orders":
             for (currency, name), value in counts.items():
                 shaped.setdefault("orders", {}).setdefault(currency, {})[name] = value
+        elif metric == "sessions":
+            shaped["sessions"] = {"ended": dict(counts)}
         else:
             shaped[metric] = dict(counts)
     return shaped

@@ -183,13 +183,34 @@ def final_results(bootstrap: str, topic: str) -> dict[str, dict]:
 def tumbling_results(settings: Settings) -> dict[tuple[str, int, int], dict]:
     """(stream, window start, partition) -> counted metrics of each tumbling window result:
     the shape of tests.oracle.Expected.windows and .final_results."""
-    names = ("pageviews", "clicktypes", "referrers", "orders")
+    names = ("pageviews", "clicktypes", "referrers", "orders", "sessions")
     return {
         (r["stream"], parse_timestamp(r["start"]), r["partition"]): {
             metric: r[metric] for metric in names if metric in r
         }
         for r in final_results(settings.bootstrap, settings.topics.window_results.name).values()
         if r["kind"] == "tumbling"
+    }
+
+
+def session_summaries(settings: Settings) -> set[tuple]:
+    """(user, start, end, clicks, page views, entry host or "") of every SessionSummary sent;
+    one sent again (after a crash) must say exactly the same: the shape of
+    tests.oracle.Expected.sessions."""
+    found: dict[str, dict] = {}
+    for record in read_to_end(settings.bootstrap, settings.topics.sessions.name):
+        summary = orjson.loads(record.value)
+        assert found.setdefault(summary["id"], summary) == summary, f"{summary['id']} changed"
+    return {
+        (
+            s["user_id"],
+            parse_timestamp(s["start"]),
+            parse_timestamp(s["end"]),
+            s["clicks"],
+            s["page_views"],
+            s["entry_referrer"] or "",
+        )
+        for s in found.values()
     }
 
 
@@ -224,7 +245,12 @@ def produce_lines(settings: Settings, config: GeneratorConfig, jsonl: Path) -> l
 def expectation(settings: Settings, lines: list[dict]) -> Expected:
     """What the oracle says these records give."""
     return recompute(
-        lines, settings.clicks_topic, settings.orders_topic, settings.window_ms, settings.grace_ms
+        lines,
+        settings.clicks_topic,
+        settings.orders_topic,
+        settings.window_ms,
+        settings.grace_ms,
+        settings.session_gap_seconds * 1000,
     )
 
 

@@ -24,6 +24,7 @@ from tests.rig import (
     processed,
     produce_and_expect,
     read_topic,
+    session_summaries,
     summed_cells,
     tumbling_results,
     wait_until,
@@ -52,6 +53,7 @@ def ticking_env(pipeline_env):
         CLICKSTREAM_WINDOW_SECONDS="10",
         CLICKSTREAM_HOP_SECONDS="30",
         CLICKSTREAM_GRACE_SECONDS="5",
+        CLICKSTREAM_SESSION_GAP_SECONDS="20",
     )
     return pipeline_env
 
@@ -92,6 +94,9 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
         alive=worker.alive,
     )
     assert tumbling_results(settings) == expected.windows
+    # and every user session is summarised once, as the oracle sessionises the same clicks
+    assert session_summaries(settings) == expected.sessions
+    assert any(s[3] > 1 for s in expected.sessions) and any(s[3] == 1 for s in expected.sessions)
 
     dead = read_topic(
         settings.bootstrap, settings.topics.dead_letters.name, sum(expected.dead_letters.values())

@@ -4,6 +4,7 @@ results still equal the oracle exactly."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import urllib.request
@@ -11,6 +12,8 @@ from dataclasses import replace
 
 import pytest
 import redis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from serving import keys
 from tests.rig import (
@@ -31,29 +34,57 @@ FIRST_HALF = replace(FAULTY_TRAFFIC, seed=314, count=30_000)
 SECOND_HALF = replace(FIRST_HALF, seed=315, start_ms=FIRST_HALF.start_ms + 300_000)
 
 
-def partitions_of(worker: Worker) -> set[str]:
-    """The clicks partitions this worker has processed, from its Prometheus metrics."""
+def metrics_of(worker: Worker) -> str:
     port = worker.env["CLICKSTREAM_WORKER_PORT"]
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
+            return str(answer.read().decode())
     except OSError:
-        return set()
+        return ""
+
+
+def partitions_of(worker: Worker) -> set[str]:
+    """The clicks partitions this worker has processed, from its Prometheus metrics."""
     found = re.findall(
-        r'clickstream_partition_events\{[^}]*partition="(\d+)"[^}]*stream="clicks"', text
+        r'clickstream_partition_events\{[^}]*partition="(\d+)"[^}]*stream="clicks"',
+        metrics_of(worker),
     )
     return set(found)
+
+
+def group_state(bootstrap: str, group: str) -> tuple[str, int]:
+    """(state, members) of a consumer group, as the broker sees it."""
+
+    async def describe() -> tuple[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+            _, _, state, _, _, members, *_ = response.groups[0]
+            return state, len(members)
+        except GroupCoordinatorNotAvailableError:  # the group's coordinator is still starting
+            return "Unknown", 0
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
 
 
 def test_two_workers_share_partitions_and_survive_losing_one(
     settings, start_worker, redis_server, tmp_path
 ):
-    lines = produce_lines(settings, FIRST_HALF, tmp_path / "first.jsonl")
     client = redis.Redis.from_url(redis_server.url)
     app = settings.app_id
-
-    first_total = expectation(settings, lines).messages[settings.clicks_topic]
+    # both in the group before any data, else the first could finish it all alone
     first, second = start_worker(), start_worker()
+    wait_until(
+        lambda: group_state(settings.bootstrap, app) == ("Stable", 2),
+        within=120,
+        why="both workers in the group",
+        alive=lambda: first.alive() and second.alive(),
+    )
+    lines = produce_lines(settings, FIRST_HALF, tmp_path / "first.jsonl")
+    first_total = expectation(settings, lines).messages[settings.clicks_topic]
     wait_until(
         lambda: (
             processed(client, app, "clicks") == first_total

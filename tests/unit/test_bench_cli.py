@@ -10,7 +10,13 @@ from bench.progress import ProgressFile, read_progress
 
 def test_defaults_run_every_contender_three_rounds():
     args = parse_args([])
-    assert args.contenders == ["clickstream", "faust-naive", "aiokafka-loop"]
+    assert args.contenders == [
+        "clickstream",
+        "clickstream-pageviews",
+        "faust-naive",
+        "faust-naive-full",
+        "aiokafka-loop",
+    ]
     assert (args.rounds, args.partitions) == (3, 4)
 
 

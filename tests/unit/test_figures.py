@@ -16,6 +16,7 @@ from serving.read_model import (
     PageViewRow,
     PartitionRow,
     PipelineRow,
+    SessionRow,
     UniqueRow,
 )
 
@@ -132,6 +133,7 @@ def test_kpis_sum_the_latest_window_and_the_pipeline_counters() -> None:
         Kpi("Page views", "10", "window 12:01\u201312:02 UTC"),
         Kpi("Orders", "3", "window 12:01\u201312:02 UTC"),
         Kpi("Revenue", "USD 123.45", "EUR 2.50"),
+        Kpi("Open sessions", "0", "users active within the session gap"),
         Kpi("Late events", "1", "beyond 30 s grace", "warn"),
         Kpi("Duplicates dropped", "3", "redeliveries, counted once"),
         Kpi("Dead letters", "4", "in the dead-letter topic", "bad"),
@@ -211,3 +213,11 @@ def test_top_referrers_sum_over_windows_largest_on_top():
     rows = [CountRow(0, "t.co", 2), CountRow(60_000, "t.co", 5), CountRow(0, "bing.com", 4)]
     (trace,) = figures.top_referrers_figure(rows).data
     assert list(trace.y) == ["bing.com", "t.co"] and list(trace.x) == [4, 7]
+
+
+def test_sessions_figure_draws_sessions_ended_and_bounce_rate():
+    rows = [SessionRow(T0, 4, 1, 240_000, 0.25, 60_000.0)]
+    figure = figures.sessions_figure(rows, 60_000)
+    bars, line = figure.data
+    assert list(bars.y) == [4] and list(line.y) == [0.25]
+    assert figures.sessions_figure([]).layout.annotations[0].text == "No session has ended yet"

@@ -209,3 +209,18 @@ def test_counts_sum_a_metrics_partitions(client):
         client.zadd(keys.windows(APP, keys.REFERRERS), {str(T0): T0})
         client.hset(keys.window(APP, keys.REFERRERS, T0), keys.field(partition, "t.co"), n)
     assert read_model.counts(client, APP, keys.REFERRERS, 5) == [read_model.CountRow(T0, "t.co", 7)]
+
+
+def test_sessions_sum_partitions_and_give_bounce_rate_and_mean_duration(client):
+    client.zadd(keys.windows(APP, keys.SESSIONS), {str(T0): T0})
+    fields = {}
+    for partition, counts in enumerate([(3, 1, 90_000), (1, 1, 0)]):
+        for name, value in zip(keys.COUNT_NAMES[keys.SESSIONS], counts, strict=True):
+            fields[keys.field(partition, "ended", name)] = value
+    client.hset(keys.window(APP, keys.SESSIONS, T0), mapping=fields)
+    write_pipeline(client, "clicks", 0, open_sessions=5)
+    write_pipeline(client, "clicks", 1, open_sessions=2)
+    assert read_model.sessions(client, APP, 5) == [
+        read_model.SessionRow(T0, 4, 2, 90_000, 0.5, 22_500.0)
+    ]
+    assert read_model.pipeline(client, APP)[0].open_sessions == 7

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
+from typing import Any
+
 import orjson
 import pytest
 
+from generator.config import GeneratorConfig
+from generator.simulate import Emission, simulate
 from streams.codec import dumps
-from streams.validation import InvalidEvent, Limits, parse_click, parse_order
+from streams.records import ClickType
+from streams.validation import (
+    LATEST_MS,
+    MAX_TEXT,
+    InvalidEvent,
+    Limits,
+    _accept_usual_click,
+    _parse_click_checked,
+    parse_click,
+    parse_order,
+)
 from tests.builders import (
     T0,
     click_bytes,
@@ -100,3 +116,112 @@ def test_amounts_are_exact_minor_units_per_currency():
 def test_size_bound_is_a_setting():
     with pytest.raises(InvalidEvent):
         parse_click(click_bytes(), LOG_TIME, Limits(max_event_bytes=100))
+
+
+# parse_click = a fast path for the usual valid shape + the field-by-field reference for the rest;
+# the two must give the same ClickEvent, or the same (reason, detail), for every input.
+
+DEFAULT_LIMITS = Limits()
+AFTER_2100 = LATEST_MS + 86_400_000  # a log time so late that only the 2000..2100 bound applies
+MISSING = object()  # as a field value: the field is left out
+TOP_FIELDS = tuple(click_json())
+DEVICE_FIELDS = tuple(click_json()["device"])
+ODD_VALUES = (
+    *(MISSING, None, "", " ", "1", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), "teleport", "click"),
+    *(0, 1, -1, 17, 1.0, 1.5, True, False, [], ["x"], {}, {"id": "d-1"}),
+    *(kind.value for kind in ClickType),
+)
+TIMESTAMPS = (
+    *("yesterday", "", "2026-01-05T10:00:00", "2026-01-05", "2026-02-30T00:00:00Z"),
+    *("1970-01-01T00:00:00Z", "1999-12-31T23:59:59.999Z", "2000-01-01T00:00:00Z"),
+    *("2099-12-31T23:59:59.999+00:00", "2100-01-01T00:00:00Z", "2999-01-01T00:00:00Z"),
+    *("2026-01-05T11:00:00+01:00", "2026-01-05T09:59:59.123456-00:30", "2026-01-05T10:00:00.5Z"),
+)
+
+
+def outcome(parse, raw: bytes, log_time_ms: int, limits: Limits) -> tuple[str, object]:
+    """("accepted", the ClickEvent) or (reason, detail)."""
+    try:
+        return "accepted", parse(raw, log_time_ms, limits)
+    except InvalidEvent as exc:
+        return exc.reason, exc.detail
+
+
+def verdict_agreed(body: Any, log_time_ms: int = LOG_TIME, limits: Limits = DEFAULT_LIMITS) -> str:
+    """Assert parse_click agrees with the reference on this body; return the shared verdict."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    expected = outcome(_parse_click_checked, raw, log_time_ms, limits)
+    assert outcome(parse_click, raw, log_time_ms, limits) == expected, raw
+    return expected[0]
+
+
+def click_with(changes: dict[str, object], device_changes: dict[str, object]) -> dict[str, Any]:
+    body = click_json()
+    for target, wanted in ((body, changes), (body["device"], device_changes)):
+        for name, value in wanted.items():
+            if value is MISSING:
+                del target[name]
+            else:
+                target[name] = value
+    return body
+
+
+def generated_clicks(seed: int) -> list[Emission]:
+    config = GeneratorConfig(seed=seed, count=3_000, events_per_second=1000, malformed_rate=0.1)
+    return [emission for emission in simulate(config) if emission.stream == "clicks"]
+
+
+def test_parse_click_agrees_with_reference_on_generated_traffic():
+    verdicts = Counter(verdict_agreed(e.value, e.emit_at_ms) for e in generated_clicks(seed=5))
+    assert verdicts["accepted"] > 2_000 and len(verdicts) == 8  # accepted + 7 malformed reasons
+
+
+def test_generated_valid_clicks_take_the_fast_path():
+    for emission in generated_clicks(seed=6):
+        if emission.label["fault"] != "malformed":
+            body = orjson.loads(emission.value)
+            assert _accept_usual_click(body, emission.emit_at_ms, DEFAULT_LIMITS) is not None
+
+
+def test_parse_click_agrees_with_reference_on_every_single_field_mutation():
+    mutations = [
+        *(({name: value}, {}) for name in TOP_FIELDS for value in ODD_VALUES),
+        *(({}, {name: value}) for name in DEVICE_FIELDS for value in ODD_VALUES),
+        *(({"occurred_at": text}, {}) for text in TIMESTAMPS),
+    ]
+    verdicts = Counter(verdict_agreed(click_with(*mutation)) for mutation in mutations)
+    verdicts.update(verdict_agreed(click_with(*mutation), AFTER_2100) for mutation in mutations)
+    assert set(verdicts) == {
+        "accepted",
+        "unknown_schema_version",
+        "missing_field",
+        "wrong_type",
+        "bad_value",
+        "bad_timestamp",
+    }
+
+
+def test_parse_click_agrees_with_reference_on_which_of_two_broken_fields_it_names():
+    broken = [(name, value) for name in TOP_FIELDS for value in (MISSING, None, 17, "")]
+    for (first, one), (second, other) in itertools.combinations(broken, 2):
+        if first != second:
+            verdict_agreed(click_with({first: one, second: other}, {}))
+
+
+@pytest.mark.parametrize("skew_ms", [0, 1, Limits().max_future_skew_ms])
+def test_parse_click_agrees_with_reference_at_the_future_skew_bound(skew_ms):
+    limits = Limits(max_future_skew_ms=skew_ms)
+    at_bound = click_json(occurred_at_ms=LOG_TIME + skew_ms)
+    past_bound = click_json(occurred_at_ms=LOG_TIME + skew_ms + 1)
+    assert verdict_agreed(at_bound, LOG_TIME, limits) == "accepted"
+    assert verdict_agreed(past_bound, LOG_TIME, limits) == "bad_timestamp"
+
+
+def test_parse_click_agrees_with_reference_on_odd_but_valid_shapes():
+    odd = [
+        click_with({"referrer": MISSING}, {}),
+        click_with({"version": 1.0}, {}),
+        click_with({"version": True}, {}),
+        click_with({"extra": [1, 2]}, {"extra": None}),
+    ]
+    assert [verdict_agreed(body) for body in odd] == ["accepted"] * len(odd)
