@@ -87,12 +87,12 @@ class SessionIndex:
 
     def set(self, user: str, sessions: list[Session]) -> None:
         self.open_sessions += len(sessions) - self.counts.pop(user, 0)
-        self.due_at.pop(user, None)
+        before = self.due_at.pop(user, None)
         if sessions:
             self.counts[user] = len(sessions)
-            due = min(closes_at(s[1], self.spec, self.gap_ms) for s in sessions)
-            self.due_at[user] = due
-            heapq.heappush(self._heap, (due, user))
+            due = self.due_at[user] = min(closes_at(s[1], self.spec, self.gap_ms) for s in sessions)
+            if due != before:  # a due time moves at most once per pane: the heap stays small
+                heapq.heappush(self._heap, (due, user))
 
     def due(self, watermark_ms: int) -> list[str]:
         """Users with a session that closes at `watermark_ms` or before."""

@@ -177,6 +177,27 @@ class _Visits:
         return over
 
 
+def hopping(windows: dict, size_ms: int, hop_ms: int) -> dict:
+    """Hopping windows [h, h + hop) from tumbling ones keyed (stream, start, partition): every
+    hop holding at least one of them, its counts summed."""
+    hops: dict = {}
+    for (stream, start, partition), counts in windows.items():
+        for hop in range(start - hop_ms + size_ms, start + 1, size_ms):
+            hops[stream, hop, partition] = _summed(hops.get((stream, hop, partition), {}), counts)
+    return hops
+
+
+def _summed(a: dict, b: dict) -> dict:
+    """Nested counts added key by key."""
+    total = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            total[key] = _summed(total.get(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 def _count_ended(sessions: list[tuple], windows: dict, size_ms: int, gap_ms: int) -> None:
     """Each ended session counts in the window holding its expiry, end + gap."""
     for _, start, end, clicks, *_ in sessions:

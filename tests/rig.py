@@ -183,13 +183,22 @@ def final_results(bootstrap: str, topic: str) -> dict[str, dict]:
 def tumbling_results(settings: Settings) -> dict[tuple[str, int, int], dict]:
     """(stream, window start, partition) -> counted metrics of each tumbling window result:
     the shape of tests.oracle.Expected.windows and .final_results."""
+    return _results(settings, "tumbling")
+
+
+def hopping_results(settings: Settings) -> dict[tuple[str, int, int], dict]:
+    """The same for hopping window results (tests.oracle.hopping)."""
+    return _results(settings, "hopping")
+
+
+def _results(settings: Settings, kind: str) -> dict[tuple[str, int, int], dict]:
     names = ("pageviews", "clicktypes", "referrers", "orders", "sessions")
     return {
         (r["stream"], parse_timestamp(r["start"]), r["partition"]): {
             metric: r[metric] for metric in names if metric in r
         }
         for r in final_results(settings.bootstrap, settings.topics.window_results.name).values()
-        if r["kind"] == "tumbling"
+        if r["kind"] == kind
     }
 
 

@@ -18,8 +18,10 @@ import redis
 
 from clickstream.settings import load
 from serving import keys
+from tests.oracle import hopping
 from tests.rig import (
     FAULTY_TRAFFIC,
+    hopping_results,
     merged_uniques,
     processed,
     produce_and_expect,
@@ -87,13 +89,18 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
 
     # idle partitions get ticks, so every window closes and its result is emitted, once per
     # partition, with exactly the oracle's counts
+    hops = hopping(expected.windows, settings.window_ms, settings.hop_seconds * 1000)
     wait_until(
-        lambda: len(tumbling_results(settings)) >= len(expected.windows),
-        within=60,
+        lambda: (
+            len(tumbling_results(settings)) >= len(expected.windows)
+            and len(hopping_results(settings)) >= len(hops)
+        ),
+        within=90,
         why="every window closed by ticks",
         alive=worker.alive,
     )
     assert tumbling_results(settings) == expected.windows
+    assert hopping_results(settings) == hops  # each the sum of its panes
     # and every user session is summarised once, as the oracle sessionises the same clicks
     assert session_summaries(settings) == expected.sessions
     assert any(s[3] > 1 for s in expected.sessions) and any(s[3] == 1 for s in expected.sessions)
