@@ -263,8 +263,11 @@ def apply_batch(
                 cell = cells[start, dimension] = [stored["v"] or [0] * len(amounts), stored["o"]]
             if cell[1] < offset:  # not yet in this cell
                 counts = cell[0]
-                for i, amount in enumerate(amounts):
-                    counts[i] += amount
+                if len(amounts) == 1:  # most cells count one thing
+                    counts[0] += amounts[0]
+                else:
+                    for i, amount in enumerate(amounts):
+                        counts[i] += amount
                 cell[1] = offset
         for dimension, register, rank in item.uniques:
             registers = sketches.get((start, dimension))

@@ -41,6 +41,10 @@ def test_dotenv_is_read_and_environment_wins(tmp_path):
         ({"CLICKSTREAM_REDIS_URL": "http://x"}, "CLICKSTREAM_REDIS_URL"),
         ({"CLICKSTREAM_STORE": "aerospike://"}, "CLICKSTREAM_STORE"),
         ({"CLICKSTREAM_APP_ID": "a b"}, "CLICKSTREAM_APP_ID"),
+        ({"CLICKSTREAM_METRICS": "pageviews,bounces"}, "CLICKSTREAM_METRICS"),
+        ({"CLICKSTREAM_METRICS": ","}, "CLICKSTREAM_METRICS"),
+        ({"CLICKSTREAM_COMMIT_SECONDS": "-1"}, "CLICKSTREAM_COMMIT_SECONDS"),
+        ({"CLICKSTREAM_SESSION_GAP_SECONDS": "0"}, "CLICKSTREAM_SESSION_GAP_SECONDS"),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_variable(env, named):
@@ -58,3 +62,11 @@ def test_describe_masks_the_dashboard_password():
         ).describe()
     }
     assert rows["CLICKSTREAM_DASHBOARD_PASSWORD"] == "***"
+
+
+def test_click_metrics_are_all_by_default_or_a_chosen_few():
+    assert load({}, dotenv=None).click_metrics == {
+        "pageviews", "clicktypes", "referrers", "uniques", "sessions"
+    }  # fmt: skip
+    chosen = load({"CLICKSTREAM_METRICS": " pageviews, sessions "}, dotenv=None)
+    assert chosen.click_metrics == {"pageviews", "sessions"}
