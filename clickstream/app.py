@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> faust.App:
                 "grace_ms": spec.grace_ms,
                 "hop_ms": spec.hop_ms,
                 "retention_ms": round(settings.retention_hours * 3_600_000),
+                "session_gap_ms": settings.session_gap_seconds * 1000,
             },
         )
 

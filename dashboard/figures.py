@@ -352,7 +352,7 @@ def kpis(
         Kpi(
             "Open sessions",
             f"{sum(p.open_sessions for p in pipeline):,}",
-            "users active within the session gap",
+            "not yet expired",
         ),
         _late_kpi(pipeline, grace_ms),
         Kpi(

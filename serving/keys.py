@@ -4,7 +4,7 @@ Every number is a per-source-partition partial, written as an absolute value (HS
 so replays and redeliveries rewrite the same value. Readers sum (sketches: merge) the partials
 over partitions, and merge panes into wider windows the same way.
 
-  {app}:meta                     HASH  window_ms, grace_ms, hop_ms, retention_ms
+  {app}:meta                     HASH  window_ms, grace_ms, hop_ms, retention_ms, session_gap_ms
   {app}:windows:{metric}         ZSET  member = score = pane start (epoch ms)
   {app}:{metric}:{start}         HASH  one pane's partials, by metric:
       pageviews     "{partition}|{page}"            -> page views

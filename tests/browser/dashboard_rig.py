@@ -55,6 +55,15 @@ class LayoutWriter:
         self.client.hset(keys.window(self.app, keys.ORDERS, start_ms), mapping=fields)
         self.client.zadd(keys.windows(self.app, keys.ORDERS), {str(start_ms): start_ms})
 
+    def sessions(self, start_ms: int, partition: int, sessions: int, bounces: int, ms: int) -> None:
+        names = keys.COUNT_NAMES[keys.SESSIONS]
+        fields = {
+            keys.field(partition, "ended", name): value
+            for name, value in zip(names, (sessions, bounces, ms), strict=True)
+        }
+        self.client.hset(keys.window(self.app, keys.SESSIONS, start_ms), mapping=fields)
+        self.client.zadd(keys.windows(self.app, keys.SESSIONS), {str(start_ms): start_ms})
+
     def pipeline(self, stream: str, partition: int, **counters: int) -> None:
         fields = {keys.field(partition, name): value for name, value in counters.items()}
         self.client.hset(keys.pipeline(self.app, stream), mapping=fields)

@@ -82,6 +82,7 @@ def test_pipeline_api_gives_stream_totals_and_partition_watermarks(
         "late": 2,
         "dead_letters": 1,
         "low_watermark_ms": LATEST + 40_000,
+        "open_sessions": 0,
     }
     assert clicks["partitions"][1] == {
         "partition": 1,
@@ -90,8 +91,32 @@ def test_pipeline_api_gives_stream_totals_and_partition_watermarks(
         "duplicates": 0,
         "late": 0,
         "dead_letters": 1,
+        "open_sessions": 0,
     }
     assert (orders["stream"], orders["dead_letters"], len(orders["partitions"])) == ("orders", 3, 2)
+
+
+def test_sessions_api_gives_sessions_bounce_rate_and_mean_duration(
+    layout: LayoutWriter, dashboard: Dashboard
+) -> None:
+    layout.sessions(LATEST, 0, sessions=3, bounces=1, ms=300_000)
+    layout.sessions(LATEST, 1, sessions=1, bounces=1, ms=0)
+
+    _, _, body = dashboard.get("/api/v1/sessions?windows=1")
+
+    assert body == {
+        "windows": 1,
+        "rows": [
+            {
+                "window_start_ms": LATEST,
+                "sessions": 4,
+                "bounces": 2,
+                "duration_ms": 300_000,
+                "bounce_rate": 0.5,
+                "mean_duration_ms": 75_000.0,
+            }
+        ],
+    }
 
 
 def test_meta_api_gives_window_and_grace(layout: LayoutWriter, dashboard: Dashboard) -> None:

@@ -133,7 +133,7 @@ def test_kpis_sum_the_latest_window_and_the_pipeline_counters() -> None:
         Kpi("Page views", "10", "window 12:01\u201312:02 UTC"),
         Kpi("Orders", "3", "window 12:01\u201312:02 UTC"),
         Kpi("Revenue", "USD 123.45", "EUR 2.50"),
-        Kpi("Open sessions", "0", "users active within the session gap"),
+        Kpi("Open sessions", "0", "not yet expired"),
         Kpi("Late events", "1", "beyond 30 s grace", "warn"),
         Kpi("Duplicates dropped", "3", "redeliveries, counted once"),
         Kpi("Dead letters", "4", "in the dead-letter topic", "bad"),
