@@ -175,6 +175,8 @@ class WindowedAggregation:
         if self._discard_if_rebalanced() or self._staged_since is None:
             return
         await self.projection.flush()
+        if self._discard_if_rebalanced():  # checked again just before writing the changelog
+            return
         ordered = {
             partition: dict(sorted(writes.items(), key=lambda kv: WRITE_ORDER[kv[0][:1]]))
             for partition, writes in self._staged.items()

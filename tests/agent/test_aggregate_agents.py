@@ -15,10 +15,15 @@ from types import SimpleNamespace
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
+from faust.types import TP
 
+from agents.clicks import aggregate_clicks
+from agents.windowed import WindowedAggregation
 from clickstream.app import create_app
 from clickstream.settings import load
 from serving import keys
+from serving.projection import RedisProjection
 from streams.ticks import tick_record
 from tables.window_state import cell_key
 from tests.builders import T0, click_bytes, order_json
@@ -155,3 +160,81 @@ async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
     assert tumbling["clicktypes"] == {"page_view": 3}
     assert tumbling["uniques"]["users"]["estimate"] == 2
     assert {r["kind"] for r in results} == {"tumbling", "hopping"}
+
+
+def fetched_aggregation(app, settings, commit_s: float) -> WindowedAggregation:
+    """The clicks aggregation as the worker's fast path drives it, committing every `commit_s`."""
+    projection = RedisProjection(
+        aioredis.Redis.from_url(settings.redis), settings.app_id, "clicks", 3_600_000
+    )
+    return WindowedAggregation(
+        app,
+        app.tables["click_windows"],
+        aggregate_clicks(),
+        settings.clicks_topic,
+        settings.window_spec,
+        settings.limits,
+        projection,
+        settings.topics,
+        idle_s=0,
+        commit_s=commit_s,
+    )
+
+
+def fetch(topic: str, partition: int, first_offset: int, event_ids: list[str]) -> dict:
+    """A fetched record list, as aiokafka hands it over (timestamps in ms)."""
+    records = [
+        SimpleNamespace(
+            topic=topic,
+            partition=partition,
+            offset=first_offset + i,
+            timestamp=T0,
+            key=b"u-1",
+            value=click_bytes(event_id=event_id, occurred_at_ms=T0 + i),
+            headers=(),
+        )
+        for i, event_id in enumerate(event_ids)
+    ]
+    return {TP(topic, partition): records}
+
+
+async def test_batches_are_committed_once_per_interval_each_key_once_then_acked(app_and_log):
+    app, settings, log = app_and_log
+    aggregation = fetched_aggregation(app, settings, commit_s=0.3)
+    acked: list[tuple[int, list[int]]] = []
+
+    async def ack(tp, offsets):
+        acked.append((tp.partition, list(offsets)))
+
+    table = app.tables["click_windows"]
+    changelog = table.changelog_topic.get_topic_name()
+    await aggregation.apply_fetched(fetch(settings.clicks_topic, 0, 0, ["a", "b"]), ack)
+    await aggregation.apply_fetched(fetch(settings.clicks_topic, 0, 2, ["c"]), ack)
+    assert acked == [] and log.topic(changelog) == []  # staged, not yet saved
+
+    await asyncio.sleep(0.35)
+    await aggregation.commit_if_due()
+    start = T0 - T0 % 60_000
+    assert orjson.loads(table.data[cell_key(0, start, "pageviews|/p/42")])["v"] == [3]
+    written = [key for key, _, _ in log.topic(changelog)]
+    assert len(written) == len(set(written)) and written[-1] == b"P|0"  # each key once
+    assert acked == [(0, [0, 1]), (0, [2])]  # only after the save
+
+
+async def test_a_rebalance_discards_staged_state_and_acks_nothing(app_and_log, monkeypatch):
+    app, settings, log = app_and_log
+    aggregation = fetched_aggregation(app, settings, commit_s=60)
+    acked: list = []
+
+    async def ack(tp, offsets):
+        acked.append(offsets)
+
+    await aggregation.apply_fetched(fetch(settings.clicks_topic, 0, 0, ["a", "b"]), ack)
+    monkeypatch.setattr(app, "consumer", SimpleNamespace(assignment=lambda: set()))
+    app.consumer_generation_id += 1  # the partition may be someone else's now
+    aggregation.commit_s = 0
+    await aggregation.commit_if_due()
+    assert (
+        acked == []
+        and log.topic(app.tables["click_windows"].changelog_topic.get_topic_name()) == []
+    )
