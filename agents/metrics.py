@@ -18,6 +18,11 @@ PARTITION_EVENTS = Gauge(
     "Events of a source partition by fate, since the beginning of its state",
     ["stream", "partition", "fate"],
 )
+PARTITION_OPEN_SESSIONS = Gauge(
+    "clickstream_partition_open_sessions",
+    "User sessions of a source partition not yet expired (clicks)",
+    ["stream", "partition"],
+)
 PARTITION_WATERMARK = Gauge(
     "clickstream_partition_watermark_seconds",
     "Largest accepted event time of a source partition (epoch seconds)",
@@ -35,6 +40,7 @@ def record_progress(stream: str, outcomes: Sequence[BatchOutcome]) -> None:
         for fate in FATES:
             PARTITION_EVENTS.labels(stream, partition, fate).set(getattr(out.progress, fate))
         PARTITION_WATERMARK.labels(stream, partition).set(out.progress.watermark_ms / 1000)
+        PARTITION_OPEN_SESSIONS.labels(stream, partition).set(out.progress.open_sessions)
 
 
 def forget_unassigned(stream: str, assigned: set[int]) -> None:
@@ -42,4 +48,5 @@ def forget_unassigned(stream: str, assigned: set[int]) -> None:
         for fate in FATES:
             PARTITION_EVENTS.remove(stream, str(partition), fate)
         PARTITION_WATERMARK.remove(stream, str(partition))
+        PARTITION_OPEN_SESSIONS.remove(stream, str(partition))
         _shown[stream].discard(partition)

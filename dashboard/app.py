@@ -257,7 +257,7 @@ def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
         figures.unique_users_figure(s.uniques, window_ms),
         figures.funnel_figure(s.funnel),
         figures.top_referrers_figure(s.referrers),
-        figures.sessions_figure(s.sessions, window_ms),
+        figures.sessions_figure(s.sessions, window_ms, s.meta.session_gap_ms),
         _table(figures.pipeline_table(s.pipeline)),
         f"Per input partition · {figures.event_time(s.pipeline)}",
     )

@@ -294,10 +294,15 @@ def top_referrers_figure(rows: Sequence[CountRow], limit: int = 8) -> go.Figure:
     return figure
 
 
-def sessions_figure(rows: Sequence[SessionRow], window_ms: int | None = None) -> go.Figure:
+def sessions_figure(
+    rows: Sequence[SessionRow], window_ms: int | None = None, gap_ms: int | None = None
+) -> go.Figure:
     """Sessions that ended per window (bars) and their bounce rate (line, right axis)."""
     if not rows:
-        return empty_figure("No session has ended yet")
+        after = (
+            "" if gap_ms is None else f" (one ends {gap_ms / 60_000:g} min after its last click)"
+        )
+        return empty_figure(f"No session has ended yet{after}")
     rows = sorted(rows, key=lambda r: r.window_start_ms)
     x = [utc_timestamp(r.window_start_ms) for r in rows]
     figure = go.Figure(layout=_base_layout())

@@ -42,6 +42,7 @@ class Unavailable(RuntimeError):
 class Meta:
     window_ms: int | None
     grace_ms: int | None
+    session_gap_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,11 @@ def _fields(raw: Hash) -> Iterator[tuple[int, list[str], int]]:
 
 def _meta(raw: Hash) -> Meta:
     values = {_text(k): int(_text(v)) for k, v in raw.items()}
-    return Meta(window_ms=values.get("window_ms"), grace_ms=values.get("grace_ms"))
+    return Meta(
+        window_ms=values.get("window_ms"),
+        grace_ms=values.get("grace_ms"),
+        session_gap_ms=values.get("session_gap_ms"),
+    )
 
 
 def _per_window(

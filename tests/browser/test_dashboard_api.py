@@ -122,7 +122,11 @@ def test_sessions_api_gives_sessions_bounce_rate_and_mean_duration(
 def test_meta_api_gives_window_and_grace(layout: LayoutWriter, dashboard: Dashboard) -> None:
     seed_shop(layout)
 
-    assert dashboard.get("/api/v1/meta")[2] == {"window_ms": MINUTE, "grace_ms": 30_000}
+    assert dashboard.get("/api/v1/meta")[2] == {
+        "window_ms": MINUTE,
+        "grace_ms": 30_000,
+        "session_gap_ms": None,
+    }
 
 
 @pytest.mark.parametrize("windows", ["0", "1441", "-1", "abc", "", "2.5"])
