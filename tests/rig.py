@@ -127,7 +127,8 @@ def summed_cells(client: redis.Redis, app: str, metric: str, part: int) -> Count
         fields = client.hgetall(keys.window(app, metric, int(start)))
         for name, value in fields.items():
             _, parts = keys.split_field(name.decode())
-            if metric != keys.ORDERS or parts[1] == ("orders", "cents")[part]:
+            names = keys.COUNT_NAMES.get(metric)
+            if names is None or parts[1] == names[part]:
                 totals[int(start), parts[0]] += int(value)
     return totals
 

@@ -101,8 +101,17 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
     )
     assert tumbling_results(settings) == expected.windows
     assert hopping_results(settings) == hops  # each the sum of its panes
-    # and every user session is summarised once, as the oracle sessionises the same clicks
+    # and every user session is summarised once, as the oracle sessionises the same clicks,
+    # and counted in Redis in the window it ended in
     assert session_summaries(settings) == expected.sessions
+    ended: Counter = Counter()
+    for (_, start, _), result in expected.windows.items():
+        ended[start, "ended"] += result.get("sessions", {}).get("ended", {}).get("sessions", 0)
+    wait_until(
+        lambda: summed_cells(client, app, keys.SESSIONS, 0) == +ended,
+        within=10,
+        why="sessions in Redis as the oracle counts them",
+    )
     assert any(s[3] > 1 for s in expected.sessions) and any(s[3] == 1 for s in expected.sessions)
 
     dead = read_topic(
