@@ -153,7 +153,10 @@ class WindowedAggregation:
             items = [self.observe(r, round(r.timestamp * timestamp_unit_ms)) for r in records]
             state = self._state(partition)
             seen, sessions = self._seen_ids(partition), self._open_sessions(partition)
-            outcomes.append(apply_batch(partition, items, self.spec, state, seen, sessions))
+            settled = Progress.decode(state.stored.get(progress_key(partition)))
+            outcomes.append(
+                apply_batch(partition, items, self.spec, state, seen, sessions, settled)
+            )
             self.clock.received(partition, now)
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same content); after the commit, redelivered events are skipped.
@@ -252,7 +255,7 @@ class WindowedAggregation:
             index = self._sessions[partition] = SessionIndex(self.spec, self.session_gap_ms)
             prefix = user_prefix(partition)
             for key, raw in self._state(partition).items(prefix):
-                index.set(key[len(prefix) :].decode(), orjson.loads(raw)["s"])
+                index.load(key[len(prefix) :].decode(), orjson.loads(raw))
         return index
 
     async def _emit(self, outcomes: Sequence[BatchOutcome], batch: Mapping[int, list[Any]]) -> None:

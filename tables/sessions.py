@@ -83,7 +83,14 @@ class SessionIndex:
         self.due_at: dict[str, int] = {}  # user -> earliest close of their open sessions
         self.counts: dict[str, int] = {}  # user -> open sessions
         self.open_sessions = 0
+        self.emptied: dict[str, int] = {}  # user -> offset of a stored record with no session
         self._heap: list[tuple[int, str]] = []  # (close, user); stale entries skipped
+
+    def load(self, user: str, record: dict) -> None:
+        """A stored user record {"s": sessions, "o": last offset applied}."""
+        self.set(user, record["s"])
+        if not record["s"]:
+            self.emptied[user] = record["o"]
 
     def set(self, user: str, sessions: list[Session]) -> None:
         self.open_sessions += len(sessions) - self.counts.pop(user, 0)

@@ -23,7 +23,11 @@ Per batch, with W0/W1 the watermark before/after it: sessions that became final 
 closed first (each counted in its expiry pane's `sessions|ended` cell, exactly once: the cell
 keeps the offset of the record whose watermark closed it); then every tumbling and hopping
 window whose close time is in (W0, W1] is read whole and returned once as a ClosedWindow;
-panes whose last hopping window closed by W0 (so its result is already committed) are deleted.
+Deletions wait for the commit: the worker stages several batches and commits them at once,
+and a crash can cut that commit short; the batches are then redone from the committed progress
+(`settled`), so nothing they read may be gone. A pane is deleted once its last hopping window
+closed by the settled watermark; a user record whose sessions all closed stays (empty, with
+its offset, so a redone click is not absorbed twice) until the settled offset covers it.
 Writes are committed in WRITE_ORDER: a recovered state is a prefix of the writes, so a
 recovered progress implies all of its flush, and a recovered user record implies the cells its
 closed sessions counted in.
@@ -205,13 +209,16 @@ def apply_batch(
     store: PartitionStore,
     seen: SeenIndex,
     sessions: SessionIndex | None = None,
+    settled: Progress | None = None,
 ) -> BatchOutcome:
     """Advance partition `partition` by `items` (in offset order); `store` has its stored
     state, `seen` every event_id stored for it (not changed here), `sessions` its open
-    sessions (advanced here; None: sessions are not measured)."""
+    sessions (advanced here; None: sessions are not measured), `settled` its committed
+    progress (None: the stored one, i.e. nothing is staged)."""
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(store.get(progress_key(partition)))
     before = progress.watermark_ms
+    settled_ms, settled_offset = (settled or progress).watermark_ms, (settled or progress).offset
     panes = set(progress.panes)
     cells: dict[tuple[int, str], list] = {}  # (start, dimension) -> [counts, offset]
     sketches: dict[tuple[int, str], bytearray] = {}
@@ -298,15 +305,15 @@ def apply_batch(
     for (start, dimension), (counts, offset) in cells.items():
         out.writes[cell_key(partition, start, dimension)] = orjson.dumps({"v": counts, "o": offset})
         out.cells[start, dimension] = counts
-    for name, user in users.items():
-        out.writes[user_key(partition, name)] = orjson.dumps(user) if user["s"] else None
+    if sessions is not None:
+        _write_users(partition, users, sessions, settled_offset, out)
     for (start, dimension), registers in sketches.items():
         out.writes[sketch_key(partition, start, dimension)] = out.sketches[start, dimension] = (
             bytes(registers)
         )
     out.closed = _closing(partition, spec, store, panes, out, before, progress.watermark_ms)
-    for start in [s for s in panes if spec.hop_closes_at(s) <= before]:
-        panes.discard(start)  # its last window's result was committed with an earlier batch
+    for start in [s for s in panes if spec.hop_closes_at(s) <= settled_ms]:
+        panes.discard(start)  # its last window's result is committed
         for kind in ("C", "H"):
             for key, _ in store.items(pane_prefix(kind, partition, start)):
                 out.writes[key] = None
@@ -371,6 +378,31 @@ def _close_sessions(
             cell[0] = [a + b for a, b in zip(cell[0], amounts, strict=True)]
             cell[1] = at
         panes.add(pane)
+
+
+def _write_users(
+    partition: int,
+    users: dict[str, dict],
+    index: SessionIndex,
+    settled_offset: int,
+    out: BatchOutcome,
+) -> None:
+    """The batch's user records; an emptied one is deleted once its offset is committed."""
+    emptied = index.emptied
+    for name, user in users.items():
+        key = user_key(partition, name)
+        if user["s"]:
+            emptied.pop(name, None)
+            out.writes[key] = orjson.dumps(user)
+        elif user["o"] <= settled_offset:
+            emptied.pop(name, None)
+            out.writes[key] = None
+        else:
+            emptied[name] = user["o"]
+            out.writes[key] = orjson.dumps(user)
+    for name in [n for n, offset in emptied.items() if offset <= settled_offset]:
+        del emptied[name]
+        out.writes[user_key(partition, name)] = None
 
 
 def _user(store: PartitionStore, partition: int, name: str) -> dict:

@@ -4,7 +4,7 @@
   hopping window   = hop / size panes, advancing by one pane ([start, start + hop));
                                            closed once watermark >= start + hop + grace
 An event is late when its pane has closed: it then counts in no window at all. A pane is kept
-until the last hopping window holding it has closed, and dropped in the batch after that.
+until the last hopping window holding it has closed, and dropped once that is committed.
 How long (event time) an event_id is remembered for dedup is set here too.
 """
 

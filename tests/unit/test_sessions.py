@@ -41,7 +41,7 @@ class Partition:
         """Indexes rebuilt from the stored state, as after a crash or a rebalance."""
         self.index = SessionIndex(SPEC, GAP)
         for key, raw in self.items(user_prefix(0)):
-            self.index.set(key[len(user_prefix(0)) :].decode(), orjson.loads(raw)["s"])
+            self.index.load(key[len(user_prefix(0)) :].decode(), orjson.loads(raw))
         self.seen = SeenIndex.load(self.items(seen_prefix(0)))
 
     def get(self, key: bytes) -> bytes | None:
