@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,27 +31,31 @@ from agents.session_summaries import session_summary
 from agents.window_results import result_key, window_result
 from serving.projection import RedisProjection
 from streams.eventtime import event_time_ms, format_timestamp
+from streams.order_facts import is_order_facts, order_facts_record, read_order_facts
 from streams.ticks import is_tick, tick_record, tick_time
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
+from tables.attribution import OrderFacts, retained_prefix
 from tables.dedup import SeenIndex, seen_prefix
 from tables.event_clock import EventClock
-from tables.sessions import SessionIndex, Visit
+from tables.sessions import SessionIndex
 from tables.state_table import PartitionState, StagedState, commit_writes
 from tables.window_state import (
+    NO_WATERMARK,
     WRITE_ORDER,
     BatchOutcome,
-    Increments,
+    ClosedWindow,
     Observation,
     Progress,
     Rejected,
     Tick,
-    Uniques,
     apply_batch,
     progress_key,
     user_prefix,
 )
 from tables.windows import WindowSpec
+
+ATTRIBUTION = "attribution"  # the stream name of attribution results
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class EventKind:
     table: str  # its state table's name
     stream: str  # clicks | orders: names its counters, results and Prometheus labels
     parse: Callable[[bytes, int, Limits], Any]  # raises InvalidEvent
-    measure: Callable[[Any], tuple[Increments, Uniques, Visit | None]]
+    measure: Callable[[Any], tuple[Any, ...]]  # Observation's fields after its time
+    forwards_facts: bool = False  # orders: forward accepted orders to the clicks side
 
 
 class WindowedAggregation:
@@ -99,14 +104,21 @@ class WindowedAggregation:
         self._staged: dict[int, dict[bytes, bytes | None]] = {}  # partition -> key -> value
         self._to_ack: list[tuple[Ack, TP, list[int]]] = []
         self._staged_since: float | None = None  # monotonic time of the oldest staged batch
+        self._forwarded: dict[int, int] = {}  # partition -> orders watermark forwarded last
 
-    def observe(self, record: Any, log_time_ms: int) -> Observation | Tick | Rejected:
+    def observe(self, record: Any, log_time_ms: int) -> Observation | Tick | OrderFacts | Rejected:
         offset = record.offset
-        if is_tick(record.headers):
+        headers = record.headers
+        if headers and is_tick(headers):
             at = tick_time(record.value)
             if at is None:
                 return Rejected(offset, "bad_tick", "a record with the tick header but no tick_ms")
             return Tick(offset, at)
+        if headers and is_order_facts(headers):
+            facts = read_order_facts(record.value)
+            if facts is None:
+                return Rejected(offset, "bad_order_facts", "order facts header, unreadable value")
+            return OrderFacts(offset, *facts)
         try:
             event = self.kind.parse(record.value or b"", log_time_ms, self.limits)
         except InvalidEvent as exc:
@@ -157,7 +169,8 @@ class WindowedAggregation:
             outcomes.append(
                 apply_batch(partition, items, self.spec, state, seen, sessions, settled)
             )
-            self.clock.received(partition, now)
+            if any(type(item) is not OrderFacts for item in items):  # facts are not activity
+                self.clock.received(partition, now)
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same content); after the commit, redelivered events are skipped.
         await self._emit(outcomes, batch)
@@ -207,6 +220,7 @@ class WindowedAggregation:
         dropped = self._staged_since is not None
         self._seen.clear()
         self._sessions.clear()
+        self._forwarded.clear()
         self._staged.clear()
         self._to_ack.clear()
         self._staged_since = None
@@ -256,15 +270,20 @@ class WindowedAggregation:
             prefix = user_prefix(partition)
             for key, raw in self._state(partition).items(prefix):
                 index.load(key[len(prefix) :].decode(), orjson.loads(raw))
+            kept = retained_prefix(partition)
+            for key, raw in self._state(partition).items(kept):
+                index.retained[key[len(kept) :].decode()] = orjson.loads(raw)
         return index
 
     async def _emit(self, outcomes: Sequence[BatchOutcome], batch: Mapping[int, list[Any]]) -> None:
-        """Dead letters, late events and window results, each with a deterministic id."""
+        """Dead letters, late events and window results, each with a deterministic id; order
+        facts for the clicks side."""
         send = self.app.producer.send
         sends = []
         stream = self.kind.stream
         partitions = self.topics.clicks.partitions  # orders: the same (co-partitioned)
         for out in outcomes:
+            sends += await self._emit_attribution(out)
             for window in out.closed:
                 result = window_result(stream, out.partition, partitions, window, self.spec.size_ms)
                 key = result_key(stream, result["kind"], window.start_ms).encode()
@@ -321,6 +340,52 @@ class WindowedAggregation:
                 )
         for ack in sends:
             await ack
+
+    async def _emit_attribution(self, out: BatchOutcome) -> list[Awaitable[Any]]:
+        """Orders side: the batch's accepted orders and watermark, forwarded to the clicks
+        partition of the same number. Clicks side: attribution results and late orders."""
+        send, topics, sends = self.app.producer.send, self.topics, []
+        watermark = out.progress.watermark_ms
+        if self.kind.forwards_facts and (
+            out.facts or watermark > self._forwarded.get(out.partition, NO_WATERMARK)
+        ):
+            value, headers = order_facts_record(out.facts, watermark, self.app.conf.id)
+            sends.append(await send(topics.clicks.name, None, value, out.partition, None, headers))
+            self._forwarded[out.partition] = watermark
+        for pane in out.attributions:
+            window = ClosedWindow(pane.start_ms, pane.start_ms + self.spec.size_ms, pane.counts, {})
+            result = window_result(
+                ATTRIBUTION, out.partition, topics.clicks.partitions, window, self.spec.size_ms
+            )
+            key = result_key(ATTRIBUTION, "tumbling", pane.start_ms).encode()
+            sends.append(
+                await send(topics.window_results.name, key, orjson.dumps(result), None, None, None)
+            )
+        for late in out.late_orders:
+            record = {
+                "id": f"{topics.clicks.name}/{out.partition}/{late.offset}/{late.event_id}",
+                "reason": "attribution closed: the order's facts came after its window's",
+                "event_id": late.event_id,
+                "occurred_at": format_timestamp(late.time_ms),
+                "window_start": format_timestamp(late.pane_ms),
+                "watermark": format_timestamp(late.joined_watermark_ms),
+                "source": {
+                    "topic": topics.clicks.name,
+                    "partition": out.partition,
+                    "offset": late.offset,
+                },
+            }
+            sends.append(
+                await send(
+                    topics.late_events.name,
+                    late.event_id.encode(),
+                    orjson.dumps(record),
+                    None,
+                    None,
+                    None,
+                )
+            )
+        return sends
 
 
 def _source_id(message: Any) -> str:

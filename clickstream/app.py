@@ -12,7 +12,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.batch_delivery import BatchHandler, batch_delivering_consumer
 from agents.clicks import aggregate_clicks
-from agents.orders import AGGREGATE_ORDERS
+from agents.orders import aggregate_orders
 from agents.windowed import EventKind, WindowedAggregation
 from clickstream.settings import Settings
 from serving import keys
@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> faust.App:
     metrics = settings.click_metrics
     gap_ms = settings.session_gap_seconds * 1000 if keys.SESSIONS in metrics else None
     attach(aggregate_clicks(metrics), topics.clicks.name, gap_ms)
-    attach(AGGREGATE_ORDERS, topics.orders.name)
+    attach(aggregate_orders(forward_facts=keys.ATTRIBUTED in metrics), topics.orders.name)
     # In a worker, fetched records of these topics skip Faust's per-message path (the agents
     # above stay declared: they subscribe the topics, and serve test_context).
     setattr(app.transport, "Consumer", batch_delivering_consumer(fast_paths))  # noqa: B010

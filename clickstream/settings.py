@@ -260,6 +260,11 @@ def _check(s: Settings) -> None:
             f"CLICKSTREAM_METRICS={s.metrics!r} names no metric or an unknown one "
             f"({', '.join(sorted(unknown))}); use all or some of {','.join(keys.CLICK_METRICS)}"
         )
+    if keys.ATTRIBUTED in s.click_metrics and keys.SESSIONS not in s.click_metrics:
+        raise SettingsError(
+            f"CLICKSTREAM_METRICS={s.metrics!r}: {keys.ATTRIBUTED} attributes orders to sessions; "
+            f"add {keys.SESSIONS}"
+        )
     if s.session_gap_seconds <= 0:
         raise SettingsError(
             f"CLICKSTREAM_SESSION_GAP_SECONDS={s.session_gap_seconds} must be more than 0"

@@ -18,9 +18,14 @@ over partitions, and merge panes into wider windows the same way.
       sessions      "{partition}|ended|sessions"    -> user sessions that expired in the pane
                     "{partition}|ended|bounces"     -> of which single-click sessions
                     "{partition}|ended|duration_ms" -> their summed durations
+      attributed    "{partition}|{host}|{currency}|orders" -> orders placed in the pane, by the
+                    "{partition}|{host}|{currency}|cents"     entry referrer of their session
+                    (tables/attribution.py; written once the pane's attribution is final)
   {app}:pipeline:{stream}        HASH  "{partition}|{counter}" -> value
         stream: clicks | orders; counter: watermark_ms, accepted, duplicates, late,
-        dead_letters, ticks, open_sessions (clicks: sessions not yet expired)
+        dead_letters, ticks, open_sessions (clicks: sessions not yet expired), order_facts,
+        late_orders (clicks: order facts records forwarded by the orders side; orders whose
+        facts came after their pane's attribution closed)
 Panes older than the newest watermark minus the retention are deleted (by event time).
 """
 
@@ -32,10 +37,15 @@ REFERRERS = "referrers"
 ORDERS = "orders"
 UNIQUES = "uniques"
 SESSIONS = "sessions"
-METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES, SESSIONS)
-CLICK_METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, UNIQUES, SESSIONS)  # CLICKSTREAM_METRICS
+ATTRIBUTED = "attributed"
+METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES, SESSIONS, ATTRIBUTED)
+CLICK_METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, UNIQUES, SESSIONS, ATTRIBUTED)  # settable
 # metrics whose cells hold several counts
-COUNT_NAMES = {ORDERS: ("orders", "cents"), SESSIONS: ("sessions", "bounces", "duration_ms")}
+COUNT_NAMES = {
+    ORDERS: ("orders", "cents"),
+    SESSIONS: ("sessions", "bounces", "duration_ms"),
+    ATTRIBUTED: ("orders", "cents"),
+}
 SEP = "|"
 
 

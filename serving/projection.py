@@ -48,7 +48,14 @@ class RedisProjection:
         app = self.app_id
         stats = self.pending.setdefault(keys.pipeline(app, self.stream), {})
         for out in outcomes:
-            for (start, dimension), value in [*out.cells.items(), *out.sketches.items()]:
+            attributed = [
+                ((a.start_ms, d), v) for a in out.attributions for d, v in a.counts.items()
+            ]
+            for (start, dimension), value in [
+                *out.cells.items(),
+                *out.sketches.items(),
+                *attributed,
+            ]:
                 metric, name = dimension.split(keys.SEP, 1)
                 fields = self.pending.setdefault(keys.window(app, metric, start), {})
                 count_names = keys.COUNT_NAMES.get(metric)

@@ -84,6 +84,7 @@ class SessionIndex:
         self.counts: dict[str, int] = {}  # user -> open sessions
         self.open_sessions = 0
         self.emptied: dict[str, int] = {}  # user -> offset of a stored record with no session
+        self.retained: dict[str, list[list]] = {}  # user -> closed sessions kept for orders
         self._heap: list[tuple[int, str]] = []  # (close, user); stale entries skipped
 
     def load(self, user: str, record: dict) -> None:

@@ -6,11 +6,14 @@ Shape of the state, one key space per source partition p (all in changelog parti
   S|p|<first offset of batch>  -> [[event_id, source offset, event time], ...]  (dedup: the
                                   ids first seen in one batch, one record per batch)
   U|p|<user>                   -> {"s": open sessions (tables.sessions), "o": last offset}
-  P|p                          -> Progress, incl. the panes still stored       (written last)
+  O|p|.., A|p|.., R|p|..       -> orders attributed to sessions (tables.attribution)
+  W|p                          -> starts of the panes stored, ascending
+  P|p                          -> Progress: watermark, last offset, counters   (written last)
 
 Rules, per item in offset order:
   offset <= progress.offset        already applied by an earlier flush: skip (redelivery)
   tick                             watermark = max(watermark, tick time); nothing else
+  order facts                      taken by the attribution join (clicks, with sessions)
   invalid                          dead letter, counted once
   event_id seen at another offset  duplicate, counted once, no effect
   pane closed (watermark >= pane end + grace)   late: recorded, never merged
@@ -19,10 +22,12 @@ Rules, per item in offset order:
                                    sketch, watermark = max(watermark, event time).
   click with a visit                 also joins its user's sessions (user record's own offset
                                    older, as for cells)
-Per batch, with W0/W1 the watermark before/after it: sessions that became final by W1 are
-closed first (each counted in its expiry pane's `sessions|ended` cell, exactly once: the cell
-keeps the offset of the record whose watermark closed it); then every tumbling and hopping
-window whose close time is in (W0, W1] is read whole and returned once as a ClosedWindow;
+  order                              also kept as a fact to forward (out.facts)
+Per batch, with W0/W1 the watermark before/after it: the attribution join closes the panes
+its joined watermark passed (tables.attribution); sessions that became final by W1 are closed
+(each counted in its expiry pane's `sessions|ended` cell, exactly once: the cell keeps the
+offset of the record whose watermark closed it); then every tumbling and hopping window whose
+close time is in (W0, W1] is read whole and returned once as a ClosedWindow.
 Deletions wait for the commit: the worker stages several batches and commits them at once,
 and a crash can cut that commit short; the batches are then redone from the committed progress
 (`settled`), so nothing they read may be gone. A pane is deleted once its last hopping window
@@ -44,6 +49,7 @@ import orjson
 
 from tables import sessions as session_rules
 from tables import sketch
+from tables.attribution import Attribution, LateOrder, OrderFact, OrderFacts, OrderJoin
 from tables.dedup import Entry, SeenIndex, seen_bucket_key
 from tables.sessions import Session, SessionIndex, Visit
 from tables.windows import WindowSpec
@@ -52,7 +58,9 @@ NO_WATERMARK = -1
 EMPTY_CELL = {"v": [], "o": -1}
 EMPTY_USER = {"s": [], "o": -1}
 SESSIONS_ENDED = "sessions|ended"  # (sessions, bounces, total duration ms) by expiry pane
-WRITE_ORDER = {b"C": 0, b"H": 0, b"S": 1, b"U": 2, b"P": 3}  # by the key's first letter
+WRITE_ORDER = {b"C": 0, b"H": 0, b"A": 0, b"S": 1, b"O": 2, b"R": 2, b"W": 2, b"U": 3, b"P": 4}
+# (by the key's first letter) a closed session is kept for orders (R), and its expiry pane is
+# registered (W), before it leaves its user record (U): a redo will not close it again
 
 Increments = tuple[tuple[str, tuple[int, ...]], ...]  # (dimension, amounts added)
 Uniques = tuple[tuple[str, int, int], ...]  # (dimension, sketch register, rank)
@@ -76,6 +84,7 @@ class Observation:
     increments: Increments
     uniques: Uniques = ()
     visit: Visit | None = None  # clicks, when sessions are measured
+    order: OrderFact | None = None  # orders: what the clicks side's attribution needs
 
 
 @dataclass(slots=True)
@@ -104,29 +113,30 @@ class Progress:
     late: int = 0
     dead_letters: int = 0
     ticks: int = 0
-    panes: list[int] = field(default_factory=list)  # starts of the panes stored, ascending
     open_sessions: int = 0
+    orders_watermark_ms: int = NO_WATERMARK  # clicks: the forwarded orders watermark
+    order_panes: list[int] = field(default_factory=list)  # clicks: orders await attribution
+    attributed: list[int] = field(default_factory=list)  # clicks: attributed, not yet deleted
+    order_facts: int = 0  # clicks: order facts records (not events)
+    late_orders: int = 0  # clicks: orders whose pane's attribution had closed
 
-    COUNTERS = ("accepted", "duplicates", "late", "dead_letters", "ticks", "open_sessions")
+    COUNTERS = (
+        "accepted",
+        "duplicates",
+        "late",
+        "dead_letters",
+        "ticks",
+        "open_sessions",
+        "order_facts",
+        "late_orders",
+    )
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            [
-                self.watermark_ms,
-                self.offset,
-                self.accepted,
-                self.duplicates,
-                self.late,
-                self.dead_letters,
-                self.ticks,
-                self.panes,
-                self.open_sessions,
-            ]
-        )
+        return orjson.dumps(self)  # {"field": value}
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Progress:
-        return cls() if raw is None else cls(*orjson.loads(raw))
+        return cls() if raw is None else cls(**orjson.loads(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +184,19 @@ class BatchOutcome:
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
     sessions: list[SessionSummary] = field(default_factory=list)  # closed now
+    facts: list[tuple[str, str, int, str, int]] = field(default_factory=list)  # orders accepted
+    attributions: list[Attribution] = field(default_factory=list)  # panes attributed now
+    late_orders: list[LateOrder] = field(default_factory=list)
     new_bucket: tuple[bytes, list[Entry]] | None = None  # the dedup record written now
     expired_buckets: list[bytes] = field(default_factory=list)  # dedup records deleted now
 
 
 def progress_key(partition: int) -> bytes:
     return f"P|{partition}".encode()
+
+
+def panes_key(partition: int) -> bytes:
+    return f"W|{partition}".encode()
 
 
 def pane_prefix(kind: str, partition: int, start_ms: int) -> bytes:
@@ -204,7 +221,7 @@ def user_key(partition: int, user: str) -> bytes:
 
 def apply_batch(
     partition: int,
-    items: Sequence[Observation | Tick | Rejected],
+    items: Sequence[Observation | Tick | OrderFacts | Rejected],
     spec: WindowSpec,
     store: PartitionStore,
     seen: SeenIndex,
@@ -219,7 +236,9 @@ def apply_batch(
     progress = out.progress = Progress.decode(store.get(progress_key(partition)))
     before = progress.watermark_ms
     settled_ms, settled_offset = (settled or progress).watermark_ms, (settled or progress).offset
-    panes = set(progress.panes)
+    settled_orders_ms = (settled or progress).orders_watermark_ms
+    stored_panes = orjson.loads(store.get(panes_key(partition)) or b"[]")
+    panes = set(stored_panes)
     cells: dict[tuple[int, str], list] = {}  # (start, dimension) -> [counts, offset]
     sketches: dict[tuple[int, str], bytearray] = {}
     new_seen: dict[str, int] = {}  # event_id -> offset, for ids first seen in this batch
@@ -230,6 +249,19 @@ def apply_batch(
     watermark, accepted = progress.watermark_ms, 0
     users: dict[str, dict] = {}  # user -> stored record, as changed by this batch
     rises: list[tuple[int, int]] = []  # (watermark, offset of the record that raised it)
+    join = None
+    if sessions is not None:
+        join = OrderJoin(partition, spec, sessions.gap_ms, store, progress, sessions.retained)
+
+    def first_seen(event_id: str, offset: int, time_ms: int) -> bool:
+        """For order facts: True unless `event_id` was seen at another offset."""
+        first = stored_offset_of(event_id)
+        if first is None:
+            first = new_offset_of(event_id)
+        if first is None:
+            new_seen[event_id] = offset
+            bucket.append((event_id, offset, time_ms))
+        return first is None or first == offset
 
     for item in items:
         offset = item.offset
@@ -242,6 +274,10 @@ def apply_batch(
                 if item.time_ms > watermark:
                     watermark = item.time_ms
                     rises.append((watermark, offset))
+            elif type(item) is OrderFacts:
+                progress.order_facts += 1
+                if join is not None:
+                    join.take(item, watermark, first_seen)
             else:
                 progress.dead_letters += 1
                 out.dead_letters.append(item)  # type: ignore[arg-type]
@@ -291,6 +327,9 @@ def apply_batch(
             if user["o"] < offset:
                 user["s"] = session_rules.absorb(user["s"], time_ms, visit, sessions.gap_ms)
                 user["o"] = offset
+        if item.order is not None:
+            order = item.order
+            out.facts.append((event_id, order.user, time_ms, order.currency, order.cents))
         panes.add(start)
         accepted += 1
         if time_ms > watermark:
@@ -298,9 +337,18 @@ def apply_batch(
             rises.append((watermark, offset))
     progress.accepted += accepted
     progress.watermark_ms = watermark
-    if sessions is not None:
-        _close_sessions(partition, spec, store, sessions, users, rises, cells, panes, out)
+    if sessions is not None and join is not None:
+
+        def sessions_of(user: str) -> list[Session]:
+            return (users[user] if user in users else _user(store, partition, user))["s"]
+
+        settled_joined = min(settled_ms, settled_orders_ms)
+        join.close(before, watermark, rises, progress.offset, sessions_of, settled_joined)
+        _close_sessions(partition, spec, store, sessions, users, rises, cells, panes, out, join)
+        join.release()
         progress.open_sessions = sessions.open_sessions
+        out.writes.update(join.out.writes)
+        out.attributions, out.late_orders = join.out.panes, join.out.late
 
     for (start, dimension), (counts, offset) in cells.items():
         out.writes[cell_key(partition, start, dimension)] = orjson.dumps({"v": counts, "o": offset})
@@ -317,7 +365,8 @@ def apply_batch(
         for kind in ("C", "H"):
             for key, _ in store.items(pane_prefix(kind, partition, start)):
                 out.writes[key] = None
-    progress.panes = sorted(panes)
+    if sorted(panes) != stored_panes:
+        out.writes[panes_key(partition)] = orjson.dumps(sorted(panes))
     if bucket:
         key = seen_bucket_key(partition, bucket[0][1])
         out.new_bucket = (key, bucket)
@@ -340,8 +389,10 @@ def _close_sessions(
     cells: dict[tuple[int, str], list],
     panes: set[int],
     out: BatchOutcome,
+    join: OrderJoin,
 ) -> None:
-    """Close the sessions final by the batch's last watermark; count each in its expiry pane."""
+    """Close the sessions final by the batch's last watermark; count each in its expiry pane
+    (and keep it for attribution while orders it covers may still come)."""
     for name, user in users.items():
         index.set(name, user["s"])
     watermark = out.progress.watermark_ms
@@ -366,6 +417,7 @@ def _close_sessions(
             counts[1] += session_rules.is_bounce(clicks)
             counts[2] += end - start
             out.sessions.append(SessionSummary(name, start, end, clicks, page_views, entry, pane))
+            join.retain(name, start, end, entry)
         user["s"] = still_open
         index.set(name, still_open)
     for (at, pane), amounts in sorted(ended.items()):  # offsets ascending, as for events

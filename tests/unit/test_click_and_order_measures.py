@@ -42,7 +42,7 @@ def test_other_clicks_add_no_view_and_only_funnel_steps_get_a_step_sketch():
 
 
 def test_an_order_adds_one_order_and_its_amount_in_its_own_currency():
-    increments, uniques, _ = order_measures(make_order(currency="JPY", amount_cents=1200))
+    increments, uniques, _, _ = order_measures(make_order(currency="JPY", amount_cents=1200))
     assert increments == (("orders|JPY", (1, 1200)),)
     assert uniques == (("uniques|buyers", *sketch.position("u-1")),)
 

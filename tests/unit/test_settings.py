@@ -43,6 +43,7 @@ def test_dotenv_is_read_and_environment_wins(tmp_path):
         ({"CLICKSTREAM_APP_ID": "a b"}, "CLICKSTREAM_APP_ID"),
         ({"CLICKSTREAM_METRICS": "pageviews,bounces"}, "CLICKSTREAM_METRICS"),
         ({"CLICKSTREAM_METRICS": ","}, "CLICKSTREAM_METRICS"),
+        ({"CLICKSTREAM_METRICS": "pageviews,attributed"}, "CLICKSTREAM_METRICS"),
         ({"CLICKSTREAM_COMMIT_SECONDS": "-1"}, "CLICKSTREAM_COMMIT_SECONDS"),
         ({"CLICKSTREAM_SESSION_GAP_SECONDS": "0"}, "CLICKSTREAM_SESSION_GAP_SECONDS"),
     ],
@@ -66,7 +67,7 @@ def test_describe_masks_the_dashboard_password():
 
 def test_click_metrics_are_all_by_default_or_a_chosen_few():
     assert load({}, dotenv=None).click_metrics == {
-        "pageviews", "clicktypes", "referrers", "uniques", "sessions"
+        "pageviews", "clicktypes", "referrers", "uniques", "sessions", "attributed"
     }  # fmt: skip
     chosen = load({"CLICKSTREAM_METRICS": " pageviews, sessions "}, dotenv=None)
     assert chosen.click_metrics == {"pageviews", "sessions"}

@@ -1,7 +1,7 @@
 """The worker stages several batches and commits them at once; a crash can cut that commit short
 anywhere (a prefix of its writes in WRITE_ORDER lands). Redelivering from the committed offset
-must then emit exactly what an uninterrupted run emits: the same window results, the same
-session summaries, nothing missing and nothing different under the same id."""
+must then emit exactly what an uninterrupted run emits: the same window results, session
+summaries and attributions, nothing missing and nothing different under the same id."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import random
 import orjson
 
 from tables import sketch
+from tables.attribution import OrderFacts, retained_prefix
 from tables.dedup import SeenIndex, seen_prefix
 from tables.sessions import SessionIndex, Visit
 from tables.state_table import StagedState
@@ -59,6 +60,8 @@ class Worker:
         self.sessions = SessionIndex(SPEC, GAP)
         for key, raw in self.store.items(user_prefix(0)):
             self.sessions.load(key[len(user_prefix(0)) :].decode(), orjson.loads(raw))
+        for key, raw in self.store.items(retained_prefix(0)):
+            self.sessions.retained[key[len(retained_prefix(0)) :].decode()] = orjson.loads(raw)
 
     def committed(self) -> Progress:
         return Progress.decode(self.store.get(progress_key(0)))
@@ -86,17 +89,39 @@ class Worker:
 
 
 def traffic(rng: random.Random) -> list:
+    """Clicks (some duplicated, out of order or late) and order facts forwarded among them
+    (some twice), as an orders partition lagging or leading the clicks would send them."""
     users = [f"u{i}" for i in range(8)]
     times = sorted(rng.randrange(0, 60 * MIN) for _ in range(600))
     events: list = []
-    for offset, t in enumerate(times):
-        if events and rng.random() < 0.05:  # a duplicate of an earlier event
-            copy = rng.choice([e for e in events if isinstance(e, Observation)])
+    orders_watermark, forwarded = -1, None
+    for t in times:
+        offset = len(events)
+        if rng.random() < 0.08:
+            if forwarded is not None and rng.random() < 0.3:  # forwarded again
+                events.append(OrderFacts(offset, forwarded.orders, forwarded.watermark_ms))
+                continue
+            # orders on time on their own side: not older than the watermark they follow
+            shift = rng.choice([-3 * MIN, 0, 2 * MIN])
+            at = [max(t + shift + rng.randrange(-5_000, 5_000), orders_watermark, 0)]
+            at += [at[0] + rng.randrange(0, 5_000) for _ in range(rng.randint(0, 3))]
+            orders = [
+                (f"o{offset}.{i}", rng.choice(users), time, rng.choice(["USD", "EUR"]), 100)
+                for i, time in enumerate(at)
+            ]
+            orders_watermark = max(orders_watermark, *at)
+            forwarded = OrderFacts(offset, orders, orders_watermark)
+            events.append(forwarded)
+            continue
+        clicks = [e for e in events if isinstance(e, Observation)]
+        if clicks and rng.random() < 0.05:  # a duplicate of an earlier event
+            copy = rng.choice(clicks)
             events.append(click(offset, copy.time_ms, *_who(copy), copy.event_id))
             continue
         t += rng.choice([0, 0, 0, -20_000, -65_000, -200_000])
         events.append(click(offset, t, rng.choice(users), rng.choice("ab"), f"e{offset}"))
-    return [*events, Tick(len(events), 200 * MIN)]
+    end = len(events)  # offsets are positions in the list
+    return [*events, Tick(end, 200 * MIN), OrderFacts(end + 1, [], 200 * MIN)]
 
 
 def _who(event: Observation) -> tuple[str, str]:
@@ -104,9 +129,10 @@ def _who(event: Observation) -> tuple[str, str]:
     return event.visit.user, event.visit.entry_host
 
 
-def emitted(events: list, rng: random.Random | None) -> tuple[dict, dict]:
-    """Window results and session summaries by id; None: one batch per event, each committed."""
-    worker, windows, sessions = Worker(), {}, {}
+def emitted(events: list, rng: random.Random | None) -> tuple[dict, dict, dict]:
+    """Window results, session summaries and attributions by id; `rng` None: one batch per
+    event, each committed."""
+    worker, windows, sessions, attributions = Worker(), {}, {}, {}
     while (start := worker.committed().offset + 1) < len(events):
         for _ in range(rng.randint(1, 6) if rng else 1):  # batches staged in one interval
             size = rng.randint(1, 25) if rng else 1
@@ -116,19 +142,21 @@ def emitted(events: list, rng: random.Random | None) -> tuple[dict, dict]:
                 assert windows.setdefault((w.start_ms, w.end_ms), content) == content
             for s in out.sessions:
                 assert sessions.setdefault((s.user, s.start_ms), s) == s
+            for a in out.attributions:
+                assert attributions.setdefault(a.start_ms, a.counts) == a.counts
             start += size
         if rng and rng.random() < 0.3:
             worker.commit(land=rng.randint(0, len(worker.staged)))  # crash mid-commit
         else:
             worker.commit()
-    return windows, sessions
+    return windows, sessions, attributions
 
 
 def test_a_commit_cut_short_anywhere_emits_exactly_what_an_uninterrupted_run_does():
     rng = random.Random(2026)
-    for _ in range(3):
+    for _ in range(8):
         events = traffic(rng)
         steady = emitted(events, None)
-        assert len(steady[0]) > 60 and len(steady[1]) > 20
+        assert len(steady[0]) > 60 and len(steady[1]) > 20 and len(steady[2]) > 10
         for _ in range(5):
             assert emitted(events, rng) == steady

@@ -1,0 +1,59 @@
+"""Order facts records: what an orders partition tells the clicks partition of the same number,
+for attribution (tables/attribution.py). Written into the clicks log itself, like ticks, so a
+replay sees the same facts at the same offsets. Not click events: never counted as clicks.
+
+  headers: ("clickstream-order-facts", b"1")
+  value:   {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents], ...],
+            "watermark_ms": the orders partition's watermark after them, "by": "<app id>"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+ORDER_FACTS_HEADER = "clickstream-order-facts"
+
+Fact = tuple[str, str, int, str, int]  # event_id, user, time ms, currency, cents
+
+
+def order_facts_record(
+    facts: Iterable[Fact], watermark_ms: int, app_id: str
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """(value, headers) of an order facts record."""
+    value = {"orders": list(facts), "watermark_ms": watermark_ms, "by": app_id}
+    return orjson.dumps(value), [(ORDER_FACTS_HEADER, b"1")]
+
+
+def is_order_facts(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> bool:
+    if not headers:
+        return False
+    if isinstance(headers, Mapping):
+        return ORDER_FACTS_HEADER in headers
+    return any(name == ORDER_FACTS_HEADER for name, _ in headers)
+
+
+def read_order_facts(value: bytes | None) -> tuple[list[Fact], int] | None:
+    """(facts, watermark), or None when the value is not an order facts record's."""
+    try:
+        body = orjson.loads(value or b"")
+        facts = [_fact(f) for f in body["orders"]]
+        watermark = body["watermark_ms"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return (facts, watermark) if _is_int(watermark) else None
+
+
+def _fact(raw: Any) -> Fact:
+    event_id, user, time_ms, currency, cents = raw
+    if not (isinstance(event_id, str) and isinstance(user, str) and isinstance(currency, str)):
+        raise TypeError("not an order fact")
+    if not (_is_int(time_ms) and _is_int(cents)):
+        raise TypeError("not an order fact")
+    return event_id, user, time_ms, currency, cents
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
