@@ -4,7 +4,8 @@ its progress is observed: messages of the clicks topic it has fully processed, a
   clickstream            `python -m clickstream worker`, configured only by CLICKSTREAM_*
                          variables; progress = sum of the {partition}|accepted/duplicates/late/
                          dead_letters fields of the Redis hash {app_id}:pipeline:clicks (it also
-                         consumes the orders topic)
+                         consumes the orders topic); every click metric but `attributed`, whose
+                         order facts would land in the clicks topic the contenders share
   clickstream-pageviews  the same with CLICKSTREAM_METRICS=pageviews (click metrics: page views)
   faust-naive            bench.naive_faust --metrics pageviews, progress file
   faust-naive-full       bench.naive_faust --metrics full (the worker's click metric set)
@@ -68,8 +69,11 @@ def _clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
 
 
-def _clickstream(target: Target, folder: Path, run_id: str, metrics: str | None = None) -> Launch:
-    """metrics: CLICKSTREAM_METRICS, or None for the worker's default (the full set)."""
+FULL_SET = ",".join(m for m in keys.CLICK_METRICS if m != keys.ATTRIBUTED)
+
+
+def _clickstream(target: Target, folder: Path, run_id: str, metrics: str = FULL_SET) -> Launch:
+    """metrics: CLICKSTREAM_METRICS."""
     env = {
         **_clean_environ(),
         "CLICKSTREAM_KAFKA_BOOTSTRAP": target.bootstrap,
@@ -81,7 +85,7 @@ def _clickstream(target: Target, folder: Path, run_id: str, metrics: str | None 
         "CLICKSTREAM_VAR_DIR": str(folder / "var"),
         "CLICKSTREAM_WORKER_PORT": str(free_port()),
         "CLICKSTREAM_LOG_LEVEL": "warn",
-        **({"CLICKSTREAM_METRICS": metrics} if metrics else {}),
+        "CLICKSTREAM_METRICS": metrics,
     }
     client = redis.Redis.from_url(target.redis_url, socket_timeout=5, decode_responses=True)
     hash_key = keys.pipeline(run_id, "clicks")

@@ -62,6 +62,11 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
         n = _windows_param()
         return _json({"windows": n, "rows": read_model.sessions(client, app_id, n)})
 
+    @server.get("/api/v1/attribution")
+    def attribution() -> flask.Response:
+        n = _windows_param()
+        return _json({"windows": n, "rows": read_model.attribution(client, app_id, n)})
+
     @server.get("/api/v1/pipeline")
     def pipeline() -> flask.Response:
         return _json({"streams": read_model.pipeline(client, app_id)})

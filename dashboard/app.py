@@ -169,6 +169,12 @@ def _layout(settings: Settings) -> html.Div:
                                 wide=True,
                             ),
                             _card(
+                                "Orders by session referrer",
+                                f"Where the sessions that ordered came from, last {CHART_WINDOWS} "
+                                "windows; hover for revenue",
+                                _graph("attribution-chart", loading),
+                            ),
+                            _card(
                                 "Pipeline",
                                 html.Span("Per input partition", id="event-time"),
                                 html.Div(id="pipeline-table", className="table-wrap"),
@@ -183,7 +189,8 @@ def _layout(settings: Settings) -> html.Div:
                     f"Refreshes every {REFRESH_MS // 1000} s from {_redacted(settings.redis)} · "
                     f"times in UTC · JSON API at /api/v1/page-views, /api/v1/orders, "
                     f"/api/v1/unique-users, /api/v1/funnel, /api/v1/click-types, "
-                    f"/api/v1/referrers, /api/v1/sessions, /api/v1/pipeline"
+                    f"/api/v1/referrers, /api/v1/sessions, /api/v1/attribution, "
+                    f"/api/v1/pipeline"
                 ),
             ),
             dcc.Interval(id="refresh", interval=REFRESH_MS),
@@ -219,6 +226,7 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
         Output("funnel-chart", "figure"),
         Output("referrers-chart", "figure"),
         Output("sessions-chart", "figure"),
+        Output("attribution-chart", "figure"),
         Output("pipeline-table", "children"),
         Output("event-time", "children"),
         Input("refresh", "n_intervals"),
@@ -234,7 +242,7 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
 def _render_unavailable(exc: read_model.Unavailable) -> tuple[Any, ...]:
     """The status says so (details on hover); the last numbers stay, dimmed."""
     status = f"Redis unreachable · retrying every {REFRESH_MS // 1000} s"
-    return (status, "status status-down", str(exc), "page page-stale", *[dash.no_update] * 11)
+    return (status, "status status-down", str(exc), "page page-stale", *[dash.no_update] * 12)
 
 
 def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
@@ -258,6 +266,7 @@ def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
         figures.funnel_figure(s.funnel),
         figures.top_referrers_figure(s.referrers),
         figures.sessions_figure(s.sessions, window_ms, s.meta.session_gap_ms),
+        figures.attribution_figure(s.attributed),
         _table(figures.pipeline_table(s.pipeline)),
         f"Per input partition · {figures.event_time(s.pipeline)}",
     )

@@ -15,6 +15,7 @@ from typing import Literal
 import plotly.graph_objects as go
 
 from serving.read_model import (
+    AttributionRow,
     CountRow,
     FunnelStep,
     OrderRow,
@@ -290,6 +291,40 @@ def top_referrers_figure(rows: Sequence[CountRow], limit: int = 8) -> go.Figure:
     )
     figure.update_layout(showlegend=False, bargap=0.3)
     figure.update_xaxes(title_text="Referred clicks", rangemode="tozero")
+    figure.update_yaxes(automargin=True, showgrid=False)
+    return figure
+
+
+def attribution_figure(rows: Sequence[AttributionRow], limit: int = 8) -> go.Figure:
+    """Orders per session referrer over all the windows shown, stacked by currency (revenue
+    on hover, in each currency's units), the largest referrer on top."""
+    orders: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    revenue: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        orders[r.currency][r.referrer] += r.orders
+        revenue[r.currency][r.referrer] += r.revenue_cents
+    totals: dict[str, int] = defaultdict(int)
+    for per_referrer in orders.values():
+        for referrer, n in per_referrer.items():
+            totals[referrer] += n
+    if not totals:
+        return empty_figure("No window attributed yet (both streams must pass it)")
+    top = sorted(totals, key=lambda host: (-totals[host], host))[:limit][::-1]
+    figure = go.Figure(layout=_base_layout())
+    for i, currency in enumerate(sorted(orders)):
+        figure.add_trace(
+            go.Bar(
+                x=[orders[currency].get(host, 0) for host in top],
+                y=top,
+                orientation="h",
+                name=currency,
+                marker_color=SERIES[i % len(SERIES)],
+                customdata=[money(revenue[currency].get(host, 0), currency) for host in top],
+                hovertemplate="%{y}: %{x:,} orders · %{customdata}<extra>" + currency + "</extra>",
+            )
+        )
+    figure.update_layout(barmode="stack", bargap=0.3)
+    figure.update_xaxes(title_text="Orders", rangemode="tozero")
     figure.update_yaxes(automargin=True, showgrid=False)
     return figure
 

@@ -101,6 +101,18 @@ class SessionRow:
 
 
 @dataclass(frozen=True)
+class AttributionRow:
+    """Orders placed in one window, by the entry referrer of the session they were placed in
+    (tables.attribution): a host, "(direct)" or "(no session)"."""
+
+    window_start_ms: int
+    referrer: str
+    currency: str
+    orders: int
+    revenue_cents: int
+
+
+@dataclass(frozen=True)
 class PartitionRow:
     partition: int
     watermark_ms: int | None
@@ -137,6 +149,7 @@ class Snapshot:
     uniques: list[UniqueRow]
     funnel: list[FunnelStep]  # over every window of the snapshot
     sessions: list[SessionRow]
+    attributed: list[AttributionRow]
 
 
 def connect(url: str, timeout: float = 2.0) -> redis.Redis:
@@ -196,6 +209,13 @@ def sessions(client: redis.Redis, app: str, last_windows: int) -> list[SessionRo
     return _session_rows(windows)
 
 
+def attribution(client: redis.Redis, app: str, last_windows: int) -> list[AttributionRow]:
+    """Orders and revenue per window by session referrer and currency (final windows only:
+    a window appears once both streams have passed it)."""
+    (windows,), _ = _read_windows(client, app, [keys.ATTRIBUTED], last_windows)
+    return _attribution_rows(windows)
+
+
 def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
     """Per input stream: totals over partitions and per-partition watermarks and counters."""
     with _reachable(client):
@@ -208,15 +228,13 @@ def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
 
 def snapshot(client: redis.Redis, app: str, last_windows: int) -> Snapshot:
     plain = [keys.meta(app), *(keys.pipeline(app, s) for s in PIPELINE_STREAMS)]
-    (views, orders_, referrers, sketches, ended), (meta_hash, *pipeline_hashes) = _read_windows(
-        client,
-        app,
-        [keys.PAGE_VIEWS, keys.ORDERS, keys.REFERRERS, keys.UNIQUES, keys.SESSIONS],
-        last_windows,
-        plain,
+    metrics = [keys.PAGE_VIEWS, keys.ORDERS, keys.REFERRERS, keys.UNIQUES, keys.SESSIONS]
+    (views, orders_, referrers, sketches, ended, attributed), (meta_hash, *pipeline_hashes) = (
+        _read_windows(client, app, [*metrics, keys.ATTRIBUTED], last_windows, plain)
     )
     return Snapshot(
         sessions=_session_rows(ended),
+        attributed=_attribution_rows(attributed),
         referrers=_count_rows(referrers),
         uniques=_unique_rows(sketches),
         funnel=_funnel(sketches),
@@ -353,6 +371,22 @@ def _session_rows(windows: list[tuple[int, Hash]]) -> list[SessionRow]:
                 totals[parts[1]] += value
         n, bounces, duration = (totals[name] for name in names)
         return [SessionRow(start, n, bounces, duration, bounces / n, duration / n)] if n else []
+
+    return _per_window(windows, rows_of)
+
+
+def _attribution_rows(windows: list[tuple[int, Hash]]) -> list[AttributionRow]:
+    def rows_of(start: int, raw: Hash) -> list[AttributionRow]:
+        totals: dict[tuple[str, str], dict[str, int]] = defaultdict(
+            lambda: {"orders": 0, "cents": 0}
+        )
+        for _partition, parts, value in _fields(raw):
+            if len(parts) == 3 and parts[2] in ("orders", "cents"):
+                totals[parts[0], parts[1]][parts[2]] += value
+        return [
+            AttributionRow(start, referrer, currency, t["orders"], t["cents"])
+            for (referrer, currency), t in sorted(totals.items())
+        ]
 
     return _per_window(windows, rows_of)
 

@@ -12,6 +12,10 @@ within the gap of several sessions joins them; the entry referrer is the earlies
 or the click's own when it comes first). A session is over once the window holding
 end + gap - 1 is final; it then counts (sessions, bounces = one-click sessions, duration) in
 the window holding end + gap.
+
+Attribution: an accepted order at t counts for the user's session with start <= t < end + gap
+(host "(direct)" without referrer, "(no session)" without such a session), in the window
+holding t, per partition.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class Expected:
     # window has closed (sessions), or of those closed by the partition's own events
     sessions: set = field(default_factory=set)
     final_sessions: set = field(default_factory=set)
+    # (window start, partition) -> {"<host>|<currency>": {"orders": n, "cents": c}}
+    attributed: dict = field(default_factory=dict)
+    placed: list = field(default_factory=list)  # accepted orders: (partition, user, t, cur, cents)
 
 
 def millis(text: str) -> int:
@@ -120,7 +127,9 @@ def recompute(
                 amount = cents(body["total"] if legacy else body["amount"], currency)
                 expected.orders[start, currency] += 1
                 expected.revenue[start, currency] += amount
-                expected.users[start, "buyers"].add(body["userId"] if legacy else body["user_id"])
+                buyer = body["userId"] if legacy else body["user_id"]
+                expected.users[start, "buyers"].add(buyer)
+                expected.placed.append((partition, buyer, time_ms, currency, amount))
                 window["orders"][currency, "orders"] += 1
                 window["orders"][currency, "cents"] += amount
         final_windows = {start: _result_counts(metrics) for start, metrics in windows.items()}
@@ -130,7 +139,21 @@ def recompute(
             expected.windows[stream, start, partition] = _result_counts(metrics)
             if start + size_ms + grace_ms <= watermark:
                 expected.final_results[stream, start, partition] = final_windows[start]
+    _attribute(expected, size_ms, gap_ms)
     return expected
+
+
+def _attribute(expected: Expected, size_ms: int, gap_ms: int) -> None:
+    sessions = defaultdict(list)
+    for user, start, end, *_, host in expected.sessions:
+        sessions[user].append((start, end, host))
+    for partition, user, time_ms, currency, amount in expected.placed:
+        covering = [h for s, e, h in sessions[user] if s <= time_ms < e + gap_ms]
+        host = (covering[0] or "(direct)") if covering else "(no session)"
+        window = expected.attributed.setdefault((time_ms - time_ms % size_ms, partition), {})
+        counts = window.setdefault(f"{host}|{currency}", {"orders": 0, "cents": 0})
+        counts["orders"] += 1
+        counts["cents"] += amount
 
 
 class _Visits:

@@ -123,13 +123,15 @@ def wait_until(
 def summed_cells(client: redis.Redis, app: str, metric: str, part: int) -> Counter:
     """(window start, dimension) -> sum over partitions of the `part`-th count."""
     totals: Counter = Counter()
+    names = keys.COUNT_NAMES.get(metric)
     for start in client.zrange(keys.windows(app, metric), 0, -1):
         fields = client.hgetall(keys.window(app, metric, int(start)))
         for name, value in fields.items():
             _, parts = keys.split_field(name.decode())
-            names = keys.COUNT_NAMES.get(metric)
-            if names is None or parts[1] == names[part]:
+            if names is None:
                 totals[int(start), parts[0]] += int(value)
+            elif parts[-1] == names[part]:
+                totals[int(start), keys.SEP.join(parts[:-1])] += int(value)
     return totals
 
 
@@ -199,7 +201,17 @@ def _results(settings: Settings, kind: str) -> dict[tuple[str, int, int], dict]:
             metric: r[metric] for metric in names if metric in r
         }
         for r in final_results(settings.bootstrap, settings.topics.window_results.name).values()
-        if r["kind"] == kind
+        if r["kind"] == kind and r["stream"] in ("clicks", "orders")
+    }
+
+
+def attribution_results(settings: Settings) -> dict[tuple[int, int], dict]:
+    """(window start, partition) -> its attribution result's counts: the shape of
+    tests.oracle.Expected.attributed."""
+    return {
+        (parse_timestamp(r["start"]), r["partition"]): r[keys.ATTRIBUTED]
+        for r in final_results(settings.bootstrap, settings.topics.window_results.name).values()
+        if r["stream"] == "attribution"
     }
 
 

@@ -64,6 +64,16 @@ class LayoutWriter:
         self.client.hset(keys.window(self.app, keys.SESSIONS, start_ms), mapping=fields)
         self.client.zadd(keys.windows(self.app, keys.SESSIONS), {str(start_ms): start_ms})
 
+    def attributed(
+        self, start_ms: int, partition: int, referrer: str, currency: str, orders: int, cents: int
+    ) -> None:
+        fields = {
+            keys.field(partition, referrer, currency, "orders"): orders,
+            keys.field(partition, referrer, currency, "cents"): cents,
+        }
+        self.client.hset(keys.window(self.app, keys.ATTRIBUTED, start_ms), mapping=fields)
+        self.client.zadd(keys.windows(self.app, keys.ATTRIBUTED), {str(start_ms): start_ms})
+
     def pipeline(self, stream: str, partition: int, **counters: int) -> None:
         fields = {keys.field(partition, name): value for name, value in counters.items()}
         self.client.hset(keys.pipeline(self.app, stream), mapping=fields)

@@ -119,6 +119,28 @@ def test_sessions_api_gives_sessions_bounce_rate_and_mean_duration(
     }
 
 
+def test_attribution_api_gives_orders_per_session_referrer_and_currency(
+    layout: LayoutWriter, dashboard: Dashboard
+) -> None:
+    layout.attributed(LATEST, 0, "www.google.com", "USD", orders=2, cents=4_000)
+    layout.attributed(LATEST, 1, "www.google.com", "USD", orders=1, cents=1_000)
+
+    _, _, body = dashboard.get("/api/v1/attribution?windows=1")
+
+    assert body == {
+        "windows": 1,
+        "rows": [
+            {
+                "window_start_ms": LATEST,
+                "referrer": "www.google.com",
+                "currency": "USD",
+                "orders": 3,
+                "revenue_cents": 5_000,
+            }
+        ],
+    }
+
+
 def test_meta_api_gives_window_and_grace(layout: LayoutWriter, dashboard: Dashboard) -> None:
     seed_shop(layout)
 

@@ -55,6 +55,8 @@ def test_page_shows_the_latest_window_summed_over_partitions(
     layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     seed_shop(layout)
+    layout.attributed(LATEST, 0, "www.google.com", "USD", orders=2, cents=4_000)
+    layout.attributed(LATEST, 1, "(direct)", "USD", orders=4, cents=8_000)
     browser.get(dashboard.url)
 
     wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
@@ -73,6 +75,12 @@ def test_page_shows_the_latest_window_summed_over_partitions(
     assert (total["name"], len(total["y"]), total["y"][-1]) == ("All pages", 21, 273)
     revenue = {t["name"]: t["y"][-1] for t in plotted(browser, "revenue-chart")}
     assert revenue == {"EUR": 45.5, "USD": 180.0}
+    (attributed,) = plotted(browser, "attribution-chart")
+    assert (attributed["name"], attributed["y"], attributed["x"]) == (
+        "USD",
+        ["www.google.com", "(direct)"],  # the most orders on top
+        [2, 4],
+    )
     rows = browser.find_elements(By.CSS_SELECTOR, "#pipeline-table tbody tr")
     assert len(rows) == 5  # clicks 0..2, orders 0..1
     assert "event time 12:20:39 UTC" in browser.find_element(By.ID, "event-time").text

@@ -21,6 +21,7 @@ from serving import keys
 from tests.oracle import hopping
 from tests.rig import (
     FAULTY_TRAFFIC,
+    attribution_results,
     hopping_results,
     merged_uniques,
     processed,
@@ -113,6 +114,23 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
         why="sessions in Redis as the oracle counts them",
     )
     assert any(s[3] > 1 for s in expected.sessions) and any(s[3] == 1 for s in expected.sessions)
+
+    # every order counts for the entry referrer of its session once both streams passed its
+    # window (ticks move both), as the oracle joins them; in Redis summed over partitions
+    wait_until(
+        lambda: len(attribution_results(settings)) >= len(expected.attributed),
+        within=60,
+        why="every order attributed",
+        alive=worker.alive,
+    )
+    assert attribution_results(settings) == expected.attributed
+    hosts = {name.split("|")[0] for window in expected.attributed.values() for name in window}
+    assert {"(direct)", "(no session)"} < hosts  # and referrer hosts besides
+    attributed: Counter = Counter()
+    for (start, _), window in expected.attributed.items():
+        for name, counts in window.items():
+            attributed[start, name] += counts["orders"]
+    assert summed_cells(client, app, keys.ATTRIBUTED, 0) == attributed
 
     dead = read_topic(
         settings.bootstrap, settings.topics.dead_letters.name, sum(expected.dead_letters.values())

@@ -1,6 +1,7 @@
 """SIGKILL the worker mid-stream, several times, restart it each time: the results still equal
 the oracle exactly (nothing lost, nothing counted twice, redelivered events recognised), and
-every window result is the oracle's (one sent again after a crash says exactly the same)."""
+every window result, session summary and attribution is the oracle's (one sent again after a
+crash says exactly the same)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import redis
 from serving import keys
 from tests.rig import (
     FAULTY_TRAFFIC,
+    attribution_results,
     processed,
     produce_and_expect,
+    session_summaries,
     summed_cells,
     tumbling_results,
     wait_until,
@@ -29,9 +32,11 @@ KILLS = 4
 
 
 @pytest.fixture(autouse=True)
-def commit_often(pipeline_env):
+def commit_often_and_short_sessions(pipeline_env):
     # many commits per worker life, so the kills land between, before and during them
     pipeline_env["CLICKSTREAM_COMMIT_SECONDS"] = "0.2"
+    # sessions that end within the traffic's ten minutes of event time
+    pipeline_env["CLICKSTREAM_SESSION_GAP_SECONDS"] = "60"
 
 
 def total_processed(client: redis.Redis, app: str) -> int:
@@ -75,3 +80,9 @@ def test_sigkill_at_random_points_then_restart_gives_exact_results(
     assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
     assert summed_cells(client, app, keys.CLICK_TYPES, 0) == expected.click_types
     assert tumbling_results(settings) == expected.final_results
+    # without ticks the last sessions and panes stay open; all that closed are the oracle's
+    summaries = session_summaries(settings)
+    assert len(summaries) > 100 and summaries <= expected.sessions
+    attributed = attribution_results(settings)
+    assert len(attributed) > 20
+    assert attributed == {k: expected.attributed[k] for k in attributed}

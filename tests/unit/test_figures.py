@@ -10,6 +10,7 @@ import pytest
 from dashboard import figures
 from dashboard.figures import Kpi
 from serving.read_model import (
+    AttributionRow,
     CountRow,
     FunnelStep,
     OrderRow,
@@ -223,3 +224,16 @@ def test_sessions_figure_draws_sessions_ended_and_bounce_rate():
     assert figures.sessions_figure([]).layout.annotations[0].text == "No session has ended yet"
     waiting = figures.sessions_figure([], gap_ms=1_800_000).layout.annotations[0].text
     assert waiting == "No session has ended yet (one ends 30 min after its last click)"
+
+
+def test_attribution_figure_stacks_orders_per_referrer_by_currency_largest_on_top():
+    rows = [
+        AttributionRow(T0, "t.co", "USD", 2, 5_000),
+        AttributionRow(T0 + 60_000, "t.co", "EUR", 1, 999),
+        AttributionRow(T0, "(direct)", "USD", 5, 10_000),
+    ]
+    eur, usd = figures.attribution_figure(rows).data
+    assert list(usd.y) == ["t.co", "(direct)"] and list(usd.x) == [2, 5]
+    assert list(eur.x) == [1, 0] and eur.customdata[0] == "EUR 9.99"
+    empty = figures.attribution_figure([]).layout.annotations[0].text
+    assert empty == "No window attributed yet (both streams must pass it)"

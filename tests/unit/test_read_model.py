@@ -224,3 +224,19 @@ def test_sessions_sum_partitions_and_give_bounce_rate_and_mean_duration(client):
         read_model.SessionRow(T0, 4, 2, 90_000, 0.5, 22_500.0)
     ]
     assert read_model.pipeline(client, APP)[0].open_sessions == 7
+
+
+def test_attribution_sums_partitions_per_referrer_and_currency(client):
+    client.zadd(keys.windows(APP, keys.ATTRIBUTED), {str(T0): T0})
+    fields = {}
+    for partition, (orders, cents) in enumerate([(2, 3_000), (1, 500)]):
+        fields[keys.field(partition, "www.google.com", "EUR", "orders")] = orders
+        fields[keys.field(partition, "www.google.com", "EUR", "cents")] = cents
+    fields[keys.field(1, "(direct)", "JPY", "orders")] = 1
+    fields[keys.field(1, "(direct)", "JPY", "cents")] = 1_200
+    client.hset(keys.window(APP, keys.ATTRIBUTED, T0), mapping=fields)
+    assert read_model.attribution(client, APP, 5) == [
+        read_model.AttributionRow(T0, "(direct)", "JPY", 1, 1_200),
+        read_model.AttributionRow(T0, "www.google.com", "EUR", 3, 3_500),
+    ]
+    assert read_model.snapshot(client, APP, 5).attributed == read_model.attribution(client, APP, 5)
