@@ -13,10 +13,12 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from agents.batch_delivery import BatchHandler, batch_delivering_consumer
 from agents.clicks import aggregate_clicks
 from agents.orders import aggregate_orders
+from agents.window_totals import combine_window_parts
 from agents.windowed import EventKind, WindowedAggregation
 from clickstream.settings import Settings
 from serving import keys
 from serving.projection import RedisProjection
+from streams.topics import PARTS_TABLE
 from tables.state_table import declare_state_table
 
 
@@ -96,6 +98,7 @@ def create_app(settings: Settings) -> faust.App:
     gap_ms = settings.session_gap_seconds * 1000 if keys.SESSIONS in metrics else None
     attach(aggregate_clicks(metrics), topics.clicks.name, gap_ms)
     attach(aggregate_orders(forward_facts=keys.ATTRIBUTED in metrics), topics.orders.name)
+    attach_totals(app, settings)
     # In a worker, fetched records of these topics skip Faust's per-message path (the agents
     # above stay declared: they subscribe the topics, and serve test_context).
     setattr(app.transport, "Consumer", batch_delivering_consumer(fast_paths))  # noqa: B010
@@ -140,3 +143,25 @@ def create_app(settings: Settings) -> faust.App:
                     logging.getLogger(__name__).warning("no ticks this round: %r", exc)
 
     return app
+
+
+def attach_totals(app: faust.App, settings: Settings) -> None:
+    """combine_window_parts: window results in, one total per window out (low volume: the
+    plain per-event agent)."""
+    topics = settings.topics
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+    table = declare_state_table(
+        app, PARTS_TABLE, "window -> its parts so far (a window result per source partition)",
+        settings.partitions,
+    )  # fmt: skip
+    retention_ms = round(settings.retention_hours * 3_600_000)
+    combine = combine_window_parts(
+        table, raw_topic(topics.window_totals.name), settings.top_k, retention_ms
+    )
+    combine.__qualname__ = combine.__name__ = "combine_window_parts"
+    app.agent(raw_topic(topics.window_results.name), name="combine_window_parts")(combine)

@@ -85,6 +85,9 @@ class Settings:
     retention_hours: float = _var(
         "CLICKSTREAM_RETENTION_HOURS", 24, "event time the served windows are kept in Redis"
     )
+    top_k: int = _var(
+        "CLICKSTREAM_TOP_K", 10, "pages and referrers ranked in each window's total (exact top-K)"
+    )
     dedup_horizon_seconds: int = _var(
         "CLICKSTREAM_DEDUP_HORIZON_SECONDS",
         3600,
@@ -271,6 +274,8 @@ def _check(s: Settings) -> None:
         )
     if s.idle_seconds < 0:
         raise SettingsError(f"CLICKSTREAM_IDLE_SECONDS={s.idle_seconds} must be 0 (off) or more")
+    if s.top_k < 1:
+        raise SettingsError(f"CLICKSTREAM_TOP_K={s.top_k} must be 1 or more")
     if s.retention_hours <= 0:
         raise SettingsError(f"CLICKSTREAM_RETENTION_HOURS={s.retention_hours} must be more than 0")
     if s.commit_seconds < 0:

@@ -21,7 +21,8 @@ class TopicSpec:
 
 CLICK_TABLE = "click_windows"
 ORDER_TABLE = "order_windows"
-TABLES = (CLICK_TABLE, ORDER_TABLE)
+PARTS_TABLE = "window_parts"
+TABLES = (CLICK_TABLE, ORDER_TABLE, PARTS_TABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Topology:
     dead_letters: TopicSpec
     late_events: TopicSpec
     window_results: TopicSpec
+    window_totals: TopicSpec
     sessions: TopicSpec
     changelogs: tuple[TopicSpec, ...]
 
@@ -41,6 +43,7 @@ class Topology:
             self.dead_letters,
             self.late_events,
             self.window_results,
+            self.window_totals,
             self.sessions,
             *self.changelogs,
         )
@@ -68,6 +71,12 @@ def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology
             f"{app_id}-window-results",
             "<stream>/<tumbling|hopping>/<window start ms>",
             "WindowResult JSON: a window's final content in one source partition",
+            partitions,
+        ),
+        window_totals=TopicSpec(
+            f"{app_id}-window-totals",
+            "<stream>/<tumbling|hopping>/<window start ms>",
+            "WindowTotal JSON: a window over every source partition, with exact top-K",
             partitions,
         ),
         sessions=TopicSpec(

@@ -113,6 +113,7 @@ class Progress:
     late: int = 0
     dead_letters: int = 0
     ticks: int = 0
+    first_pane_ms: int = NO_WATERMARK  # the pane of the first watermark: results from it on
     open_sessions: int = 0
     orders_watermark_ms: int = NO_WATERMARK  # clicks: the forwarded orders watermark
     order_panes: list[int] = field(default_factory=list)  # clicks: orders await attribution
@@ -359,7 +360,9 @@ def apply_batch(
         out.writes[sketch_key(partition, start, dimension)] = out.sketches[start, dimension] = (
             bytes(registers)
         )
-    out.closed = _closing(partition, spec, store, panes, out, before, progress.watermark_ms)
+    if progress.first_pane_ms == NO_WATERMARK and rises:
+        progress.first_pane_ms = spec.start_of(rises[0][0])
+    out.closed = _closing(partition, spec, store, panes, out, before, progress)
     for start in [s for s in panes if spec.hop_closes_at(s) <= settled_ms]:
         panes.discard(start)  # its last window's result is committed
         for kind in ("C", "H"):
@@ -469,25 +472,43 @@ def _closing(
     panes: set[int],
     out: BatchOutcome,
     before: int,
-    after: int,
+    progress: Progress,
 ) -> list[ClosedWindow]:
-    """Every window with a stored pane whose close time is in (before, after], read whole."""
+    """Every window whose close time is in (before, after], read whole: those with a stored
+    pane, and from the partition's first pane on the empty ones too (so a reader of the
+    results knows this partition has passed them)."""
+    after, size = progress.watermark_ms, spec.size_ms
     if after <= before:
         return []
     contents: dict[int, ClosedWindow] = {}
 
     def pane(start: int) -> ClosedWindow:
         if start not in contents:
-            contents[start] = _read_pane(partition, start, spec.size_ms, store, out)
+            contents[start] = _read_pane(partition, start, size, store, out)
         return contents[start]
 
-    closed = [pane(s) for s in sorted(panes) if before < spec.closes_at(s) <= after]
-    if spec.hop_ms > spec.size_ms:
+    def closing(starts: Iterable[int], close_offset: int) -> list[int]:
+        every = _starts_closing(before, after, close_offset, progress.first_pane_ms, size)
+        return sorted({s for s in starts if before < s + close_offset <= after} | set(every))
+
+    closed = [
+        pane(s) if s in panes else ClosedWindow(s, s + size, {}, {})
+        for s in closing(panes, size + spec.grace_ms)
+    ]
+    if spec.hop_ms > size:
         hops = {h for s in panes for h in spec.hops_holding(s)}
-        for hop in sorted(h for h in hops if before < spec.hop_closes_at(h) <= after):
-            members = [pane(s) for s in range(hop, hop + spec.hop_ms, spec.size_ms) if s in panes]
+        for hop in closing(hops, spec.hop_ms + spec.grace_ms):
+            members = [pane(s) for s in range(hop, hop + spec.hop_ms, size) if s in panes]
             closed.append(_merge(hop, hop + spec.hop_ms, members))
     return closed
+
+
+def _starts_closing(before: int, after: int, close_offset: int, first: int, size: int) -> range:
+    """Window starts from `first` on (multiples of `size`) with before < start + offset <= after."""
+    if first == NO_WATERMARK:
+        return range(0)
+    above = before - close_offset
+    return range(max(first, above - above % size + size), after - close_offset + 1, size)
 
 
 def _read_pane(

@@ -55,6 +55,7 @@ class Expected:
     final_sessions: set = field(default_factory=set)
     # (window start, partition) -> {"<host>|<currency>": {"orders": n, "cents": c}}
     attributed: dict = field(default_factory=dict)
+    first_pane: dict = field(default_factory=dict)  # (stream, partition) -> first accepted's
     placed: list = field(default_factory=list)  # accepted orders: (partition, user, t, cur, cents)
 
 
@@ -101,6 +102,7 @@ def recompute(
                 expected.late[topic] += 1
                 continue
             watermark = max(watermark, time_ms)
+            expected.first_pane.setdefault((stream, partition), start)
             expected.accepted[topic] += 1
             window = windows[start]
             if topic == clicks:
@@ -198,6 +200,15 @@ class _Visits:
         remaining = [self.over_at(s) for sessions in self.open.values() for s in sessions]
         self.next_over = min(remaining, default=float("inf"))
         return over
+
+
+def totals(windows: dict) -> dict:
+    """(stream, window start) -> the counts of windows keyed (stream, start, partition), summed
+    over partitions."""
+    summed: dict = {}
+    for (stream, start, _), counts in windows.items():
+        summed[stream, start] = _summed(summed.get((stream, start), {}), counts)
+    return summed
 
 
 def hopping(windows: dict, size_ms: int, hop_ms: int) -> dict:

@@ -19,6 +19,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
 
+from agents.window_totals import RESULT_FIELDS
 from clickstream.local.process import free_port
 from clickstream.settings import Settings, load
 from generator.config import GeneratorConfig
@@ -201,7 +202,18 @@ def _results(settings: Settings, kind: str) -> dict[tuple[str, int, int], dict]:
             metric: r[metric] for metric in names if metric in r
         }
         for r in final_results(settings.bootstrap, settings.topics.window_results.name).values()
-        if r["kind"] == kind and r["stream"] in ("clicks", "orders")
+        if r["kind"] == kind and r["stream"] in ("clicks", "orders") and r.keys() - RESULT_FIELDS
+    }  # a result with no metric says its partition had nothing in the window
+
+
+def window_totals(settings: Settings, kind: str = "tumbling") -> dict[tuple[str, int], dict]:
+    """(stream, window start) -> each WindowTotal with something counted in it; one sent
+    again must say exactly the same."""
+    totals = final_results(settings.bootstrap, settings.topics.window_totals.name)
+    return {
+        (t["stream"], parse_timestamp(t["start"])): t
+        for t in totals.values()
+        if t["kind"] == kind and t.keys() - RESULT_FIELDS
     }
 
 

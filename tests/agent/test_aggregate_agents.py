@@ -1,101 +1,29 @@
 """The windowed agents under Faust's test_context with the memory store.
 
-The broker is replaced by an in-memory log (offsets per partition) so the changelog, dead-letter
-and late-event writes can be read back; Redis is real. The real-Kafka proof is in
+The broker is replaced by an in-memory log (tests/agent/conftest.py) so the changelog,
+dead-letter and late-event writes can be read back; Redis is real. The real-Kafka proof is in
 tests/integration.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import defaultdict
 from types import SimpleNamespace
 
 import orjson
-import pytest
 import redis
 import redis.asyncio as aioredis
 from faust.types import TP
 
 from agents.clicks import aggregate_clicks
 from agents.windowed import WindowedAggregation
-from clickstream.app import create_app
-from clickstream.settings import load
 from serving import keys
 from serving.projection import RedisProjection
+from streams.eventtime import format_timestamp
 from streams.ticks import tick_record
 from tables.window_state import cell_key
+from tests.agent.conftest import until
 from tests.builders import T0, click_bytes, order_json
-
-
-class InMemoryLog:
-    """Stands in for the broker: sends append and ack at once with the (base) offset; a batch
-    holds at most BATCH records, so batch splitting is exercised too."""
-
-    BATCH = 3
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, int], list[tuple[bytes, bytes, object]]] = defaultdict(list)
-
-    async def send(self, topic, key, value, partition, timestamp, headers, **_):
-        return self._append(topic, partition or 0, [(key, value, headers)])
-
-    def create_batch(self):
-        batch: list = []
-
-        class Builder:
-            def append(self, *, timestamp, key, value, headers=()):
-                if len(batch) >= InMemoryLog.BATCH:
-                    return None
-                batch.append((key, value, list(headers)))
-                return True
-
-        builder = Builder()
-        builder.records = batch  # type: ignore[attr-defined]
-        return builder
-
-    async def send_batch(self, batch, topic, *, partition):
-        return self._append(topic, partition, batch.records)
-
-    def _append(self, topic, partition, records):
-        log = self.records[topic, partition]
-        base = len(log)
-        log.extend(records)
-        ack = asyncio.get_running_loop().create_future()
-        ack.set_result(SimpleNamespace(offset=base))
-        return ack
-
-    def topic(self, name: str) -> list[tuple[bytes, bytes, object]]:
-        return [r for (topic, _), log in self.records.items() if topic == name for r in log]
-
-
-@pytest.fixture
-def app_and_log(redis_server, app_id, monkeypatch):
-    settings = load(
-        {
-            "CLICKSTREAM_APP_ID": app_id,
-            "CLICKSTREAM_STORE": "memory://",
-            "CLICKSTREAM_REDIS_URL": redis_server.url,
-            "CLICKSTREAM_BATCH_SECONDS": "0.05",
-            "CLICKSTREAM_GRACE_SECONDS": "10",
-        },
-        dotenv=None,
-    )
-    app = create_app(settings)
-    app.finalize()
-    app.flow_control.resume()
-    log = InMemoryLog()
-    monkeypatch.setattr(app.producer, "send", log.send)
-    monkeypatch.setattr(app.producer, "_ensure_producer", lambda: log)
-    return app, settings, log
-
-
-async def until(condition, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_clicks_are_counted_deduplicated_and_projected(app_and_log, redis_server):
@@ -154,8 +82,13 @@ async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
 
     results = [orjson.loads(v) for _, v, _ in log.topic(settings.topics.window_results.name)]
     start = T0 - T0 % 60_000
-    (tumbling,) = [r for r in results if r["kind"] == "tumbling"]
+    tumbling, *empty = [r for r in results if r["kind"] == "tumbling"]
     assert tumbling["id"] == f"clicks/tumbling/{start}/p2" and tumbling["partition"] == 2
+    # the tick passed the next windows too: empty results say this partition had nothing there
+    assert [r["start"] for r in empty] == [
+        format_timestamp(start + minute * 60_000) for minute in range(1, len(empty) + 1)
+    ]
+    assert empty and all("pageviews" not in r for r in empty)
     assert tumbling["pageviews"] == {"/p/42": 3}
     assert tumbling["clicktypes"] == {"page_view": 3}
     assert tumbling["uniques"]["users"]["estimate"] == 2

@@ -18,7 +18,7 @@ import redis
 
 from clickstream.settings import load
 from serving import keys
-from tests.oracle import hopping
+from tests.oracle import hopping, totals
 from tests.rig import (
     FAULTY_TRAFFIC,
     attribution_results,
@@ -31,6 +31,7 @@ from tests.rig import (
     summed_cells,
     tumbling_results,
     wait_until,
+    window_totals,
     within_sketch_error,
 )
 
@@ -102,6 +103,29 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
     )
     assert tumbling_results(settings) == expected.windows
     assert hopping_results(settings) == hops  # each the sum of its panes
+
+    # one total per window over all partitions, with the exact top-K pages and referrers, for
+    # every window from the last partition's first on
+    summed = totals(expected.windows)
+    complete = {
+        (stream, start)
+        for stream, start in summed
+        if start >= max(s for (st, _), s in expected.first_pane.items() if st == stream)
+    }
+    wait_until(
+        lambda: complete <= window_totals(settings).keys(),
+        within=60,
+        why="a total for every window",
+        alive=worker.alive,
+    )
+    for (stream, start), total in window_totals(settings).items():
+        assert {m: total[m] for m in summed[stream, start]} == summed[stream, start]
+        views = summed[stream, start].get("pageviews", {})
+        ranked = sorted(views.items(), key=lambda item: (-item[1], item[0]))[: settings.top_k]
+        assert [(t["name"], t["count"]) for t in total.get("top_pages", [])] == ranked
+    assert any(
+        len(t.get("top_pages", [])) == settings.top_k for t in window_totals(settings).values()
+    )
     # and every user session is summarised once, as the oracle sessionises the same clicks,
     # and counted in Redis in the window it ended in
     assert session_summaries(settings) == expected.sessions
