@@ -1,9 +1,9 @@
 """WindowResult: the derived event for a window's final content in one source partition.
 
 Emitted once per (stream, window, partition) when the partition's watermark passes the
-window's end + grace; key "<stream>/<kind>/<start ms>" (every partition's part of one window
-lands in the same results partition); id "<stream>/<kind>/<start ms>/p<partition>". A window's
-total is the sum (sketches: the register-wise max) of its `partitions` parts.
+window's end + grace; key "<kind>/<start ms>" (every stream's and partition's part of one
+window lands in the same results partition); id "<stream>/<kind>/<start ms>/p<partition>". A
+window's total is the sum (sketches: the register-wise max) of its `partitions` parts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from tables.window_state import ClosedWindow
 
 
 def result_key(stream: str, kind: str, start_ms: int) -> str:
+    """The result's id without its partition (also a WindowTotal's id)."""
     return f"{stream}/{kind}/{start_ms}"
+
+
+def window_key(kind: str, start_ms: int) -> bytes:
+    """The record key of a window's results: one per window, whatever the stream."""
+    return f"{kind}/{start_ms}".encode()
 
 
 def window_result(

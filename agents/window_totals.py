@@ -1,15 +1,19 @@
 """WindowTotal: a window's result over every source partition, with the exact top-K pages and
-referrers. combine_window_parts collects the parts (agents.window_results) and emits each
-total once.
+referrers; and the window's funnel once both streams' totals are in. combine_window_parts
+collects the parts (agents.window_results) and emits each total once.
 
 Rule: total = the sum of the window's `partitions` parts (sketches: register-wise max),
 complete once every partition's part is in. Each partition sends a part for every window
 from its first watermark on, empty ones included (tables.window_state), and ticks move quiet
-partitions, so every window after the start completes. Parts share the key
-"<stream>/<kind>/<start ms>" (so they meet in one results partition), which is also the
-total's key and id. A part sent again after its total went out (a crash upstream) changes
-nothing. Kept state per window: the parts so far, then a "done" mark; dropped once the window
-is older than the newest one seen minus the retention (event time).
+partitions, so every window after the start completes. All parts of a window share the key
+"<kind>/<start ms>" (so they meet in one results partition); a total's id and key are
+"<stream>/<kind>/<start ms>". A part sent again after its total went out (a crash upstream)
+changes nothing. Kept state per window and stream: the parts so far, then a "done" mark;
+dropped once the window is older than the newest one seen minus the retention (event time).
+
+  funnel (stream "funnel", once the clicks and orders totals are in): distinct users per step
+  page_view -> add_to_cart -> checkout (clicks sketches) -> buyers (orders sketch); each
+  step's conversion = its users / the previous step's.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tables.state_table import PartitionState
 RESULT_FIELDS = frozenset({"id", "stream", "kind", "start", "end", "partition", "partitions"})
 RANKED = {keys.PAGE_VIEWS: "top_pages", keys.REFERRERS: "top_referrers"}
 TOTALLED_STREAMS = frozenset({"clicks", "orders"})  # attribution parts exist only with orders
+FUNNEL = {"clicks": ("page_view", "add_to_cart", "checkout"), "orders": ("buyers",)}
 DONE = b"done"
 
 
@@ -86,10 +91,43 @@ def collect(stored: bytes | None, part: dict[str, Any]) -> tuple[bytes, list[dic
     return DONE, [parts[p] for p in sorted(parts, key=int)]
 
 
-def parts_key(partition: int, part: dict[str, Any]) -> bytes:
+def funnel_total(totals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The funnel of one window from its clicks and orders totals (sketch estimates)."""
+    clicks = totals["clicks"]
+    steps: list[dict[str, Any]] = []
+    for stream, names in FUNNEL.items():
+        uniques = totals[stream].get(keys.UNIQUES, {})
+        for name in names:
+            users = uniques.get(name, {}).get("estimate", 0)
+            previous = steps[-1]["users"] if steps else None
+            conversion = None if previous is None else (users / previous if previous else 0.0)
+            steps.append({"step": name, "users": users, "conversion": conversion})
+    return {
+        "id": f"funnel/{clicks['kind']}/{parse_timestamp(clicks['start'])}",
+        "stream": "funnel",
+        **{name: clicks[name] for name in ("kind", "start", "end")},
+        "steps": steps,
+    }
+
+
+def collect_funnel(stored: bytes | None, total: dict[str, Any]) -> tuple[bytes, dict | None]:
+    """A window's stream totals so far with `total` added: (what to store, the funnel once both
+    streams are in)."""
+    if stored == DONE:
+        return DONE, None
+    totals = orjson.loads(stored or b"{}")
+    totals[total["stream"]] = {
+        k: total[k] for k in ("stream", "kind", "start", "end", keys.UNIQUES) if k in total
+    }
+    if totals.keys() < FUNNEL.keys():
+        return orjson.dumps(totals), None
+    return DONE, funnel_total(totals)
+
+
+def parts_key(partition: int, part: dict[str, Any], stream: str | None = None) -> bytes:
     """Per results partition, ordered by window start (so old windows are found first)."""
     start = parse_timestamp(part["start"])
-    return f"{partition}|{start:020d}|{part['stream']}|{part['kind']}".encode()
+    return f"{partition}|{start:020d}|{stream or part['stream']}|{part['kind']}".encode()
 
 
 def combine_window_parts(
@@ -110,11 +148,21 @@ def combine_window_parts(
             stored, complete = collect(table.get(key), part)
             table[key] = stored
             if complete is not None:
-                value = orjson.dumps(window_total(complete, top_k))
-                await event.send(totals, key=event.key, value=value)  # sent with the ack
+                total = window_total(complete, top_k)
+                await _send(event, totals, total)
+                funnel_key = parts_key(partition, part, "funnel")
+                stored, funnel = collect_funnel(table.get(funnel_key), total)
+                table[funnel_key] = stored
+                if funnel is not None:
+                    await _send(event, totals, funnel)
             _drop_older(table, partition, oldest_kept)
 
     return combine
+
+
+async def _send(event: faust.EventT, totals: faust.TopicT, total: dict[str, Any]) -> None:
+    """Sent with the part's ack (Faust sends attached records before committing its offset)."""
+    await event.send(totals, key=total["id"].encode(), value=orjson.dumps(total))
 
 
 def _drop_older(table: faust.Table, partition: int, oldest_kept: int) -> None:

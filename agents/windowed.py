@@ -28,7 +28,7 @@ from faust.types import TP, EventT
 from agents.batch_delivery import Ack
 from agents.metrics import forget_unassigned, record_progress
 from agents.session_summaries import session_summary
-from agents.window_results import result_key, window_result
+from agents.window_results import window_key, window_result
 from serving.projection import RedisProjection
 from streams.eventtime import event_time_ms, format_timestamp
 from streams.order_facts import is_order_facts, order_facts_record, read_order_facts
@@ -286,7 +286,7 @@ class WindowedAggregation:
             sends += await self._emit_attribution(out)
             for window in out.closed:
                 result = window_result(stream, out.partition, partitions, window, self.spec.size_ms)
-                key = result_key(stream, result["kind"], window.start_ms).encode()
+                key = window_key(result["kind"], window.start_ms)
                 value = orjson.dumps(result)
                 sends.append(
                     await send(self.topics.window_results.name, key, value, None, None, None)
@@ -357,7 +357,7 @@ class WindowedAggregation:
             result = window_result(
                 ATTRIBUTION, out.partition, topics.clicks.partitions, window, self.spec.size_ms
             )
-            key = result_key(ATTRIBUTION, "tumbling", pane.start_ms).encode()
+            key = window_key("tumbling", pane.start_ms)
             sends.append(
                 await send(topics.window_results.name, key, orjson.dumps(result), None, None, None)
             )

@@ -69,7 +69,7 @@ def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology
         ),
         window_results=TopicSpec(
             f"{app_id}-window-results",
-            "<stream>/<tumbling|hopping>/<window start ms>",
+            "<tumbling|hopping>/<window start ms>",
             "WindowResult JSON: a window's final content in one source partition",
             partitions,
         ),

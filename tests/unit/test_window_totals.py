@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from agents.window_totals import DONE, collect, window_total
+from agents.window_totals import DONE, collect, collect_funnel, window_total
 from tables import sketch
 
 
@@ -64,3 +64,29 @@ def test_parts_are_collected_until_every_partition_is_in_then_once():
     stored, complete = collect(stored, part(0, pageviews={"/a": 1}))
     assert stored == DONE and [p["partition"] for p in complete or []] == [0, 1]
     assert collect(stored, part(0)) == (DONE, None)  # sent again after the total: nothing
+
+
+def test_the_funnel_waits_for_both_streams_then_gives_each_steps_conversion():
+    clicks = {
+        "stream": "clicks",
+        "kind": "tumbling",
+        "start": "1970-01-01T00:01:00.000Z",
+        "end": "1970-01-01T00:02:00.000Z",
+        "uniques": {
+            name: {"estimate": n, "registers": ""}
+            for name, n in (("users", 90), ("page_view", 80), ("add_to_cart", 20), ("checkout", 10))
+        },
+    }
+    orders = {**clicks, "stream": "orders", "uniques": {"buyers": {"estimate": 5}}}
+    stored, funnel = collect_funnel(None, orders)
+    assert funnel is None
+    stored, funnel = collect_funnel(stored, clicks)
+    assert stored == DONE and funnel is not None
+    assert funnel["id"] == "funnel/tumbling/60000" and funnel["stream"] == "funnel"
+    assert [(s["step"], s["users"], s["conversion"]) for s in funnel["steps"]] == [
+        ("page_view", 80, None),
+        ("add_to_cart", 20, 0.25),
+        ("checkout", 10, 0.5),
+        ("buyers", 5, 0.5),
+    ]
+    assert collect_funnel(stored, clicks) == (DONE, None)
