@@ -115,10 +115,13 @@ class WindowedAggregation:
                 return Rejected(offset, "bad_tick", "a record with the tick header but no tick_ms")
             return Tick(offset, at)
         if headers and is_order_facts(headers):
-            facts = read_order_facts(record.value)
-            if facts is None:
+            read = read_order_facts(record.value)
+            if read is None:
                 return Rejected(offset, "bad_order_facts", "order facts header, unreadable value")
-            return OrderFacts(offset, *facts)
+            facts, watermark, by = read
+            if by != self.app.conf.id:  # another app version's: nothing for us to join
+                return OrderFacts(offset, [], NO_WATERMARK)
+            return OrderFacts(offset, facts, watermark)
         try:
             event = self.kind.parse(record.value or b"", log_time_ms, self.limits)
         except InvalidEvent as exc:

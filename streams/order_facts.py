@@ -5,6 +5,9 @@ replay sees the same facts at the same offsets. Not click events: never counted 
   headers: ("clickstream-order-facts", b"1")
   value:   {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents], ...],
             "watermark_ms": the orders partition's watermark after them, "by": "<app id>"}
+
+Each app version joins only its own facts ("by"): a shadow version beside the live one
+appends its own, and neither reads the other's.
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ def is_order_facts(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None
     return any(name == ORDER_FACTS_HEADER for name, _ in headers)
 
 
-def read_order_facts(value: bytes | None) -> tuple[list[Fact], int] | None:
-    """(facts, watermark), or None when the value is not an order facts record's."""
+def read_order_facts(value: bytes | None) -> tuple[list[Fact], int, str] | None:
+    """(facts, watermark, app id), or None when the value is not an order facts record's."""
     try:
         body = orjson.loads(value or b"")
         facts = [_fact(f) for f in body["orders"]]
-        watermark = body["watermark_ms"]
+        watermark, by = body["watermark_ms"], body["by"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    return (facts, watermark) if _is_int(watermark) else None
+    return (facts, watermark, by) if _is_int(watermark) and isinstance(by, str) else None
 
 
 def _fact(raw: Any) -> Fact:

@@ -20,6 +20,7 @@ from agents.windowed import WindowedAggregation
 from serving import keys
 from serving.projection import RedisProjection
 from streams.eventtime import format_timestamp
+from streams.order_facts import is_order_facts, order_facts_record
 from streams.ticks import tick_record
 from tables.window_state import cell_key
 from tests.agent.conftest import until
@@ -171,3 +172,42 @@ async def test_a_rebalance_discards_staged_state_and_acks_nothing(app_and_log, m
         acked == []
         and log.topic(app.tables["click_windows"].changelog_topic.get_topic_name()) == []
     )
+
+
+async def test_accepted_orders_are_forwarded_to_the_same_clicks_partition_and_attributed(
+    app_and_log,
+):
+    app, settings, log = app_and_log
+    clicks_topic = settings.topics.clicks.name
+    async with app.agents["aggregate_orders"].test_context() as orders:
+        raw = orjson.dumps(order_json(event_id="o1", occurred_at_ms=T0 + 5_000))
+        await orders.put(raw, key=b"u-1", partition=3, timestamp=T0 / 1000)
+        await until(lambda: len(log.records[clicks_topic, 3]) == 1)
+    ((_, facts, headers),) = log.records[clicks_topic, 3]
+    assert is_order_facts(headers) and orjson.loads(facts)["by"] == settings.app_id
+
+    foreign, _ = order_facts_record([("o9", "u-1", T0 + 6_000, "EUR", 1)], T0 + 300_000, "other")
+    tick, tick_headers = tick_record(T0 + 300_000, "test")
+    async with app.agents["aggregate_clicks"].test_context() as clicks:
+        click = click_bytes(event_id="c1", occurred_at_ms=T0)  # from search.example
+        await clicks.put(click, key=b"u-1", partition=3, timestamp=T0 / 1000)
+        await clicks.put(facts, key=None, partition=3, timestamp=T0 / 1000, headers=headers)
+        await clicks.put(foreign, key=None, partition=3, timestamp=T0 / 1000, headers=headers)
+        await clicks.put(tick, key=None, partition=3, timestamp=T0 / 1000, headers=tick_headers)
+        # the orders side's watermark moves on with its next facts record
+        later, _ = order_facts_record([], T0 + 300_000, settings.app_id)
+        await clicks.put(later, key=None, partition=3, timestamp=T0 / 1000, headers=headers)
+        await until(
+            lambda: any(
+                orjson.loads(v)["stream"] == "attribution"
+                for _, v, _ in log.topic(settings.topics.window_results.name)
+            )
+        )
+
+    (attributed,) = [
+        orjson.loads(v)
+        for _, v, _ in log.topic(settings.topics.window_results.name)
+        if orjson.loads(v)["stream"] == "attribution"
+    ]
+    # the foreign app's order o9 is not ours to join: only o1 counts
+    assert attributed["attributed"] == {"search.example|EUR": {"orders": 1, "cents": 4990}}
