@@ -364,10 +364,16 @@ def sessions_figure(
     )
     figure.update_layout(
         hovermode="x unified",
-        yaxis2={"overlaying": "y", "side": "right", "range": [0, 1], "tickformat": ".0%"},
+        yaxis={"title": {"text": f"Sessions {per_window(window_ms)}"}, "rangemode": "tozero"},
+        yaxis2={
+            "title": {"text": "Bounce rate"},
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 1],
+            "tickformat": ".0%",
+        },
     )
     figure.update_xaxes(title_text="Window the sessions ended in (UTC)")
-    figure.update_yaxes(title_text=f"Sessions {per_window(window_ms)}", rangemode="tozero")
     return figure
 
 

@@ -221,6 +221,8 @@ def test_sessions_figure_draws_sessions_ended_and_bounce_rate():
     figure = figures.sessions_figure(rows, 60_000)
     bars, line = figure.data
     assert list(bars.y) == [4] and list(line.y) == [0.25]
+    assert figure.layout.yaxis.title.text == "Sessions per minute"
+    assert figure.layout.yaxis2.title.text == "Bounce rate"  # each axis its own title
     assert figures.sessions_figure([]).layout.annotations[0].text == "No session has ended yet"
     waiting = figures.sessions_figure([], gap_ms=1_800_000).layout.annotations[0].text
     assert waiting == "No session has ended yet (one ends 30 min after its last click)"
