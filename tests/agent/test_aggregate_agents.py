@@ -211,3 +211,13 @@ async def test_accepted_orders_are_forwarded_to_the_same_clicks_partition_and_at
     ]
     # the foreign app's order o9 is not ours to join: only o1 counts
     assert attributed["attributed"] == {"search.example|EUR": {"orders": 1, "cents": 4990}}
+
+
+async def test_an_unreadable_order_facts_record_is_a_dead_letter(app_and_log):
+    app, settings, log = app_and_log
+    _, headers = order_facts_record([], T0, settings.app_id)
+    async with app.agents["aggregate_clicks"].test_context() as clicks:
+        await clicks.put(b"{oops", key=None, partition=0, timestamp=T0 / 1000, headers=headers)
+        await until(lambda: len(log.topic(settings.topics.dead_letters.name)) == 1)
+    ((_, value, dead_headers),) = log.topic(settings.topics.dead_letters.name)
+    assert value == b"{oops" and ("reason", b"bad_order_facts") in dead_headers

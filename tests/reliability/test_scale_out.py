@@ -19,6 +19,7 @@ from serving import keys
 from tests.rig import (
     FAULTY_TRAFFIC,
     Worker,
+    attribution_results,
     expectation,
     processed,
     produce_lines,
@@ -107,3 +108,5 @@ def test_two_workers_share_partitions_and_survive_losing_one(
     assert len(partitions_of(first)) == settings.partitions
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
     assert tumbling_results(settings) == expected.final_results
+    attributed = attribution_results(settings)  # those both streams have passed: the oracle's
+    assert attributed and attributed == {k: expected.attributed[k] for k in attributed}
