@@ -5,58 +5,14 @@ facts forwarded twice, late facts."""
 
 from __future__ import annotations
 
-import orjson
-
 from tables.attribution import NO_SESSION, OrderFacts, retained_key
-from tables.dedup import SeenIndex, seen_prefix
-from tables.sessions import SessionIndex, Visit
-from tables.window_state import WRITE_ORDER, Observation, Tick, apply_batch, user_prefix
-from tables.windows import WindowSpec
-
-SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000, dedup_horizon_ms=3_600_000, hop_ms=60_000)
-GAP = 120_000
-MIN = 60_000
-
-
-def click(offset: int, time_ms: int, user: str = "u1", host: str = "") -> Observation:
-    return Observation(offset, f"c{offset}", time_ms, (), (), Visit(user, True, host))
+from tables.window_state import Tick
+from tests.unit.partition_rig import GAP, MIN, Partition, click
 
 
 def facts(offset: int, watermark_ms: int, *orders: tuple) -> OrderFacts:
     """orders: (order id, user, time, currency, cents)."""
     return OrderFacts(offset, [tuple(o) for o in orders], watermark_ms)  # type: ignore[misc]
-
-
-class Partition:
-    def __init__(self) -> None:
-        self.store: dict[bytes, bytes] = {}
-        self.restart()
-
-    def restart(self) -> None:
-        self.index = SessionIndex(SPEC, GAP)
-        for key, raw in self.items(user_prefix(0)):
-            self.index.load(key[len(user_prefix(0)) :].decode(), orjson.loads(raw))
-        for key, raw in self.items(b"R|0|"):
-            self.index.retained[key[4:].decode()] = orjson.loads(raw)
-        self.seen = SeenIndex.load(self.items(seen_prefix(0)))
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.store.get(key)
-
-    def items(self, prefix: bytes):
-        return [(k, v) for k, v in sorted(self.store.items()) if k.startswith(prefix)]
-
-    def apply(self, items):
-        out = apply_batch(0, items, SPEC, self, self.seen, self.index)
-        for key, value in sorted(out.writes.items(), key=lambda kv: WRITE_ORDER[kv[0][:1]]):
-            if value is None:
-                self.store.pop(key, None)
-            else:
-                self.store[key] = value
-        if out.new_bucket:
-            self.seen.add(*out.new_bucket)
-        self.seen.drop(out.expired_buckets)
-        return out
 
 
 def attributed(out) -> dict:
