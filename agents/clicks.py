@@ -14,13 +14,13 @@ CLICKSTREAM_METRICS chooses among these five metrics; the click counters always 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from agents.windowed import EventKind
 from serving import keys
 from streams.records import ClickEvent, ClickType
 from streams.topics import CLICK_TABLE
-from streams.validation import parse_click
+from streams.validation import ClickFields, parse_click_fields
 from tables import sketch
 from tables.sessions import Visit
 from tables.window_state import Increments, Uniques
@@ -33,6 +33,7 @@ _STEP_DIMENSION = {t: f"{keys.UNIQUES}|{t.value}" for t in FUNNEL_CLICKS}
 USERS = f"{keys.UNIQUES}|users"
 ALL_METRICS = frozenset(keys.CLICK_METRICS)
 Measures = tuple[Increments, Uniques, Visit | None]
+Click = ClickEvent | ClickFields  # a measure reads type, user_id, url and referrer
 
 
 def page_of(url: str) -> str:
@@ -46,17 +47,7 @@ def host_of(url: str) -> str:
     return rest.split("/", 1)[0].split("?", 1)[0].lower() or "(unknown)"
 
 
-@lru_cache(maxsize=1 << 16)  # the hot path sees the same URLs over and over
-def _page_dimension(url: str) -> str:
-    return f"{keys.PAGE_VIEWS}|{page_of(url)}"
-
-
-@lru_cache(maxsize=1 << 16)
-def _referrer_dimension(referrer: str) -> str:
-    return f"{keys.REFERRERS}|{_referrer_host(referrer)}"
-
-
-def _uniques(click: ClickEvent) -> Uniques:
+def _uniques(click: Click) -> Uniques:
     register, rank = sketch.position(click.user_id)
     step = _STEP_DIMENSION.get(click.type)
     if step is None:
@@ -64,7 +55,7 @@ def _uniques(click: ClickEvent) -> Uniques:
     return ((USERS, register, rank), (step, register, rank))
 
 
-def _visit(click: ClickEvent) -> Visit:
+def _visit(click: Click) -> Visit:
     host = _referrer_host(click.referrer) if click.referrer else ""
     return Visit(click.user_id, click.type is PAGE_VIEW, host)
 
@@ -74,28 +65,36 @@ def _referrer_host(referrer: str) -> str:
     return host_of(referrer)
 
 
-def measures_of(metrics: frozenset[str]) -> Callable[[ClickEvent], Measures]:
+def measures_of(metrics: frozenset[str]) -> Callable[[Click], Measures]:
     """What a click adds, for the chosen `metrics` (names from ALL_METRICS)."""
     types, pages, referrers = (
         m in metrics for m in (keys.CLICK_TYPES, keys.PAGE_VIEWS, keys.REFERRERS)
     )
     uniques, sessions = keys.UNIQUES in metrics, keys.SESSIONS in metrics
+    # few distinct (type, url, referrer): the hot path looks their increments up
+    increments_of = lru_cache(maxsize=1 << 16)(partial(_increments, types, pages, referrers))
 
-    def measure(click: ClickEvent) -> Measures:
-        increments: list[tuple[str, tuple[int, ...]]] = []
-        if types:
-            increments.append((_TYPE_DIMENSION[click.type], ONE))
-        if pages and click.type is PAGE_VIEW:
-            increments.append((_page_dimension(click.url), ONE))
-        if referrers and click.referrer:
-            increments.append((_referrer_dimension(click.referrer), ONE))
+    def measure(click: Click) -> Measures:
         return (
-            tuple(increments),
+            increments_of(click.type, click.url, click.referrer),
             _uniques(click) if uniques else (),
             _visit(click) if sessions else None,
         )
 
     return measure
+
+
+def _increments(
+    types: bool, pages: bool, referrers: bool, kind: ClickType, url: str, referrer: str | None
+) -> Increments:
+    increments: list[tuple[str, tuple[int, ...]]] = []
+    if types:
+        increments.append((_TYPE_DIMENSION[kind], ONE))
+    if pages and kind is PAGE_VIEW:
+        increments.append((f"{keys.PAGE_VIEWS}|{page_of(url)}", ONE))
+    if referrers and referrer:
+        increments.append((f"{keys.REFERRERS}|{_referrer_host(referrer)}", ONE))
+    return tuple(increments)
 
 
 click_measures = measures_of(ALL_METRICS)
@@ -106,6 +105,6 @@ def aggregate_clicks(metrics: frozenset[str] = ALL_METRICS) -> EventKind:
         agent="aggregate_clicks",
         table=CLICK_TABLE,
         stream="clicks",
-        parse=parse_click,
+        parse=parse_click_fields,
         measure=measures_of(metrics),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -52,12 +52,35 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
+class ClickFields(NamedTuple):
+    """What the click metrics read of a valid click: its ClickEvent less session and device."""
+
+    event_id: str
+    type: ClickType
+    user_id: str
+    url: str
+    referrer: str | None
+    occurred_at_ms: int
+
+
 def parse_click(raw: bytes, log_time_ms: int, limits: Limits = Limits()) -> ClickEvent:
     """Fast accept, slow explain: the usual valid shape is accepted inline; anything else takes
     the field-by-field path, which names the first broken rule (or accepts a rarer valid shape)."""
     body = _load_object(raw, limits)
     click = _accept_usual_click(body, log_time_ms, limits)
     return _check_click(body, log_time_ms, limits) if click is None else click
+
+
+def parse_click_fields(raw: bytes, log_time_ms: int, limits: Limits = Limits()) -> ClickFields:
+    """parse_click's verdict, without building the records the metrics do not read (the hot
+    path's parser)."""
+    body = _load_object(raw, limits)
+    fields = _usual_click_fields(body, log_time_ms, limits)
+    if fields is not None:
+        return fields
+    click = _check_click(body, log_time_ms, limits)
+    when = click.occurred_at_ms
+    return ClickFields(click.event_id, click.type, click.user_id, click.url, click.referrer, when)
 
 
 def _parse_click_checked(raw: bytes, log_time_ms: int, limits: Limits = Limits()) -> ClickEvent:
@@ -68,22 +91,40 @@ def _parse_click_checked(raw: bytes, log_time_ms: int, limits: Limits = Limits()
 def _accept_usual_click(
     body: dict[str, Any], log_time_ms: int, limits: Limits
 ) -> ClickEvent | None:
-    """The ClickEvent `_check_click` would return, or None if any rule might fail.
+    """The ClickEvent `_check_click` would return, or None if any rule might fail."""
+    fields = _usual_click_fields(body, log_time_ms, limits)
+    if fields is None:
+        return None
+    event_id, click_type, user_id, url, referrer, when = fields
+    device = body["device"]
+    # positional, in the field order of ClickEvent and Device (keywords cost 30% more here)
+    device_record = Device(device["id"], device["kind"], device["user_agent"], device["ip"])
+    return ClickEvent(
+        event_id, click_type, user_id, body["session_id"], url, referrer, device_record, when
+    )
+
+
+def _usual_click_fields(
+    body: dict[str, Any], log_time_ms: int, limits: Limits
+) -> ClickFields | None:
+    """The ClickFields of the ClickEvent `_check_click` would return, or None if any rule might
+    fail.
 
     The same rules inlined, and never weaker: every text is an exact str of 1..MAX_TEXT
     characters, so the caller's fallback decides every doubtful case.
     """
-    if body.get("schema") != CLICK_SCHEMA or body.get("version") != CLICK_VERSION:
+    get = body.get
+    if get("schema") != CLICK_SCHEMA or get("version") != CLICK_VERSION:
         return None
-    kind = body.get("type")
+    kind = get("type")
     click_type = CLICK_TYPES.get(kind) if type(kind) is str else None
-    event_id = body.get("event_id")
-    user_id = body.get("user_id")
-    session_id = body.get("session_id")
-    url = body.get("url")
-    referrer = body.get("referrer")
-    device = body.get("device")
-    occurred_at = body.get("occurred_at")
+    event_id = get("event_id")
+    user_id = get("user_id")
+    session_id = get("session_id")
+    url = get("url")
+    referrer = get("referrer")
+    device = get("device")
+    occurred_at = get("occurred_at")
     if click_type is None or type(device) is not dict or type(occurred_at) is not str:
         return None
     device_id = device.get("id")
@@ -110,9 +151,7 @@ def _accept_usual_click(
         return None
     if not EARLIEST_MS <= when < LATEST_MS or when > log_time_ms + limits.max_future_skew_ms:
         return None
-    # positional, in the field order of ClickEvent and Device (keywords cost 30% more here)
-    device_record = Device(device_id, device_kind, user_agent, ip)
-    return ClickEvent(event_id, click_type, user_id, session_id, url, referrer, device_record, when)
+    return ClickFields(event_id, click_type, user_id, url, referrer, when)
 
 
 def _check_click(body: dict[str, Any], log_time_ms: int, limits: Limits) -> ClickEvent:

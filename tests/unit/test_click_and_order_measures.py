@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from agents.clicks import click_measures, host_of, measures_of, page_of
+from agents.clicks import ALL_METRICS, click_measures, host_of, measures_of, page_of
 from agents.orders import order_measures
 from streams.records import ClickType
+from streams.validation import ClickFields
 from tables import sketch
 from tables.sessions import Visit
 from tests.builders import make_click, make_order
@@ -50,3 +51,18 @@ def test_an_order_adds_one_order_and_its_amount_in_its_own_currency():
 def test_metrics_can_be_restricted_to_page_views():
     increments, uniques, visit = measures_of(frozenset({"pageviews"}))(make_click(url="/x"))
     assert increments == (("pageviews|/x", (1,)),) and uniques == () and visit is None
+
+
+def test_a_click_measures_the_same_from_its_parsed_fields_as_from_its_record():
+    clicks = [
+        make_click(url="/c/books?q=x"),
+        make_click(type=ClickType.CHECKOUT, referrer=None),
+        make_click(type=ClickType.SEARCH, referrer="android-app://com.reddit"),
+    ]
+    for metrics in (ALL_METRICS, frozenset({"pageviews"}), frozenset({"referrers", "uniques"})):
+        measure = measures_of(metrics)
+        for click in clicks:
+            fields = ClickFields(
+                click.event_id, click.type, click.user_id, click.url, click.referrer, 0
+            )
+            assert measure(fields) == measure(click)

@@ -12,15 +12,17 @@ import pytest
 from generator.config import GeneratorConfig
 from generator.simulate import Emission, simulate
 from streams.codec import dumps
-from streams.records import ClickType
+from streams.records import ClickEvent, ClickType
 from streams.validation import (
     LATEST_MS,
     MAX_TEXT,
+    ClickFields,
     InvalidEvent,
     Limits,
     _accept_usual_click,
     _parse_click_checked,
     parse_click,
+    parse_click_fields,
     parse_order,
 )
 from tests.builders import (
@@ -147,12 +149,22 @@ def outcome(parse, raw: bytes, log_time_ms: int, limits: Limits) -> tuple[str, o
         return exc.reason, exc.detail
 
 
+def fields_of(click: ClickEvent) -> ClickFields:
+    return ClickFields(
+        click.event_id, click.type, click.user_id, click.url, click.referrer, click.occurred_at_ms
+    )
+
+
 def verdict_agreed(body: Any, log_time_ms: int = LOG_TIME, limits: Limits = DEFAULT_LIMITS) -> str:
-    """Assert parse_click agrees with the reference on this body; return the shared verdict."""
+    """Assert parse_click and parse_click_fields agree with the reference on this body; return
+    the shared verdict."""
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     expected = outcome(_parse_click_checked, raw, log_time_ms, limits)
     assert outcome(parse_click, raw, log_time_ms, limits) == expected, raw
-    return expected[0]
+    verdict, accepted_or_detail = expected
+    expected_fields = fields_of(accepted_or_detail) if verdict == "accepted" else accepted_or_detail
+    assert outcome(parse_click_fields, raw, log_time_ms, limits) == (verdict, expected_fields), raw
+    return verdict
 
 
 def click_with(changes: dict[str, object], device_changes: dict[str, object]) -> dict[str, Any]:
