@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import orjson
 
 Entry = tuple[str, int, int]  # event_id, source offset, event time (ms)
+NO_BUCKET = 1 << 62  # later than any event time
 
 
 def seen_prefix(partition: int) -> bytes:
@@ -27,6 +28,7 @@ class SeenIndex:
     def __init__(self) -> None:
         self.offsets: dict[str, int] = {}
         self.buckets: dict[bytes, tuple[int, list[str]]] = {}  # key -> (newest time, ids)
+        self._no_newest_before = NO_BUCKET  # no bucket's newest time is earlier than this
 
     @classmethod
     def load(cls, stored: Iterable[tuple[bytes, bytes]]) -> SeenIndex:
@@ -40,11 +42,19 @@ class SeenIndex:
         return self.offsets.get(event_id)
 
     def add(self, key: bytes, entries: list[Entry]) -> None:
-        self.buckets[key] = (max(t for _, _, t in entries), [e for e, _, _ in entries])
-        self.offsets.update((event_id, offset) for event_id, offset, _ in entries)
+        event_ids, offsets, times = zip(*entries, strict=True)
+        newest = max(times)
+        self.buckets[key] = (newest, list(event_ids))
+        self._no_newest_before = min(self._no_newest_before, newest)
+        self.offsets.update(zip(event_ids, offsets, strict=True))
 
     def expired(self, before_ms: int) -> list[bytes]:
         """Keys of the buckets whose newest event is older than `before_ms`."""
+        if before_ms <= self._no_newest_before:  # most batches: no scan
+            return []
+        self._no_newest_before = min(
+            (newest for newest, _ in self.buckets.values()), default=NO_BUCKET
+        )
         return [key for key, (newest, _) in self.buckets.items() if newest < before_ms]
 
     def drop(self, keys: Iterable[bytes]) -> None:
