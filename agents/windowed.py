@@ -164,8 +164,12 @@ class WindowedAggregation:
         self._discard_if_rebalanced()
         outcomes = []
         now = time.monotonic()
+        observe = self.observe
         for partition, records in batch.items():
-            items = [self.observe(r, round(r.timestamp * timestamp_unit_ms)) for r in records]
+            if timestamp_unit_ms == 1:  # aiokafka's: int ms already
+                items = [observe(r, r.timestamp) for r in records]
+            else:
+                items = [observe(r, round(r.timestamp * timestamp_unit_ms)) for r in records]
             state = self._state(partition)
             seen, sessions = self._seen_ids(partition), self._open_sessions(partition)
             settled = Progress.decode(state.stored.get(progress_key(partition)))
