@@ -101,6 +101,7 @@ class WindowedAggregation:
         self._generation: int | None = None  # of everything below
         self._seen: dict[int, SeenIndex] = {}
         self._sessions: dict[int, SessionIndex] = {}
+        self._final_panes: dict[int, dict[int, ClosedWindow]] = {}  # partition -> start -> pane
         self._staged: dict[int, dict[bytes, bytes | None]] = {}  # partition -> key -> value
         self._to_ack: list[tuple[Ack, TP, list[int]]] = []
         self._staged_since: float | None = None  # monotonic time of the oldest staged batch
@@ -173,8 +174,11 @@ class WindowedAggregation:
             state = self._state(partition)
             seen, sessions = self._seen_ids(partition), self._open_sessions(partition)
             settled = Progress.decode(state.stored.get(progress_key(partition)))
+            final_panes = self._final_panes.setdefault(partition, {})
             outcomes.append(
-                apply_batch(partition, items, self.spec, state, seen, sessions, settled)
+                apply_batch(
+                    partition, items, self.spec, state, seen, sessions, settled, final_panes
+                )
             )
             if any(type(item) is not OrderFacts for item in items):  # facts are not activity
                 self.clock.received(partition, now)
@@ -228,6 +232,7 @@ class WindowedAggregation:
         self._seen.clear()
         self._sessions.clear()
         self._forwarded.clear()
+        self._final_panes.clear()
         self._staged.clear()
         self._to_ack.clear()
         self._staged_since = None

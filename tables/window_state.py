@@ -228,11 +228,13 @@ def apply_batch(
     seen: SeenIndex,
     sessions: SessionIndex | None = None,
     settled: Progress | None = None,
+    final_panes: dict[int, ClosedWindow] | None = None,
 ) -> BatchOutcome:
     """Advance partition `partition` by `items` (in offset order); `store` has its stored
     state, `seen` every event_id stored for it (not changed here), `sessions` its open
     sessions (advanced here; None: sessions are not measured), `settled` its committed
-    progress (None: the stored one, i.e. nothing is staged)."""
+    progress (None: the stored one, i.e. nothing is staged), `final_panes` the contents of
+    closed panes read by earlier batches, by start (kept and pruned here; None: none kept)."""
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(store.get(progress_key(partition)))
     before = progress.watermark_ms
@@ -362,7 +364,7 @@ def apply_batch(
         )
     if progress.first_pane_ms == NO_WATERMARK and rises:
         progress.first_pane_ms = spec.start_of(rises[0][0])
-    out.closed = _closing(partition, spec, store, panes, out, before, progress)
+    out.closed = _closing(partition, spec, store, panes, out, before, progress, final_panes)
     for start in [s for s in panes if spec.hop_closes_at(s) <= settled_ms]:
         panes.discard(start)  # its last window's result is committed
         for kind in ("C", "H"):
@@ -473,14 +475,20 @@ def _closing(
     out: BatchOutcome,
     before: int,
     progress: Progress,
+    final_panes: dict[int, ClosedWindow] | None,
 ) -> list[ClosedWindow]:
     """Every window whose close time is in (before, after], read whole: those with a stored
     pane, and from the partition's first pane on the empty ones too (so a reader of the
-    results knows this partition has passed them)."""
+    results knows this partition has passed them).
+
+    Each pane read here has closed, so its content is final: kept in `final_panes` (when
+    given) for the hopping windows that close later, until the pane is deleted."""
     after, size = progress.watermark_ms, spec.size_ms
     if after <= before:
         return []
-    contents: dict[int, ClosedWindow] = {}
+    contents: dict[int, ClosedWindow] = {} if final_panes is None else final_panes
+    for start in [s for s in contents if s not in panes]:
+        del contents[start]  # deleted after its last window closed
 
     def pane(start: int) -> ClosedWindow:
         if start not in contents:
@@ -528,9 +536,12 @@ def _merge(start: int, end: int, panes: Sequence[ClosedWindow]) -> ClosedWindow:
     for p in panes:
         for dimension, values in p.counts.items():
             total = counts.get(dimension)
-            if total is not None:
-                values = [a + b for a, b in zip(total, values, strict=True)]
-            counts[dimension] = values
+            if total is None:
+                counts[dimension] = values
+            elif len(total) == len(values) == 1:  # most cells count one thing
+                counts[dimension] = [total[0] + values[0]]
+            else:
+                counts[dimension] = [a + b for a, b in zip(total, values, strict=True)]
     names = {d for p in panes for d in p.sketches}
     sketches = {d: sketch.union(p.sketches[d] for p in panes if d in p.sketches) for d in names}
     return ClosedWindow(start, end, counts, sketches)

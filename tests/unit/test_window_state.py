@@ -4,6 +4,8 @@ flush."""
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 
 from tables import sketch
@@ -46,9 +48,9 @@ def seen_index(store: dict[bytes, bytes]) -> SeenIndex:
     return SeenIndex.load((k, v) for k, v in store.items() if k.startswith(seen_prefix(0)))
 
 
-def run(items, store=None, spec=SPEC):
+def run(items, store=None, spec=SPEC, final_panes=None):
     store = DictStore() if store is None else DictStore(store)
-    out = apply_batch(0, items, spec, store, seen_index(store))
+    out = apply_batch(0, items, spec, store, seen_index(store), final_panes=final_panes)
     for key, value in out.writes.items():
         if value is None:
             del store[key]
@@ -233,6 +235,29 @@ def test_final_results_do_not_depend_on_how_the_input_was_batched():
     one_by_one = results(iter(lambda: 1, None))
     assert one_by_one == results(iter(lambda: rng.randint(1, 40), None))
     assert len(one_by_one) > 20
+
+
+def test_final_results_are_the_same_with_closed_panes_kept_between_batches():
+    import random
+
+    rng = random.Random(9)
+    times = sorted(rng.randrange(0, 1_500_000) for _ in range(400))
+    events = [
+        view(i, t + rng.choice([0, 0, -5_000, -40_000]), url=rng.choice("abc"), user=f"u{i % 7}")
+        for i, t in enumerate(times)
+    ] + [Tick(400, 3_000_000)]
+    cuts = [0, *sorted(rng.sample(range(1, len(events)), 60)), len(events)]
+
+    def results(final_panes):
+        store, found = DictStore(), []
+        for start, end in itertools.pairwise(cuts):
+            out, store = run(events[start:end], store, final_panes=final_panes)
+            found += [(w.start_ms, w.end_ms, w.counts, w.sketches) for w in out.closed]
+        return found
+
+    kept: dict = {}
+    assert results(kept) == results(None)
+    assert 0 < len(kept) <= SPEC.hop_ms // SPEC.size_ms + 2  # pruned with the panes
 
 
 def test_a_cut_short_closing_batch_emits_the_same_result_when_redelivered():
