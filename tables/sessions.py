@@ -16,6 +16,7 @@ sessions that ended in it.
 from __future__ import annotations
 
 import heapq
+from operator import itemgetter
 from typing import NamedTuple
 
 from tables.windows import WindowSpec
@@ -31,6 +32,9 @@ class Visit(NamedTuple):  # a tuple: built once per click, cheaply
     entry_host: str  # the referrer's host, "" when none
 
 
+_start = itemgetter(0)  # of a Session
+
+
 def absorb(sessions: list[Session], time_ms: int, visit: Visit, gap_ms: int) -> list[Session]:
     """`sessions` (sorted by start) with the click at `time_ms` added; a new sorted list."""
     joined: Session = [time_ms, time_ms, 1, int(visit.page_view), visit.entry_host]
@@ -41,7 +45,8 @@ def absorb(sessions: list[Session], time_ms: int, visit: Visit, gap_ms: int) -> 
         else:
             kept.append(session)
     kept.append(joined)
-    kept.sort(key=lambda s: s[0])
+    if len(kept) > 1:  # usually the click joins the user's only session
+        kept.sort(key=_start)
     return kept
 
 
