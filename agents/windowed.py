@@ -15,11 +15,12 @@ the state make that exact.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -312,7 +313,7 @@ class WindowedAggregation:
                 )
             if not out.dead_letters and not out.late:
                 continue
-            source_at = {record.offset: record for record in batch[out.partition]}
+            source_at = _RecordsByOffset(batch[out.partition])
             for rejected in out.dead_letters:
                 source = source_at[rejected.offset]
                 headers = [
@@ -398,6 +399,25 @@ class WindowedAggregation:
                 )
             )
         return sends
+
+
+class _RecordsByOffset:
+    """A partition's records (offsets ascending, rarely with gaps) looked up by offset, without
+    indexing them all for the few dead letters and late events of a batch."""
+
+    def __init__(self, records: Sequence[Any]) -> None:
+        self.records = records
+
+    def __getitem__(self, offset: int) -> Any:
+        records = self.records
+        at = offset - records[0].offset
+        if not (0 <= at < len(records) and records[at].offset == offset):
+            at = bisect.bisect_left(records, offset, key=_offset_of)
+        return records[at]
+
+
+def _offset_of(record: Any) -> int:
+    return cast(int, record.offset)
 
 
 def _source_id(message: Any) -> str:
