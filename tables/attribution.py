@@ -187,8 +187,9 @@ class OrderJoin:
         progress, spec = self.progress, self.spec
         progress.order_panes = sorted(set(progress.order_panes) | self.new.keys())
         joined = min(clicks_after, progress.orders_watermark_ms)
-        rises = self._joined_rises(clicks_before, clicks_rises)
-        for pane in [p for p in progress.order_panes if spec.closes_at(p) <= joined]:
+        due = [p for p in progress.order_panes if spec.closes_at(p) <= joined]
+        rises = self._joined_rises(clicks_before, clicks_rises) if due else []
+        for pane in due:
             rise = bisect.bisect_left(rises, (spec.closes_at(pane), -1))
             at = rises[rise][1] if rise < len(rises) else last_offset
             self._attribute(pane, at, sessions_of)
@@ -234,10 +235,7 @@ class OrderJoin:
             self.out.panes.append(Attribution(pane, orjson.loads(raw)["v"]))
             return
         waiting = fact_key(partition, pane, "")
-        facts = {
-            key[len(waiting) :].decode(): orjson.loads(raw)
-            for key, raw in self.store.items(waiting)
-        }
+        facts = {k[len(waiting) :].decode(): orjson.loads(v) for k, v in self.store.items(waiting)}
         facts.update(self.new.get(pane, {}))
         counts: dict[str, list[int]] = {}
         for event_id, (user, time_ms, currency, cents) in sorted(facts.items()):
