@@ -56,6 +56,7 @@ class Worker:
 
     def restart(self) -> None:
         self.staged: dict[bytes, bytes | None] = {}
+        self.final_panes: dict = {}  # closed panes kept in memory, as the worker keeps them
         self.seen = SeenIndex.load(self.store.items(seen_prefix(0)))
         self.sessions = SessionIndex(SPEC, GAP)
         for key, raw in self.store.items(user_prefix(0)):
@@ -68,7 +69,10 @@ class Worker:
 
     def apply(self, items):
         state = StagedState(self.store, self.staged)  # type: ignore[arg-type]
-        out = apply_batch(0, items, SPEC, state, self.seen, self.sessions, self.committed())
+        settled = self.committed()
+        out = apply_batch(
+            0, items, SPEC, state, self.seen, self.sessions, settled, self.final_panes
+        )
         self.staged.update(out.writes)
         if out.new_bucket:
             self.seen.add(*out.new_bucket)
