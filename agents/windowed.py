@@ -36,7 +36,7 @@ from streams.order_facts import is_order_facts, order_facts_record, read_order_f
 from streams.ticks import is_tick, tick_record, tick_time
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
-from tables.attribution import OrderFacts, retained_prefix
+from tables.attribution import OrderFacts
 from tables.dedup import SeenIndex, seen_prefix
 from tables.event_clock import EventClock
 from tables.sessions import SessionIndex
@@ -51,8 +51,8 @@ from tables.window_state import (
     Rejected,
     Tick,
     apply_batch,
+    load_sessions,
     progress_key,
-    user_prefix,
 )
 from tables.windows import WindowSpec
 
@@ -279,13 +279,9 @@ class WindowedAggregation:
             return None
         index = self._sessions.get(partition)
         if index is None:
-            index = self._sessions[partition] = SessionIndex(self.spec, self.session_gap_ms)
-            prefix = user_prefix(partition)
-            for key, raw in self._state(partition).items(prefix):
-                index.load(key[len(prefix) :].decode(), orjson.loads(raw))
-            kept = retained_prefix(partition)
-            for key, raw in self._state(partition).items(kept):
-                index.retained[key[len(kept) :].decode()] = orjson.loads(raw)
+            state = self._state(partition)
+            index = load_sessions(partition, self.spec, self.session_gap_ms, state)
+            self._sessions[partition] = index
         return index
 
     async def _emit(self, outcomes: Sequence[BatchOutcome], batch: Mapping[int, list[Any]]) -> None:

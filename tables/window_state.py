@@ -49,7 +49,14 @@ import orjson
 
 from tables import sessions as session_rules
 from tables import sketch
-from tables.attribution import Attribution, LateOrder, OrderFact, OrderFacts, OrderJoin
+from tables.attribution import (
+    Attribution,
+    LateOrder,
+    OrderFact,
+    OrderFacts,
+    OrderJoin,
+    retained_prefix,
+)
 from tables.dedup import Entry, SeenIndex, seen_bucket_key
 from tables.sessions import Session, SessionIndex, Visit
 from tables.windows import WindowSpec
@@ -435,6 +442,20 @@ def _close_sessions(
             cell[0] = [a + b for a, b in zip(cell[0], amounts, strict=True)]
             cell[1] = at
         panes.add(pane)
+
+
+def load_sessions(
+    partition: int, spec: WindowSpec, gap_ms: int, store: PartitionStore
+) -> SessionIndex:
+    """A partition's session index rebuilt from its stored user records and the closed
+    sessions kept for attribution (once per assignment, and after a restart)."""
+    index = SessionIndex(spec, gap_ms)
+    users, kept = user_prefix(partition), retained_prefix(partition)
+    for key, raw in store.items(users):
+        index.load(key[len(users) :].decode(), orjson.loads(raw))
+    for key, raw in store.items(kept):
+        index.retained[key[len(kept) :].decode()] = orjson.loads(raw)
+    return index
 
 
 def _write_users(

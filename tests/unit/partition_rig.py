@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import orjson
 
-from tables.attribution import retained_prefix
 from tables.dedup import SeenIndex, seen_prefix
-from tables.sessions import SessionIndex, Visit
+from tables.sessions import Visit
 from tables.window_state import (
     SESSIONS_ENDED,
     WRITE_ORDER,
     Observation,
     apply_batch,
     cell_key,
-    user_prefix,
+    load_sessions,
 )
 from tables.windows import WindowSpec
 
@@ -36,11 +35,7 @@ class Partition:
 
     def restart(self) -> None:
         """Indexes rebuilt from the stored state, as after a crash or a rebalance."""
-        self.index = SessionIndex(SPEC, GAP)
-        for key, raw in self.items(user_prefix(0)):
-            self.index.load(key[len(user_prefix(0)) :].decode(), orjson.loads(raw))
-        for key, raw in self.items(retained_prefix(0)):
-            self.index.retained[key[len(retained_prefix(0)) :].decode()] = orjson.loads(raw)
+        self.index = load_sessions(0, SPEC, GAP, self)
         self.seen = SeenIndex.load(self.items(seen_prefix(0)))
 
     def get(self, key: bytes) -> bytes | None:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import random
 
-import orjson
-
 from tables import sketch
-from tables.attribution import OrderFacts, retained_prefix
+from tables.attribution import OrderFacts
 from tables.dedup import SeenIndex, seen_prefix
-from tables.sessions import SessionIndex, Visit
+from tables.sessions import Visit
 from tables.state_table import StagedState
 from tables.window_state import (
     WRITE_ORDER,
@@ -20,8 +18,8 @@ from tables.window_state import (
     Progress,
     Tick,
     apply_batch,
+    load_sessions,
     progress_key,
-    user_prefix,
 )
 from tables.windows import WindowSpec
 
@@ -58,11 +56,7 @@ class Worker:
         self.staged: dict[bytes, bytes | None] = {}
         self.final_panes: dict = {}  # closed panes kept in memory, as the worker keeps them
         self.seen = SeenIndex.load(self.store.items(seen_prefix(0)))
-        self.sessions = SessionIndex(SPEC, GAP)
-        for key, raw in self.store.items(user_prefix(0)):
-            self.sessions.load(key[len(user_prefix(0)) :].decode(), orjson.loads(raw))
-        for key, raw in self.store.items(retained_prefix(0)):
-            self.sessions.retained[key[len(retained_prefix(0)) :].decode()] = orjson.loads(raw)
+        self.sessions = load_sessions(0, SPEC, GAP, self.store)
 
     def committed(self) -> Progress:
         return Progress.decode(self.store.get(progress_key(0)))
