@@ -4,6 +4,7 @@ Emitted once per (stream, window, partition) when the partition's watermark pass
 window's end + grace; key "<kind>/<start ms>" (every stream's and partition's part of one
 window lands in the same results partition); id "<stream>/<kind>/<start ms>/p<partition>". A
 window's total is the sum (sketches: the register-wise max) of its `partitions` parts.
+Sums saturate at MAX_COUNT; `saturated` then lists the dimensions that reached it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from serving import keys
 from streams.eventtime import format_timestamp
 from tables import sketch
-from tables.window_state import ClosedWindow
+from tables.window_state import MAX_COUNT, ClosedWindow
 
 
 def result_key(stream: str, kind: str, start_ms: int) -> str:
@@ -41,6 +42,9 @@ def window_result(
         "partition": partition,
         "partitions": partitions,
     }
+    saturated = sorted(d for d, counts in window.counts.items() if MAX_COUNT in counts)
+    if saturated:
+        body["saturated"] = saturated
     for dimension, counts in sorted(window.counts.items()):
         metric, name = dimension.split(keys.SEP, 1)
         names = keys.COUNT_NAMES.get(metric)

@@ -29,8 +29,11 @@ from serving import keys
 from streams.eventtime import parse_timestamp
 from tables import sketch
 from tables.state_table import PartitionState
+from tables.window_state import MAX_COUNT
 
-RESULT_FIELDS = frozenset({"id", "stream", "kind", "start", "end", "partition", "partitions"})
+RESULT_FIELDS = frozenset(
+    {"id", "stream", "kind", "start", "end", "partition", "partitions", "saturated"}
+)
 RANKED = {keys.PAGE_VIEWS: "top_pages", keys.REFERRERS: "top_referrers"}
 TOTALLED_STREAMS = frozenset({"clicks", "orders"})  # attribution parts exist only with orders
 FUNNEL = {"clicks": ("page_view", "add_to_cart", "checkout"), "orders": ("buyers",)}
@@ -45,6 +48,7 @@ def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
         **{name: first[name] for name in ("stream", "kind", "start", "end", "partitions")},
     }
     registers: dict[str, list[bytes]] = {}
+    saturated = {d for part in parts for d in part.get("saturated", ())}
     for part in parts:
         for metric, values in part.items():
             if metric in RESULT_FIELDS:
@@ -62,6 +66,9 @@ def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
                 "estimate": sketch.estimate(merged),
                 "registers": base64.b64encode(merged).decode(),
             }
+    saturated |= _saturated(total)
+    if saturated:
+        total["saturated"] = sorted(saturated)
     for metric, ranked in RANKED.items():
         if metric in total:
             top = sorted(total[metric].items(), key=lambda item: (-item[1], item[0]))[:top_k]
@@ -70,14 +77,25 @@ def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
 
 
 def _summed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Nested counts added key by key."""
+    """Nested counts added key by key (saturating at MAX_COUNT)."""
     total = dict(a)
     for key, value in b.items():
         if isinstance(value, dict):
             total[key] = _summed(total.get(key, {}), value)
         else:
-            total[key] = total.get(key, 0) + value
+            total[key] = min(total.get(key, 0) + value, MAX_COUNT)
     return total
+
+
+def _saturated(total: dict[str, Any]) -> set[str]:
+    """Dimensions ("<metric>|<name>") with a count at MAX_COUNT."""
+    return {
+        f"{metric}{keys.SEP}{name}"
+        for metric, values in total.items()
+        if metric not in RESULT_FIELDS and metric != keys.UNIQUES and isinstance(values, dict)
+        for name, value in values.items()
+        if value == MAX_COUNT or (isinstance(value, dict) and MAX_COUNT in value.values())
+    }
 
 
 def collect(stored: bytes | None, part: dict[str, Any]) -> tuple[bytes, list[dict] | None]:

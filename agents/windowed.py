@@ -18,7 +18,7 @@ import asyncio
 import bisect
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -126,9 +126,13 @@ class WindowedAggregation:
             return OrderFacts(offset, facts, watermark)
         try:
             event = self.kind.parse(record.value or b"", log_time_ms, self.limits)
+            return Observation(
+                offset, event.event_id, event_time_ms(event), *self.kind.measure(event)
+            )
         except InvalidEvent as exc:
             return Rejected(offset, exc.reason, exc.detail)
-        return Observation(offset, event.event_id, event_time_ms(event), *self.kind.measure(event))
+        except Exception as exc:  # a bug's, not the data's fault: the record still moves on
+            return processing_error(offset, exc)
 
     async def apply_fetched(self, fetched: Mapping[TP, list[Any]], ack: Ack) -> None:
         """The fast path: whole fetched lists of aiokafka records (timestamps in ms); their
@@ -164,7 +168,8 @@ class WindowedAggregation:
     ) -> list[BatchOutcome]:
         """`batch`: source partition -> its records (offset, timestamp, key, value) in order."""
         self._discard_if_rebalanced()
-        outcomes = []
+        outcomes: list[BatchOutcome] = []
+        derived: list[Derived] = []
         now = time.monotonic()
         observe = self.observe
         for partition, records in batch.items():
@@ -172,31 +177,67 @@ class WindowedAggregation:
                 items = [observe(r, r.timestamp) for r in records]
             else:
                 items = [observe(r, round(r.timestamp * timestamp_unit_ms)) for r in records]
-            state = self._state(partition)
-            seen, sessions = self._seen_ids(partition), self._open_sessions(partition)
-            settled = Progress.decode(state.stored.get(progress_key(partition)))
-            final_panes = self._final_panes.setdefault(partition, {})
-            outcomes.append(
-                apply_batch(
-                    partition, items, self.spec, state, seen, sessions, settled, final_panes
-                )
-            )
+            for out, records_out in self._advance(partition, items, records):
+                outcomes.append(out)
+                derived += records_out
             if any(type(item) is not OrderFacts for item in items):  # facts are not activity
                 self.clock.received(partition, now)
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same content); after the commit, redelivered events are skipped.
-        await self._emit(outcomes, batch)
-        for out in outcomes:
-            self._staged.setdefault(out.partition, {}).update(out.writes)
-            index = self._seen_ids(out.partition)
-            if out.new_bucket is not None:
-                index.add(*out.new_bucket)
-            index.drop(out.expired_buckets)
+        send = self.app.producer.send
+        acks = [await send(d.topic, d.key, d.value, d.partition, None, d.headers) for d in derived]
+        for ack in acks:
+            await ack
         self.projection.stage(outcomes)
         if self._staged_since is None:
             self._staged_since = now
         record_progress(self.kind.stream, outcomes)
         return outcomes
+
+    def _advance(
+        self, partition: int, items: list[Item], records: Sequence[Any]
+    ) -> list[tuple[BatchOutcome, list[Derived]]]:
+        """Fold `items` into the partition's staged state and encode what they derive.
+
+        No record can stop a partition: when the fold or an encoding raises, the items are
+        split in halves and each half is advanced alone (the first half staged before the
+        second runs), down to the single records that raise; each of those becomes a dead
+        letter `processing_error`. Only a failure with no record to blame (the partition's
+        stored state itself) goes up."""
+        try:
+            out = apply_batch(
+                partition,
+                items,
+                self.spec,
+                self._state(partition),
+                self._seen_ids(partition),
+                self._open_sessions(partition),
+                Progress.decode(self._state(partition).stored.get(progress_key(partition))),
+                self._final_panes.setdefault(partition, {}),
+            )
+            derived = self._derived(out, records)
+        except Exception as exc:
+            # the fold may have advanced the in-memory indexes half-way: rebuild them from
+            # the staged state, which holds only whole, encoded outcomes
+            for index in (self._seen, self._sessions, self._final_panes):
+                index.pop(partition, None)
+            if len(items) > 1:
+                half = len(items) // 2
+                return [
+                    *self._advance(partition, items[:half], records),
+                    *self._advance(partition, items[half:], records),
+                ]
+            if not items or type(items[0]) is Rejected:
+                raise
+            return self._advance(partition, [processing_error(items[0].offset, exc)], records)
+        self._staged.setdefault(partition, {}).update(out.writes)
+        seen = self._seen_ids(partition)
+        if out.new_bucket is not None:
+            seen.add(*out.new_bucket)
+        seen.drop(out.expired_buckets)
+        if self.kind.forwards_facts:
+            self._forwarded[partition] = out.progress.watermark_ms
+        return [(out, derived)]
 
     async def _commit(self) -> None:
         """Staged keys to Redis and the changelog (each once), then ack what they cover."""
@@ -284,92 +325,71 @@ class WindowedAggregation:
             self._sessions[partition] = index
         return index
 
-    async def _emit(self, outcomes: Sequence[BatchOutcome], batch: Mapping[int, list[Any]]) -> None:
-        """Dead letters, late events and window results, each with a deterministic id; order
-        facts for the clicks side."""
-        send = self.app.producer.send
-        sends = []
-        stream = self.kind.stream
-        partitions = self.topics.clicks.partitions  # orders: the same (co-partitioned)
-        for out in outcomes:
-            sends += await self._emit_attribution(out)
-            for window in out.closed:
-                result = window_result(stream, out.partition, partitions, window, self.spec.size_ms)
-                key = window_key(result["kind"], window.start_ms)
-                value = orjson.dumps(result)
-                sends.append(
-                    await send(self.topics.window_results.name, key, value, None, None, None)
-                )
-            for session in out.sessions:
-                value = orjson.dumps(session_summary(out.partition, session))
-                sends.append(
-                    await send(
-                        self.topics.sessions.name, session.user.encode(), value, None, None, None
-                    )
-                )
-            if not out.dead_letters and not out.late:
-                continue
-            source_at = _RecordsByOffset(batch[out.partition])
-            for rejected in out.dead_letters:
-                source = source_at[rejected.offset]
-                headers = [
-                    *_source_headers(source),
-                    ("reason", rejected.reason.encode()),
-                    ("detail", rejected.detail.encode()),
-                ]
-                sends.append(
-                    await send(
-                        self.topics.dead_letters.name, source.key, source.value, None, None, headers
-                    )
-                )
-            for late in out.late:
-                source = source_at[late.offset]
-                record = {
-                    "id": _source_id(source),
-                    "reason": "window closed: event later than allowed lateness",
-                    "event_id": late.event_id,
-                    "occurred_at": format_timestamp(late.time_ms),
-                    "window_start": format_timestamp(late.window_start_ms),
-                    "watermark": format_timestamp(late.watermark_ms),
-                    "source": {
-                        "topic": source.topic,
-                        "partition": source.partition,
-                        "offset": source.offset,
-                    },
-                }
-                sends.append(
-                    await send(
-                        self.topics.late_events.name,
-                        source.key,
-                        orjson.dumps(record),
-                        None,
-                        None,
-                        _source_headers(source),
-                    )
-                )
-        for ack in sends:
-            await ack
+    def _derived(self, out: BatchOutcome, records: Sequence[Any]) -> list[Derived]:
+        """What one outcome sends, encoded, each with a deterministic id: window results,
+        session summaries, dead letters, late events; attribution results, late orders and
+        order facts for the clicks side."""
+        topics, stream = self.topics, self.kind.stream
+        partitions = topics.clicks.partitions  # orders: the same (co-partitioned)
+        derived = self._derived_attribution(out)
+        for window in out.closed:
+            result = window_result(stream, out.partition, partitions, window, self.spec.size_ms)
+            key = window_key(result["kind"], window.start_ms)
+            derived.append(Derived(topics.window_results.name, key, orjson.dumps(result)))
+        for session in out.sessions:
+            value = orjson.dumps(session_summary(out.partition, session))
+            derived.append(Derived(topics.sessions.name, session.user.encode(), value))
+        if not out.dead_letters and not out.late:
+            return derived
+        source_at = _RecordsByOffset(records)
+        for rejected in out.dead_letters:
+            source = source_at[rejected.offset]
+            headers = [
+                *_source_headers(source),
+                ("reason", rejected.reason.encode()),
+                ("detail", rejected.detail.encode(errors="replace")),
+            ]
+            derived.append(
+                Derived(topics.dead_letters.name, source.key, source.value, headers=headers)
+            )
+        for late in out.late:
+            source = source_at[late.offset]
+            record = {
+                "id": _source_id(source),
+                "reason": "window closed: event later than allowed lateness",
+                "event_id": late.event_id,
+                "occurred_at": format_timestamp(late.time_ms),
+                "window_start": format_timestamp(late.window_start_ms),
+                "watermark": format_timestamp(late.watermark_ms),
+                "source": {
+                    "topic": source.topic,
+                    "partition": source.partition,
+                    "offset": source.offset,
+                },
+            }
+            value = orjson.dumps(record)
+            derived.append(
+                Derived(topics.late_events.name, source.key, value, headers=_source_headers(source))
+            )
+        return derived
 
-    async def _emit_attribution(self, out: BatchOutcome) -> list[Awaitable[Any]]:
+    def _derived_attribution(self, out: BatchOutcome) -> list[Derived]:
         """Orders side: the batch's accepted orders and watermark, forwarded to the clicks
         partition of the same number. Clicks side: attribution results and late orders."""
-        send, topics, sends = self.app.producer.send, self.topics, []
+        topics, derived = self.topics, []
         watermark = out.progress.watermark_ms
         if self.kind.forwards_facts and (
             out.facts or watermark > self._forwarded.get(out.partition, NO_WATERMARK)
         ):
             value, headers = order_facts_record(out.facts, watermark, self.app.conf.id)
-            sends.append(await send(topics.clicks.name, None, value, out.partition, None, headers))
-            self._forwarded[out.partition] = watermark
+            derived.append(Derived(topics.clicks.name, None, value, out.partition, headers))
         for pane in out.attributions:
             window = ClosedWindow(pane.start_ms, pane.start_ms + self.spec.size_ms, pane.counts, {})
             result = window_result(
                 ATTRIBUTION, out.partition, topics.clicks.partitions, window, self.spec.size_ms
             )
             key = window_key("tumbling", pane.start_ms)
-            sends.append(
-                await send(topics.window_results.name, key, orjson.dumps(result), None, None, None)
-            )
+            derived.append(Derived(topics.window_results.name, key, orjson.dumps(result)))
         for late in out.late_orders:
             record = {
                 "id": f"{topics.clicks.name}/{out.partition}/{late.offset}/{late.event_id}",
@@ -384,17 +404,29 @@ class WindowedAggregation:
                     "offset": late.offset,
                 },
             }
-            sends.append(
-                await send(
-                    topics.late_events.name,
-                    late.event_id.encode(),
-                    orjson.dumps(record),
-                    None,
-                    None,
-                    None,
-                )
-            )
-        return sends
+            value = orjson.dumps(record)
+            derived.append(Derived(topics.late_events.name, late.event_id.encode(), value))
+        return derived
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A derived record, encoded, and where it goes (partition None: by its key)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+Item = Observation | Tick | OrderFacts | Rejected
+DETAIL_CHARS = 500  # of an exception's message kept in a dead letter's detail
+
+
+def processing_error(offset: int, exc: Exception) -> Rejected:
+    """The dead letter of a record whose processing raised (not an invalid event)."""
+    return Rejected(offset, "processing_error", f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS])
 
 
 class _RecordsByOffset:

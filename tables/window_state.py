@@ -62,6 +62,7 @@ from tables.sessions import Session, SessionIndex, Visit
 from tables.windows import WindowSpec
 
 NO_WATERMARK = -1
+MAX_COUNT = 2**63 - 1  # sums saturate here: what orjson, Redis and a JVM long hold
 EMPTY_CELL = {"v": [], "o": -1}
 EMPTY_USER = {"s": [], "o": -1}
 SESSIONS_ENDED = "sessions|ended"  # (sessions, bounces, total duration ms) by expiry pane
@@ -318,9 +319,9 @@ def apply_batch(
                 counts = cell[0]
                 if len(amounts) == 1:  # most cells count one thing
                     counts[0] += amounts[0]
-                else:
+                else:  # sums of amounts (bounded per event): saturate, never overflow
                     for i, amount in enumerate(amounts):
-                        counts[i] += amount
+                        counts[i] = min(counts[i] + amount, MAX_COUNT)
                 cell[1] = offset
         for dimension, register, rank in item.uniques:
             registers = sketches.get((start, dimension))
@@ -439,7 +440,7 @@ def _close_sessions(
             stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
             cell = cells[pane, SESSIONS_ENDED] = [stored["v"] or [0, 0, 0], stored["o"]]
         if cell[1] < at:
-            cell[0] = [a + b for a, b in zip(cell[0], amounts, strict=True)]
+            cell[0] = [min(a + b, MAX_COUNT) for a, b in zip(cell[0], amounts, strict=True)]
             cell[1] = at
         panes.add(pane)
 
@@ -560,9 +561,11 @@ def _merge(start: int, end: int, panes: Sequence[ClosedWindow]) -> ClosedWindow:
             if total is None:
                 counts[dimension] = values
             elif len(total) == len(values) == 1:  # most cells count one thing
-                counts[dimension] = [total[0] + values[0]]
+                counts[dimension] = [min(total[0] + values[0], MAX_COUNT)]
             else:
-                counts[dimension] = [a + b for a, b in zip(total, values, strict=True)]
+                counts[dimension] = [
+                    min(a + b, MAX_COUNT) for a, b in zip(total, values, strict=True)
+                ]
     names = {d for p in panes for d in p.sketches}
     sketches = {d: sketch.union(p.sketches[d] for p in panes if d in p.sketches) for d in names}
     return ClosedWindow(start, end, counts, sketches)
