@@ -1,5 +1,6 @@
 """The JSON API (/api/v1/..., /healthz) and the optional HTTP Basic login, on the Flask server
-that also serves the Dash page. Errors are JSON: 400 bad parameter, 401 login, 404, 503 Redis."""
+that also serves the Dash page. Every API error is JSON `{"error": ...}`: 400 bad parameter,
+401 login, 404 unknown path, 405 wrong method (with Allow), 500 a bug (logged), 503 Redis."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import hmac
 import flask
 import orjson
 import redis
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from serving import keys, read_model
 from tables import sketch
 
 API_DEFAULT_WINDOWS = 10
+API_PREFIX = "/api/"
+HEALTH_PATH = "/healthz"
 
 
 class BadRequest(ValueError):
@@ -20,7 +24,7 @@ class BadRequest(ValueError):
 
 
 def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
-    @server.get("/healthz")
+    @server.get(HEALTH_PATH)
     def healthz() -> flask.Response:
         read_model.ping(client)
         return _json({"status": "ok", "redis": "ok"})
@@ -75,9 +79,16 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
     def meta() -> flask.Response:
         return _json(read_model.meta(client, app_id))
 
-    @server.route("/api/<path:_rest>")
-    def unknown(_rest: str) -> flask.Response:
-        return _json({"error": f"no such endpoint: {flask.request.path}"}, 404)
+    # Dash answers any other GET with its page, so an unknown API path is caught before routing
+    # (and after the login check, registered first).
+    paths = {rule.rule for rule in server.url_map.iter_rules() if _is_api(rule.rule)}
+
+    @server.before_request
+    def unknown() -> flask.Response | None:
+        path = flask.request.path
+        if _is_api(path) and path not in paths:
+            return _json({"error": f"no such endpoint: {path}"}, 404)
+        return None
 
     @server.errorhandler(BadRequest)
     def bad_request(exc: BadRequest) -> flask.Response:
@@ -87,12 +98,35 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
     def unavailable(exc: read_model.Unavailable) -> flask.Response:
         return _json({"status": "unavailable", "error": str(exc)}, 503)
 
+    # Also reached by any uncaught exception, as a 500, after Flask has logged its traceback.
+    @server.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> flask.Response | HTTPException:
+        if not _is_api(flask.request.path):
+            return exc  # the Dash page's own errors stay as Flask renders them
+        if isinstance(exc, MethodNotAllowed):
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            request = flask.request
+            error = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+            response = _json({"error": error}, 405)
+            response.headers["Allow"] = allowed
+            return response
+        code = exc.code or 500
+        message = "internal error, logged by the dashboard" if code >= 500 else exc.description
+        return _json({"error": message}, code)
+
+
+def _is_api(path: str) -> bool:
+    return path == HEALTH_PATH or path == API_PREFIX.rstrip("/") or path.startswith(API_PREFIX)
+
 
 def _windows_param() -> int:
     text = flask.request.args.get("windows", str(API_DEFAULT_WINDOWS))
-    if not text.isdigit() or not 1 <= int(text) <= read_model.MAX_WINDOWS:
+    # ASCII digits only ("²".isdigit() is true) and few of them (int() refuses 4300+ digits)
+    whole = text.isascii() and text.isdigit() and len(text) <= 9
+    if not whole or not 1 <= int(text) <= read_model.MAX_WINDOWS:
+        shown = repr(text) if len(text) <= 20 else f"{text[:20]!r}... ({len(text)} characters)"
         raise BadRequest(
-            f"windows must be a whole number from 1 to {read_model.MAX_WINDOWS}, got {text!r}"
+            f"windows must be a whole number from 1 to {read_model.MAX_WINDOWS}, got {shown}"
         )
     return int(text)
 

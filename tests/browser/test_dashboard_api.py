@@ -9,13 +9,17 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import orjson
 import pytest
 from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_shop
 
 from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
+from serving import keys
 
 pytestmark = pytest.mark.browser
 
@@ -151,20 +155,91 @@ def test_meta_api_gives_window_and_grace(layout: LayoutWriter, dashboard: Dashbo
     }
 
 
-@pytest.mark.parametrize("windows", ["0", "1441", "-1", "abc", "", "2.5"])
-def test_a_bad_windows_parameter_is_a_400_naming_it(dashboard: Dashboard, windows: str) -> None:
-    for path in ("/api/v1/page-views", "/api/v1/orders"):
-        code, _, body = dashboard.get(f"{path}?windows={windows}")
+def send(dashboard: Dashboard, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, raw body) of any method, errors included."""
+    request = urllib.request.Request(dashboard.url + path, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
 
-        assert code == 400
-        assert isinstance(body, dict)
-        assert body["error"].startswith("windows must be a whole number from 1 to 1440")
+
+ABSURD_WINDOWS = {
+    "zero": "0",
+    "too-many": "1441",
+    "negative": "-1",
+    "word": "abc",
+    "empty": "",
+    "float": "2.5",
+    "exponent": "1e3",
+    "plus-sign": "%2B5",
+    "spaces": "%205",
+    "superscript-two": "%C2%B2",  # "²".isdigit() but int("²") raises
+    "ten-digits": "1" * 10,
+    "8000-digits": "9" * 8000,  # past int()'s 4300-digit limit
+}
+
+
+@pytest.mark.parametrize("windows", ABSURD_WINDOWS.values(), ids=ABSURD_WINDOWS.keys())
+def test_a_bad_windows_parameter_is_a_json_400_naming_it(
+    dashboard: Dashboard, windows: str
+) -> None:
+    for path in ("/api/v1/page-views", "/api/v1/orders"):
+        code, headers, raw = send(dashboard, "GET", f"{path}?windows={windows}")
+
+        assert (code, headers["Content-Type"]) == (400, "application/json")
+        error = orjson.loads(raw)["error"]
+        assert error.startswith("windows must be a whole number from 1 to 1440, got ")
+        assert len(error) < 200
 
 
 def test_an_unknown_api_path_is_a_json_404(dashboard: Dashboard) -> None:
     code, _, body = dashboard.get("/api/v1/nope")
 
     assert (code, body) == (404, {"error": "no such endpoint: /api/v1/nope"})
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PUT", "PATCH"])
+def test_an_unknown_api_path_is_a_json_404_for_any_method(
+    dashboard: Dashboard, method: str
+) -> None:
+    for path in ("/api/v1/nope", "/api", "/api/"):
+        code, headers, raw = send(dashboard, method, path)
+
+        assert (code, headers["Content-Type"]) == (404, "application/json"), path
+        assert orjson.loads(raw) == {"error": f"no such endpoint: {path}"}
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PUT", "PATCH"])
+def test_another_method_on_an_api_route_is_a_json_405_with_allow(
+    dashboard: Dashboard, method: str
+) -> None:
+    for path in ("/api/v1/page-views", "/api/v1/meta", "/healthz"):
+        code, headers, raw = send(dashboard, method, path)
+
+        assert (code, headers["Content-Type"]) == (405, "application/json"), path
+        assert headers["Allow"] == "GET, HEAD, OPTIONS"
+        assert orjson.loads(raw) == {
+            "error": f"{method} is not allowed on {path} (allowed: GET, HEAD, OPTIONS)"
+        }
+
+
+def test_an_unexpected_error_in_an_api_route_is_a_json_500(
+    layout: LayoutWriter, dashboard: Dashboard
+) -> None:
+    layout.client.hset(keys.meta(layout.app), "window_ms", "not a number")  # int() raises
+
+    code, headers, raw = send(dashboard, "GET", "/api/v1/meta")
+
+    assert (code, headers["Content-Type"]) == (500, "application/json")
+    assert orjson.loads(raw) == {"error": "internal error, logged by the dashboard"}
+
+
+def test_the_page_keeps_its_own_answers_outside_the_api(dashboard: Dashboard) -> None:
+    code, headers, _ = send(dashboard, "POST", "/some/page")
+
+    assert (code, headers["Content-Type"]) == (405, "text/html; charset=utf-8")
 
 
 def test_healthz_is_ok_while_redis_answers(dashboard: Dashboard) -> None:
