@@ -15,7 +15,8 @@ from typing import Any
 from serving import keys
 from streams.eventtime import format_timestamp
 from tables import sketch
-from tables.window_state import MAX_COUNT, ClosedWindow
+from tables.window_state import ClosedWindow
+from tables.windows import MAX_COUNT
 
 
 def result_key(stream: str, kind: str, start_ms: int) -> str:

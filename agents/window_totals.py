@@ -29,7 +29,7 @@ from serving import keys
 from streams.eventtime import parse_timestamp
 from tables import sketch
 from tables.state_table import PartitionState
-from tables.window_state import MAX_COUNT
+from tables.windows import MAX_COUNT
 
 RESULT_FIELDS = frozenset(
     {"id", "stream", "kind", "start", "end", "partition", "partitions", "saturated"}

@@ -31,9 +31,10 @@ from agents.metrics import forget_unassigned, record_progress
 from agents.session_summaries import session_summary
 from agents.window_results import window_key, window_result
 from serving.projection import RedisProjection
+from streams.control import control_verdict
 from streams.eventtime import event_time_ms, format_timestamp
 from streams.order_facts import is_order_facts, order_facts_record, read_order_facts
-from streams.ticks import is_tick, tick_record, tick_time
+from streams.ticks import is_tick, read_tick, tick_record
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
 from tables.attribution import OrderFacts
@@ -112,18 +113,19 @@ class WindowedAggregation:
         offset = record.offset
         headers = record.headers
         if headers and is_tick(headers):
-            at = tick_time(record.value)
-            if at is None:
+            tick = read_tick(record.value)
+            if tick is None:
                 return Rejected(offset, "bad_tick", "a record with the tick header but no tick_ms")
-            return Tick(offset, at)
+            at, by = tick
+            return self._untrusted(offset, "tick", by, at, log_time_ms) or Tick(offset, at)
         if headers and is_order_facts(headers):
             read = read_order_facts(record.value)
             if read is None:
                 return Rejected(offset, "bad_order_facts", "order facts header, unreadable value")
             facts, watermark, by = read
-            if by != self.app.conf.id:  # another app version's: nothing for us to join
-                return OrderFacts(offset, [], NO_WATERMARK)
-            return OrderFacts(offset, facts, watermark)
+            latest = max([watermark, *(fact[2] for fact in facts)])
+            untrusted = self._untrusted(offset, "order_facts", by, latest, log_time_ms)
+            return untrusted or OrderFacts(offset, facts, watermark)
         try:
             event = self.kind.parse(record.value or b"", log_time_ms, self.limits)
             return Observation(
@@ -133,6 +135,14 @@ class WindowedAggregation:
             return Rejected(offset, exc.reason, exc.detail)
         except Exception as exc:  # a bug's, not the data's fault: the record still moves on
             return processing_error(offset, exc)
+
+    def _untrusted(
+        self, offset: int, kind: str, by: str, latest_ms: int, log_time_ms: int
+    ) -> Rejected | None:
+        """The dead letter of a control record this app must not take (streams.control)."""
+        app_id, skew_ms = self.app.conf.id, self.limits.max_future_skew_ms
+        verdict = control_verdict(kind, by, latest_ms, app_id, log_time_ms, skew_ms)
+        return None if verdict is None else Rejected(offset, *verdict)
 
     async def apply_fetched(self, fetched: Mapping[TP, list[Any]], ack: Ack) -> None:
         """The fast path: whole fetched lists of aiokafka records (timestamps in ms); their
@@ -299,6 +309,8 @@ class WindowedAggregation:
             highwater = consumer.highwater(tp)
             caught_up[tp.partition] = highwater is not None and progress.offset + 1 >= highwater
         due = self.clock.due_ticks(watermarks, caught_up, time.monotonic())
+        ceiling = round(time.time() * 1000) + self.limits.max_future_skew_ms  # see _untrusted
+        due = {partition: min(at, ceiling) for partition, at in due.items()}
         for partition, at in due.items():
             value, headers = tick_record(at, self.app.conf.id)
             await self.app.producer.send(source_topic, None, value, partition, None, headers)

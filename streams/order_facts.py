@@ -6,8 +6,9 @@ replay sees the same facts at the same offsets. Not click events: never counted 
   value:   {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents], ...],
             "watermark_ms": the orders partition's watermark after them, "by": "<app id>"}
 
-Each app version joins only its own facts ("by"): a shadow version beside the live one
-appends its own, and neither reads the other's.
+Each app version joins only its own facts ("by"), within the future skew of their record's
+timestamp (streams.control): a shadow version beside the live one appends its own, and each
+takes the other's for dead letters.
 """
 
 from __future__ import annotations

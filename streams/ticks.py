@@ -3,7 +3,8 @@
 A worker whose partition has had no record for CLICKSTREAM_IDLE_SECONDS (and is caught up)
 appends a tick to that partition: no event, just "event time here has reached T". Because the
 tick is in the log, a replay (or a shadow version) sees the same time advance at the same
-offset, so it closes the same windows with the same contents.
+offset, so it closes the same windows with the same contents. A tick is taken only from the
+app itself and no later than its record's timestamp plus the future skew (streams.control).
 
   headers: ("clickstream-tick", b"1")      value: {"tick_ms": T, "by": "<app id>"}
 """
@@ -31,10 +32,13 @@ def is_tick(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> bo
     return any(name == TICK_HEADER for name, _ in headers)
 
 
-def tick_time(value: bytes | None) -> int | None:
-    """The tick's time, or None when the value is not a tick's (it is then a dead letter)."""
+def read_tick(value: bytes | None) -> tuple[int, str] | None:
+    """(time, app id) of a tick, or None when the value is not a tick's (a dead letter)."""
     try:
-        time_ms = orjson.loads(value or b"")["tick_ms"]
+        body = orjson.loads(value or b"")
+        time_ms, by = body["tick_ms"], body["by"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    return time_ms if isinstance(time_ms, int) and not isinstance(time_ms, bool) else None
+    if isinstance(time_ms, int) and not isinstance(time_ms, bool) and isinstance(by, str):
+        return time_ms, by
+    return None

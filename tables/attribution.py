@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from tables.windows import WindowSpec
+from tables.windows import MAX_COUNT, WindowSpec
 
 ATTRIBUTED = "attributed"  # serving.keys.ATTRIBUTED (tables never import serving)
 DIRECT = "(direct)"
@@ -243,7 +243,7 @@ class OrderJoin:
             host = host_of_session(sessions, time_ms, self.gap_ms)
             total = counts.setdefault(f"{ATTRIBUTED}|{host}|{currency}", [0, 0])
             total[0] += 1
-            total[1] += cents
+            total[1] = min(total[1] + cents, MAX_COUNT)
             self.out.writes[fact_key(partition, pane, event_id)] = None
         self.out.writes[key] = orjson.dumps({"v": counts, "o": at})
         self.out.panes.append(Attribution(pane, counts))

@@ -59,10 +59,9 @@ from tables.attribution import (
 )
 from tables.dedup import Entry, SeenIndex, seen_bucket_key
 from tables.sessions import Session, SessionIndex, Visit
-from tables.windows import WindowSpec
+from tables.windows import MAX_COUNT, WindowSpec
 
 NO_WATERMARK = -1
-MAX_COUNT = 2**63 - 1  # sums saturate here: what orjson, Redis and a JVM long hold
 EMPTY_CELL = {"v": [], "o": -1}
 EMPTY_USER = {"s": [], "o": -1}
 SESSIONS_ENDED = "sessions|ended"  # (sessions, bounces, total duration ms) by expiry pane

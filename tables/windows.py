@@ -16,6 +16,7 @@ PANE_MS = 60_000
 HOP_MS = 300_000
 DEFAULT_GRACE_MS = 30_000
 DEFAULT_DEDUP_HORIZON_MS = 3_600_000
+MAX_COUNT = 2**63 - 1  # every count and sum saturates here: what orjson, Redis, a JVM long hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from serving.projection import RedisProjection
 from streams.eventtime import format_timestamp
 from streams.order_facts import is_order_facts, order_facts_record
 from streams.ticks import tick_record
-from tables.window_state import cell_key
+from tables.window_state import Progress, cell_key, progress_key
 from tests.agent.conftest import until
 from tests.builders import T0, click_bytes, order_json
 
@@ -73,7 +73,7 @@ async def test_late_order_goes_to_late_events_and_not_into_revenue(app_and_log):
 
 async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
     app, settings, log = app_and_log
-    value, headers = tick_record(T0 + 200_000, "test")
+    value, headers = tick_record(T0 + 200_000, settings.app_id)
     async with app.agents["aggregate_clicks"].test_context() as agent:
         for i, user in enumerate(["u-1", "u-2", "u-1"]):
             raw = click_bytes(event_id=f"e{i}", user_id=user, occurred_at_ms=T0 + i)
@@ -187,7 +187,7 @@ async def test_accepted_orders_are_forwarded_to_the_same_clicks_partition_and_at
     assert is_order_facts(headers) and orjson.loads(facts)["by"] == settings.app_id
 
     foreign, _ = order_facts_record([("o9", "u-1", T0 + 6_000, "EUR", 1)], T0 + 300_000, "other")
-    tick, tick_headers = tick_record(T0 + 300_000, "test")
+    tick, tick_headers = tick_record(T0 + 300_000, settings.app_id)
     async with app.agents["aggregate_clicks"].test_context() as clicks:
         click = click_bytes(event_id="c1", occurred_at_ms=T0)  # from search.example
         await clicks.put(click, key=b"u-1", partition=3, timestamp=T0 / 1000)
@@ -211,6 +211,8 @@ async def test_accepted_orders_are_forwarded_to_the_same_clicks_partition_and_at
     ]
     # the foreign app's order o9 is not ours to join: only o1 counts
     assert attributed["attributed"] == {"search.example|EUR": {"orders": 1, "cents": 4990}}
+    ((_, _, dead_headers),) = log.topic(settings.topics.dead_letters.name)
+    assert ("reason", b"foreign_order_facts") in dead_headers
 
 
 async def test_an_unreadable_order_facts_record_is_a_dead_letter(app_and_log):
@@ -221,3 +223,29 @@ async def test_an_unreadable_order_facts_record_is_a_dead_letter(app_and_log):
         await until(lambda: len(log.topic(settings.topics.dead_letters.name)) == 1)
     ((_, value, dead_headers),) = log.topic(settings.topics.dead_letters.name)
     assert value == b"{oops" and ("reason", b"bad_order_facts") in dead_headers
+
+
+async def test_forged_and_foreign_control_records_are_dead_letters_and_move_no_time(app_and_log):
+    app, settings, log = app_and_log
+    ten_days = 10 * 86_400_000
+    forged_tick = tick_record(T0 + ten_days, settings.app_id)  # far past its record's time
+    foreign_tick = tick_record(T0 + 60_000, "another-app")
+    forged_facts = order_facts_record([], T0 + ten_days, settings.app_id)
+    async with app.agents["aggregate_clicks"].test_context() as clicks:
+        await clicks.put(click_bytes(event_id="c1"), key=b"u-1", partition=0, timestamp=T0 / 1000)
+        for value, headers in (forged_tick, foreign_tick, forged_facts):
+            await clicks.put(value, key=None, partition=0, timestamp=T0 / 1000, headers=headers)
+        await clicks.put(
+            click_bytes(event_id="c2", occurred_at_ms=T0 + 1_000),
+            key=b"u-1",
+            partition=0,
+            timestamp=T0 / 1000,
+        )
+        table = app.tables["click_windows"]
+        await until(lambda: Progress.decode(table.data.get(progress_key(0))).offset == 4)
+
+    reasons = [dict(h)["reason"] for _, _, h in log.topic(settings.topics.dead_letters.name)]
+    assert reasons == [b"bad_tick", b"foreign_tick", b"bad_order_facts"]
+    progress = Progress.decode(table.data[progress_key(0)])
+    assert progress.watermark_ms == T0 + 1_000 and progress.late == 0  # c2 is on time
+    assert log.topic(settings.topics.window_results.name) == []  # no window closed

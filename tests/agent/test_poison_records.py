@@ -20,7 +20,8 @@ from agents.clicks import aggregate_clicks
 from agents.window_results import window_result
 from agents.windowed import WindowedAggregation
 from serving.projection import RedisProjection
-from tables.window_state import MAX_COUNT, ClosedWindow, Progress, cell_key, progress_key
+from tables.window_state import ClosedWindow, Progress, cell_key, progress_key
+from tables.windows import MAX_COUNT
 from tests.builders import T0, click_bytes
 
 PANE = T0 - T0 % 60_000
@@ -101,7 +102,7 @@ async def test_records_that_raise_or_are_unencodable_are_dead_letters_and_neighb
 
 
 async def test_sums_saturate_and_the_result_says_which(app_and_log):
-    app, settings, log = app_and_log
+    app, settings, _ = app_and_log
     aggregation = poisoned_aggregation(app, settings)
     users = ["saturates", "u1", "saturates", "saturates"]
     await aggregation.apply_fetched(fetched(settings.clicks_topic, users), _no_ack)
