@@ -92,10 +92,14 @@ def dashboard() -> None:
 @one_line_errors
 def dead_letters(last: int) -> None:
     """Show the newest dead letters: reason, source record, detail, payload preview."""
-    from clickstream.dead_letters import read_dead_letters
+    from clickstream.dead_letters import NoDeadLetterTopic, read_dead_letters
 
     s = load_settings()
-    letters = asyncio.run(read_dead_letters(s.bootstrap, s.topics.dead_letters.name, last))
+    try:
+        letters = asyncio.run(read_dead_letters(s.bootstrap, s.topics.dead_letters.name, last))
+    except NoDeadLetterTopic as exc:
+        click.echo(f"clickstream: {exc}", err=True)
+        sys.exit(2)
     for letter in letters:
         preview = letter.payload[:80].decode(errors="replace")
         click.echo(f"{letter.reason:<24} {letter.source:<28} {letter.detail}\n    {preview!r}")

@@ -22,9 +22,17 @@ class DeadLetter:
     payload: bytes
 
 
+class NoDeadLetterTopic(LookupError):
+    """The dead-letter topic does not exist; the message names it and the likely fix."""
+
+
 async def read_dead_letters(bootstrap: str, topic: str, last: int) -> list[DeadLetter]:
-    """The newest `last` dead letters of every partition (no consumer group, nothing committed)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """The newest `last` dead letters of every partition (no consumer group, nothing committed).
+
+    Raises NoDeadLetterTopic at once when `topic` is missing (subscribing to it would wait for
+    its metadata until the request timeout, then raise UnknownTopicOrPartitionError).
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         await consumer.start()
     except KafkaConnectionError:
@@ -32,6 +40,12 @@ async def read_dead_letters(bootstrap: str, topic: str, last: int) -> list[DeadL
             f"cannot reach Kafka at {bootstrap}; set CLICKSTREAM_KAFKA_BOOTSTRAP or start it"
         ) from None
     try:
+        if topic not in await consumer.topics():
+            raise NoDeadLetterTopic(
+                f"topic {topic} does not exist at {bootstrap}: check CLICKSTREAM_APP_ID "
+                f"(the topic is <app id>-dead-letters), or start a worker first (it creates it)"
+            )
+        consumer.subscribe([topic])
         deadline = time.monotonic() + 10
         while not consumer.assignment() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # a group-less subscription assigns every partition
