@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from clickstream.kafka_admin import KafkaUnreachable
 from clickstream.settings import SettingsError, load
 from generator.config import GeneratorConfig
-from generator.produce import ProduceError, produce
+from generator.produce import PROGRESS_LINE_SECONDS, ProduceError, produce
 from streams.eventtime import parse_timestamp
 
 DEFAULTS = GeneratorConfig()
@@ -114,7 +114,11 @@ def _fail(message: str) -> NoReturn:
 @click.option(
     "--diurnal/--flat", default=False, show_default=True, help="Vary the rate over the UTC day."
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help=f"Hide the progress bar (off a terminal: the line every {PROGRESS_LINE_SECONDS:.0f} s).",
+)
 def generate(
     seed: int,
     count: int | None,

@@ -11,11 +11,12 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import TracebackType
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -30,6 +31,7 @@ from generator.simulate import simulate
 
 MAX_FUTURE_MS = 60 * 60 * 1000  # Kafka 4 rejects record timestamps further ahead than this
 UNACKED_LIMIT = 10_000  # wait for acks after this many sends, to bound memory
+PROGRESS_LINE_SECONDS = 30.0  # off a terminal, one plain progress line at most this often
 _partitioner = DefaultPartitioner()
 
 
@@ -94,7 +96,7 @@ async def produce(
     try:
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.values()}
         sink = _open_jsonl(jsonl_path) if jsonl_path is not None else nullcontext(None)
-        bar = tqdm(total=config.count, unit="rec", file=sys.stderr, disable=not progress)
+        bar = progress_meter(config.count, progress, sys.stderr)
         with sink as jsonl, bar:
             unacked: list[asyncio.Future[Any]] = []
             for emission in simulate(config):
@@ -120,6 +122,47 @@ async def produce(
     finally:
         await producer.stop()
     return report
+
+
+def progress_meter(total: int | None, progress: bool, stream: TextIO) -> Any:
+    """A tqdm bar on a terminal; into a log file or a pipe, ProgressLines (a bar there would be
+    a heap of carriage-return frames)."""
+    if progress and stream.isatty():
+        return tqdm(total=total, unit="rec", file=stream)
+    return ProgressLines(total, stream if progress else None)
+
+
+class ProgressLines:
+    """`generate: sent N of M records` once every `every_s` seconds of wall time, none sooner."""
+
+    def __init__(
+        self,
+        total: int | None,
+        stream: TextIO | None,
+        every_s: float = PROGRESS_LINE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.stream, self.every_s, self.clock = total, stream, every_s, clock
+        self.sent = 0
+        self.due = clock() + every_s
+
+    def update(self, n: int = 1) -> None:
+        self.sent += n
+        if self.stream is not None and self.clock() >= self.due:
+            of = f" of {self.total}" if self.total is not None else ""
+            print(f"generate: sent {self.sent}{of} records", file=self.stream, flush=True)
+            self.due = self.clock() + self.every_s
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        return None
 
 
 def partition_for(key: bytes, partitions: list[int]) -> int:

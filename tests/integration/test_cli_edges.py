@@ -7,13 +7,17 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from clickstream.kafka_admin import ensure_topics
 from clickstream.local.kafka import LocalKafka
 from streams.topics import TopicSpec
 from tests.rig import ROOT
+
+pytestmark = pytest.mark.integration
 
 QUICK_SECONDS = 15.0  # far below aiokafka's 40 s metadata wait, which the old command hit
 
@@ -96,3 +100,29 @@ def test_dead_letters_shows_the_newest_letters_of_every_partition(
     assert result.stderr == f"3 dead letters in {topic}\n"
     shown = sorted(line.split()[1] for line in result.stdout.splitlines() if "malformed" in line)
     assert shown == ["clicks/0/2", "clicks/0/3", "clicks/1/1"]
+
+
+def test_generate_into_a_log_file_writes_no_bar_only_its_summary(
+    kafka: LocalKafka, app_id: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "generate.log"
+    env = {
+        **os.environ,
+        "CLICKSTREAM_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "CLICKSTREAM_CLICKS_TOPIC": f"{app_id}-clicks",
+        "CLICKSTREAM_ORDERS_TOPIC": f"{app_id}-orders",
+    }
+    with log.open("w") as stderr:
+        result = subprocess.run(
+            [sys.executable, "-m", "clickstream", "generate", "--fast", "--count", "3000"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            timeout=90,
+        )
+
+    written = log.read_text()
+    assert result.returncode == 0, written
+    assert "\r" not in written and "%|" not in written
+    assert written.count("\n") == 1 and written.startswith("generate: sent 3000 records"), written

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,13 +13,22 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from click.testing import CliRunner
+from tqdm import tqdm
 
 import clickstream.kafka_admin
 import generator.command
 import generator.produce
 from clickstream.settings import Settings
 from generator.command import generate
-from generator.produce import ProduceError, ProduceReport, partition_for, produce, read_jsonl
+from generator.produce import (
+    ProduceError,
+    ProduceReport,
+    ProgressLines,
+    partition_for,
+    produce,
+    progress_meter,
+    read_jsonl,
+)
 from generator.simulate import GeneratorConfig, simulate
 
 PARTITIONS = 4
@@ -230,3 +241,56 @@ def test_generate_fast_from_now_ends_about_now(monkeypatch: pytest.MonkeyPatch) 
     assert result.exit_code == 0, result.output
     assert configs[0].start_ms == 1_800_000_000_000 - 600_000
     assert configs[0].end_ms == 1_800_000_000_000
+
+
+async def test_progress_into_a_file_draws_no_bar_frames(
+    kafka: FakeKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "generate.log"
+    with log.open("w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        await produce(make_settings(), make_config(), None, pace=False, progress=True)
+
+    assert len(kafka.sent) == 2_000
+    assert log.read_text() == ""  # a quick run: not even one progress line
+
+
+def test_generate_into_a_pipe_prints_no_bar_and_one_summary_line(
+    kafka: FakeKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_generate(monkeypatch, "--fast", "--count", "2000")
+
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("generate: sent 2000")
+
+
+def test_progress_lines_come_once_per_interval_and_never_sooner() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    lines = ProgressLines(total=100, stream=stream, every_s=30.0, clock=lambda: now[0])
+
+    for second in range(100):  # one record per simulated second
+        now[0] = float(second)
+        lines.update()
+
+    assert stream.getvalue().splitlines() == [
+        "generate: sent 31 of 100 records",
+        "generate: sent 61 of 100 records",
+        "generate: sent 91 of 100 records",
+    ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_bar_is_drawn_only_on_a_terminal() -> None:
+    bar = progress_meter(10, True, Terminal())
+    bar.close()
+    assert isinstance(bar, tqdm)
+    assert isinstance(progress_meter(10, True, io.StringIO()), ProgressLines)
+    hidden = progress_meter(10, False, Terminal())
+    hidden.update(10)
+    assert isinstance(hidden, ProgressLines) and hidden.stream is None
