@@ -34,4 +34,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-.venv/bin/python -c "from pathlib import Path; from clickstream.local.kafka import fetch_jars; fetch_jars(Path('var/kafka/jars'))"
+.venv/bin/python -c "from clickstream.local.kafka import fetch_jars, jar_cache; fetch_jars(jar_cache())"

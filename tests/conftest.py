@@ -1,6 +1,6 @@
 """Shared fixtures: throwaway Kafka and Redis on free loopback ports, removed afterwards.
 
-The Kafka jars are fetched once into var/kafka/jars (git-ignored) and reused.
+The Kafka jars are fetched once into the one jar cache (var/kafka/jars, git-ignored) and reused.
 """
 
 from __future__ import annotations
@@ -8,16 +8,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from clickstream.local.kafka import LocalKafka
+from clickstream.local.kafka import LocalKafka, jar_cache
 from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
-
-ROOT = Path(__file__).resolve().parents[1]
-JARS = ROOT / "var" / "kafka" / "jars"
 
 # Tests control the environment: nothing from the developer's shell leaks into a test.
 for name in list(os.environ):
@@ -27,7 +23,7 @@ for name in list(os.environ):
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), free_port(), jars=JARS)
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), free_port(), jars=jar_cache())
     broker.start()
     yield broker
     broker.stop()

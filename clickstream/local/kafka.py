@@ -1,7 +1,8 @@
 """Apache Kafka 4.1 (single-node KRaft) from the Maven Central jars, under `<home>/`.
 
-Layout: <home>/jars (fetched once with Maven), <home>/data (log dirs), server.properties,
-log4j2.properties, kafka.log, kafka.pid. Listeners bind 127.0.0.1 only.
+Layout: <home>/data (log dirs), server.properties, log4j2.properties, kafka.log, kafka.pid.
+The jars are fetched once with Maven into jar_cache(), shared by every home (every
+CLICKSTREAM_VAR_DIR), bootstrap.sh and the tests. Listeners bind 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from clickstream.local.process import LocalServiceError, ServerProcess, free_port
 
 POM = Path(__file__).with_name("kafka-pom.xml")
+CHECKOUT = Path(__file__).resolve().parents[2]  # the source tree, when run from one
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
@@ -54,6 +56,15 @@ logger.apache.level = warn
 """
 
 
+def jar_cache() -> Path:
+    """Where the Kafka jars live, whatever CLICKSTREAM_VAR_DIR says: var/kafka/jars of the source
+    checkout (where bootstrap.sh fetches them), or ~/.cache/clickstream/kafka-jars for an
+    installed package."""
+    if (CHECKOUT / "pyproject.toml").is_file():
+        return CHECKOUT / "var" / "kafka" / "jars"
+    return Path.home() / ".cache" / "clickstream" / "kafka-jars"
+
+
 def fetch_jars(jars: Path) -> None:
     """Copy the broker jars and their dependencies from Maven Central into `jars` (once)."""
     if (jars / ".complete").is_file():
@@ -77,7 +88,7 @@ class LocalKafka:
     def __init__(self, home: Path, port: int, jars: Path | None = None) -> None:
         self.home = home
         self.port = port
-        self.jars = jars or home / "jars"
+        self.jars = jars or jar_cache()
         self.data = home / "data"
         self.process = ServerProcess("kafka", home, port)
 
