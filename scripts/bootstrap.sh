@@ -29,7 +29,9 @@ if [ ! -f "$stamp" ]; then
   echo "bootstrap: creating .venv and installing the project"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  # setuptools ends every editable install with a multi-line "Editable installation" warning
+  # that is only information (pypa/packaging-problems#558); a new user takes it for a failure.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/pip install -q -e ".[dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

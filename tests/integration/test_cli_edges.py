@@ -1,4 +1,4 @@
-"""Rough edges of the CLI a new user hits first, through the real command against a real Kafka."""
+"""Rough edges a new user hits first: the real CLI against a real Kafka, and bootstrap's install."""
 
 from __future__ import annotations
 
@@ -126,3 +126,47 @@ def test_generate_into_a_log_file_writes_no_bar_only_its_summary(
     assert result.returncode == 0, written
     assert "\r" not in written and "%|" not in written
     assert written.count("\n") == 1 and written.startswith("generate: sent 3000 records"), written
+
+
+TINY_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tiny"
+version = "0"
+
+[project.optional-dependencies]
+dev = []
+
+[tool.setuptools.packages.find]
+include = ["tiny_a*", "tiny_b*"]
+"""
+
+
+def test_bootstrap_installs_the_project_without_the_setuptools_banner(tmp_path: Path) -> None:
+    # bootstrap.sh's own pip lines (pip upgraded first: pip >= 25 shows backend warnings), run on
+    # a project of two top-level packages like ours, in a fresh venv
+    lines = [
+        text.strip()
+        for text in (ROOT / "scripts" / "bootstrap.sh").read_text().splitlines()
+        if ".venv/bin/pip install" in text
+    ]
+    assert len(lines) == 2 and "--upgrade pip" in lines[0] and "-e" in lines[1]
+    project = tmp_path / "tiny"
+    for package in ("tiny_a", "tiny_b"):
+        (project / package).mkdir(parents=True)
+        (project / package / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(TINY_PYPROJECT)
+    subprocess.run([sys.executable, "-m", "venv", ".venv"], cwd=project, check=True, timeout=120)
+
+    result = subprocess.run(
+        ["bash", "-c", " && ".join(lines)], cwd=project, capture_output=True, text=True, timeout=300
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Editable installation" not in result.stdout + result.stderr
+    assert (result.stdout, result.stderr) == ("", "")
+    imported = [str(project / ".venv" / "bin" / "python"), "-c", "import tiny_a, tiny_b"]
+    assert subprocess.run(imported, cwd=tmp_path, timeout=60).returncode == 0
