@@ -1,10 +1,19 @@
-"""WindowResult: the derived event for a window's final content in one source partition.
+"""WindowResult: the derived event for a window's final content in one source partition; and
+WindowProgress: how far a source partition has emitted its results.
 
-Emitted once per (stream, window, partition) when the partition's watermark passes the
-window's end + grace; key "<kind>/<start ms>" (every stream's and partition's part of one
-window lands in the same results partition); id "<stream>/<kind>/<start ms>/p<partition>". A
-window's total is the sum (sketches: the register-wise max) of its `partitions` parts.
-Sums saturate at MAX_COUNT; `saturated` then lists the dimensions that reached it.
+A result is emitted once per (stream, window, partition) with data, when the partition's
+watermark passes the window's end + grace; key "<kind>/<start ms>" (every stream's and
+partition's part of one window lands in the same results partition); id
+"<stream>/<kind>/<start ms>/p<partition>". Sums saturate at MAX_COUNT; `saturated` then lists
+the dimensions that reached it. Windows without data in a partition get no result from it.
+
+Completeness rule: each time a partition's watermark passes a window's close, it sends a
+progress record (kind "progress", its watermark) to every results partition, after the results
+it closed. A window is complete once every source partition of the stream has sent either its
+part or a progress record with watermark >= the window's end + grace; its total is the sum
+(sketches: the register-wise max) of the parts that came. So the results are bounded by the
+data and the partitions (one progress record per results partition and pass), never by the
+span of event time.
 """
 
 from __future__ import annotations
@@ -27,6 +36,23 @@ def result_key(stream: str, kind: str, start_ms: int) -> str:
 def window_key(kind: str, start_ms: int) -> bytes:
     """The record key of a window's results: one per window, whatever the stream."""
     return f"{kind}/{start_ms}".encode()
+
+
+def progress_record(
+    stream: str, partition: int, partitions: int, watermark_ms: int, grace_ms: int
+) -> dict[str, Any]:
+    """Every result of `partition` for a window with end + grace <= `watermark_ms` is out.
+    (Not a result: how many there are depends on how the input was batched.)"""
+    return {
+        "id": f"{stream}/progress/{watermark_ms}/p{partition}",
+        "stream": stream,
+        "kind": "progress",
+        "partition": partition,
+        "partitions": partitions,
+        "watermark": format_timestamp(watermark_ms),
+        "watermark_ms": watermark_ms,
+        "grace_ms": grace_ms,
+    }
 
 
 def window_result(

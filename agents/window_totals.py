@@ -1,26 +1,26 @@
 """WindowTotal: a window's result over every source partition, with the exact top-K pages and
-referrers; and the window's funnel once both streams' totals are in. combine_window_parts
+referrers; and the window's funnel once both streams have passed it. combine_window_parts
 collects the parts (agents.window_results) and emits each total once.
 
-Rule: total = the sum of the window's `partitions` parts (sketches: register-wise max),
-complete once every partition's part is in. Each partition sends a part for every window
-from its first watermark on, empty ones included (tables.window_state), and ticks move quiet
-partitions, so every window after the start completes. All parts of a window share the key
-"<kind>/<start ms>" (so they meet in one results partition); a total's id and key are
-"<stream>/<kind>/<start ms>". A part sent again after its total went out (a crash upstream)
-changes nothing. Kept state per window and stream: the parts so far, then a "done" mark;
-dropped once the window is older than the newest one seen minus the retention (event time).
+Rule: a window's total = the sum of the parts that came (sketches: register-wise max), once
+every source partition of its stream has passed it (progress watermark >= end + grace; a
+partition with nothing in the window sends no part, agents.window_results). A window with no
+part anywhere gets no total. All parts of a window share the key "<kind>/<start ms>" (so they
+meet in one results partition, where every partition's progress comes too, after its parts);
+a total's id and key are "<stream>/<kind>/<start ms>". A part sent again after its total went
+out (a crash upstream) changes nothing. Kept state is bounded by the partitions' progress:
+only windows some partition has not yet passed.
 
-  funnel (stream "funnel", once the clicks and orders totals are in): distinct users per step
-  page_view -> add_to_cart -> checkout (clicks sketches) -> buyers (orders sketch); each
-  step's conversion = its users / the previous step's.
+  funnel (stream "funnel", once both streams passed the window and either has a total):
+  distinct users per step page_view -> add_to_cart -> checkout (clicks sketches) -> buyers
+  (orders sketch); each step's conversion = its users / the previous step's.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, cast
 
 import faust
 import orjson
@@ -29,6 +29,7 @@ from serving import keys
 from streams.eventtime import parse_timestamp
 from tables import sketch
 from tables.state_table import PartitionState
+from tables.window_state import NO_WATERMARK
 from tables.windows import MAX_COUNT
 
 RESULT_FIELDS = frozenset(
@@ -37,7 +38,6 @@ RESULT_FIELDS = frozenset(
 RANKED = {keys.PAGE_VIEWS: "top_pages", keys.REFERRERS: "top_referrers"}
 TOTALLED_STREAMS = frozenset({"clicks", "orders"})  # attribution parts exist only with orders
 FUNNEL = {"clicks": ("page_view", "add_to_cart", "checkout"), "orders": ("buyers",)}
-DONE = b"done"
 
 
 def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
@@ -98,48 +98,24 @@ def _saturated(total: dict[str, Any]) -> set[str]:
     }
 
 
-def collect(stored: bytes | None, part: dict[str, Any]) -> tuple[bytes, list[dict] | None]:
-    """A window's stored parts with `part` added: (what to store now, all parts once complete)."""
-    if stored == DONE:
-        return DONE, None
-    parts = orjson.loads(stored or b"{}")
-    parts[str(part["partition"])] = part
-    if len(parts) < part["partitions"]:
-        return orjson.dumps(parts), None
-    return DONE, [parts[p] for p in sorted(parts, key=int)]
-
-
 def funnel_total(totals: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The funnel of one window from its clicks and orders totals (sketch estimates)."""
-    clicks = totals["clicks"]
+    """The funnel of one window from its clicks and orders totals (sketch estimates; a stream
+    without a total had no users there)."""
+    window = next(iter(totals.values()))
     steps: list[dict[str, Any]] = []
     for stream, names in FUNNEL.items():
-        uniques = totals[stream].get(keys.UNIQUES, {})
+        uniques = totals.get(stream, {}).get(keys.UNIQUES, {})
         for name in names:
             users = uniques.get(name, {}).get("estimate", 0)
             previous = steps[-1]["users"] if steps else None
             conversion = None if previous is None else (users / previous if previous else 0.0)
             steps.append({"step": name, "users": users, "conversion": conversion})
     return {
-        "id": f"funnel/{clicks['kind']}/{parse_timestamp(clicks['start'])}",
+        "id": f"funnel/{window['kind']}/{parse_timestamp(window['start'])}",
         "stream": "funnel",
-        **{name: clicks[name] for name in ("kind", "start", "end")},
+        **{name: window[name] for name in ("kind", "start", "end")},
         "steps": steps,
     }
-
-
-def collect_funnel(stored: bytes | None, total: dict[str, Any]) -> tuple[bytes, dict | None]:
-    """A window's stream totals so far with `total` added: (what to store, the funnel once both
-    streams are in)."""
-    if stored == DONE:
-        return DONE, None
-    totals = orjson.loads(stored or b"{}")
-    totals[total["stream"]] = {
-        k: total[k] for k in ("stream", "kind", "start", "end", keys.UNIQUES) if k in total
-    }
-    if totals.keys() < FUNNEL.keys():
-        return orjson.dumps(totals), None
-    return DONE, funnel_total(totals)
 
 
 def parts_key(partition: int, part: dict[str, Any], stream: str | None = None) -> bytes:
@@ -148,44 +124,131 @@ def parts_key(partition: int, part: dict[str, Any], stream: str | None = None) -
     return f"{partition}|{start:020d}|{stream or part['stream']}|{part['kind']}".encode()
 
 
-def combine_window_parts(
-    table: faust.Table, totals: faust.TopicT, top_k: int, retention_ms: int
-) -> Any:
-    """The agent: parts (raw window results) in, totals out; `table` keeps the parts."""
-    newest: dict[int, int] = {}  # results partition -> newest window start seen
+def progress_key(partition: int, stream: str) -> bytes:
+    return f"progress|{partition}|{stream}".encode()
 
-    async def combine(stream: faust.StreamT) -> None:
+
+class PartsStore(Protocol):
+    """One results partition's kept state (keys and values raw bytes)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]: ...
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+    def __delitem__(self, key: bytes) -> None: ...
+
+
+def combine(store: PartsStore, partition: int, record: dict[str, Any], top_k: int) -> list[dict]:
+    """Take one record of results partition `partition` (a part or a progress record); return
+    the totals and funnels it completes, in order.
+
+    Kept: per window with parts, {"end_ms", "parts": {source partition: part}} until its total
+    is out; per window with a total, its funnel's {"end_ms", "totals": {stream: total}} until
+    the funnel is out; per stream, {"grace_ms", "n": source partitions, "w": {source partition:
+    watermark passed}}. A part of a window its partition had already passed is one sent again
+    (a crash upstream): its original came before that progress, so it is ignored."""
+    stream = record["stream"]
+    if stream not in TOTALLED_STREAMS:
+        return []
+    progress = {name: _progress(store, partition, name) for name in FUNNEL}
+    ours = progress[stream]
+    source = str(record["partition"])
+    if record["kind"] != "progress":
+        end_ms = parse_timestamp(record["end"])
+        if end_ms + ours.get("grace_ms", 0) <= ours.get("w", {}).get(source, NO_WATERMARK):
+            return []  # sent again
+        key = parts_key(partition, record)
+        kept = orjson.loads(store.get(key) or b"{}")
+        kept.setdefault("parts", {})[source] = record
+        kept["end_ms"] = end_ms
+        store[key] = orjson.dumps(kept)
+        return []
+    marks = ours.setdefault("w", {})
+    marks[source] = max(marks.get(source, NO_WATERMARK), record["watermark_ms"])
+    ours["n"], ours["grace_ms"] = record["partitions"], record["grace_ms"]
+    store[progress_key(partition, stream)] = orjson.dumps(ours)
+    passed = {name: _slowest(kept) for name, kept in progress.items()}
+    grace, out = record["grace_ms"], []
+    for key, kept in _kept(store, partition, stream, passed[stream]):
+        if kept["end_ms"] + grace <= passed[stream]:
+            del store[key]
+            parts = kept["parts"]
+            total = window_total([parts[p] for p in sorted(parts, key=int)], top_k)
+            out.append(total)
+            funnel_key = parts_key(partition, total, "funnel")
+            store[funnel_key] = _with_total(store.get(funnel_key), total, kept["end_ms"])
+    both = min(passed.values())
+    for key, kept in _kept(store, partition, "funnel", both):
+        if kept["end_ms"] + grace <= both:
+            del store[key]
+            out.append(funnel_total(kept["totals"]))
+    return out
+
+
+def _kept(
+    store: PartsStore, partition: int, name: str, until_ms: int
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """The kept windows of stream `name` (or "funnel") starting at or before `until_ms`
+    (whatever is later cannot close yet), oldest first."""
+    prefix, found = f"{partition}|".encode(), []
+    for key, raw in store.items(prefix):  # sorted by window start
+        start, kept_name, _kind = key[len(prefix) :].decode().split("|")
+        if int(start) > until_ms:
+            break
+        if kept_name == name:
+            found.append((key, orjson.loads(raw)))
+    return found
+
+
+def _progress(store: PartsStore, partition: int, stream: str) -> dict[str, Any]:
+    return cast(dict[str, Any], orjson.loads(store.get(progress_key(partition, stream)) or b"{}"))
+
+
+def _slowest(progress: dict[str, Any]) -> int:
+    """The slowest source partition's watermark (NO_WATERMARK while some has sent none)."""
+    marks = progress.get("w", {})
+    return min(marks.values()) if marks and len(marks) >= progress["n"] else NO_WATERMARK
+
+
+def _with_total(raw: bytes | None, total: dict[str, Any], end_ms: int) -> bytes:
+    """A window's stream totals so far (what its funnel reads), with `total` added."""
+    kept = orjson.loads(raw or b"{}")
+    kept["end_ms"] = end_ms
+    kept.setdefault("totals", {})[total["stream"]] = {
+        k: total[k] for k in ("stream", "kind", "start", "end", keys.UNIQUES) if k in total
+    }
+    return orjson.dumps(kept)
+
+
+class _TablePartition:
+    """A PartsStore over the parts table, inside the agent's stream iteration."""
+
+    def __init__(self, table: faust.Table, partition: int) -> None:
+        self.table, self.stored = table, PartitionState(table, partition)
+
+    def get(self, key: bytes) -> bytes | None:
+        return cast(bytes | None, self.table.get(key))
+
+    def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        return self.stored.items(prefix)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.table[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.table[key]
+
+
+def combine_window_parts(table: faust.Table, totals: faust.TopicT, top_k: int) -> Any:
+    """The agent: parts and progress (raw window results) in, totals out; `table` keeps them."""
+
+    async def combine_parts(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            part = orjson.loads(event.value)
-            partition, start = event.message.partition, parse_timestamp(part["start"])
-            newest[partition] = max(newest.get(partition, start), start)
-            oldest_kept = newest[partition] - retention_ms
-            if part["stream"] not in TOTALLED_STREAMS or start < oldest_kept:
-                continue
-            key = parts_key(partition, part)
-            stored, complete = collect(table.get(key), part)
-            table[key] = stored
-            if complete is not None:
-                total = window_total(complete, top_k)
-                await _send(event, totals, total)
-                funnel_key = parts_key(partition, part, "funnel")
-                stored, funnel = collect_funnel(table.get(funnel_key), total)
-                table[funnel_key] = stored
-                if funnel is not None:
-                    await _send(event, totals, funnel)
-            _drop_older(table, partition, oldest_kept)
+            store = _TablePartition(table, event.message.partition)
+            for total in combine(store, event.message.partition, orjson.loads(event.value), top_k):
+                # sent with the record's ack (Faust sends attached records before the commit)
+                await event.send(totals, key=total["id"].encode(), value=orjson.dumps(total))
 
-    return combine
-
-
-async def _send(event: faust.EventT, totals: faust.TopicT, total: dict[str, Any]) -> None:
-    """Sent with the part's ack (Faust sends attached records before committing its offset)."""
-    await event.send(totals, key=total["id"].encode(), value=orjson.dumps(total))
-
-
-def _drop_older(table: faust.Table, partition: int, oldest_kept: int) -> None:
-    prefix = f"{partition}|".encode()
-    stored = [key for key, _ in PartitionState(table, partition).items(prefix)]
-    for key in stored:
-        if int(key[len(prefix) :].split(b"|", 1)[0]) < oldest_kept:
-            del table[key]
+    return combine_parts

@@ -29,7 +29,7 @@ from faust.types import TP, EventT
 from agents.batch_delivery import Ack
 from agents.metrics import forget_unassigned, record_progress
 from agents.session_summaries import session_summary
-from agents.window_results import window_key, window_result
+from agents.window_results import progress_record, window_key, window_result
 from serving.projection import RedisProjection
 from streams.control import control_verdict
 from streams.eventtime import event_time_ms, format_timestamp
@@ -338,16 +338,26 @@ class WindowedAggregation:
         return index
 
     def _derived(self, out: BatchOutcome, records: Sequence[Any]) -> list[Derived]:
-        """What one outcome sends, encoded, each with a deterministic id: window results,
-        session summaries, dead letters, late events; attribution results, late orders and
-        order facts for the clicks side."""
+        """What one outcome sends, encoded, each with a deterministic id: window results and
+        then the partition's progress (agents.window_results), session summaries, dead
+        letters, late events; attribution results, late orders and order facts for the clicks
+        side."""
         topics, stream = self.topics, self.kind.stream
         partitions = topics.clicks.partitions  # orders: the same (co-partitioned)
         derived = self._derived_attribution(out)
+        results = topics.window_results.name
         for window in out.closed:
             result = window_result(stream, out.partition, partitions, window, self.spec.size_ms)
             key = window_key(result["kind"], window.start_ms)
-            derived.append(Derived(topics.window_results.name, key, orjson.dumps(result)))
+            derived.append(Derived(results, key, orjson.dumps(result)))
+        if out.passed_a_close:
+            watermark, grace = out.progress.watermark_ms, self.spec.grace_ms
+            value = orjson.dumps(
+                progress_record(stream, out.partition, partitions, watermark, grace)
+            )
+            derived += [
+                Derived(results, None, value, r) for r in range(topics.window_results.partitions)
+            ]
         for session in out.sessions:
             value = orjson.dumps(session_summary(out.partition, session))
             derived.append(Derived(topics.sessions.name, session.user.encode(), value))

@@ -146,8 +146,8 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def attach_totals(app: faust.App, settings: Settings) -> None:
-    """combine_window_parts: window results in, one total per window out (low volume: the
-    plain per-event agent)."""
+    """combine_window_parts: window results and progress in, one total per window out (low
+    volume, as only windows with data have parts: the plain per-event agent)."""
     topics = settings.topics
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -156,12 +156,9 @@ def attach_totals(app: faust.App, settings: Settings) -> None:
         )
 
     table = declare_state_table(
-        app, PARTS_TABLE, "window -> its parts so far (a window result per source partition)",
+        app, PARTS_TABLE, "window -> its parts until totalled; stream -> its partitions' progress",
         settings.partitions,
     )  # fmt: skip
-    retention_ms = round(settings.retention_hours * 3_600_000)
-    combine = combine_window_parts(
-        table, raw_topic(topics.window_totals.name), settings.top_k, retention_ms
-    )
+    combine = combine_window_parts(table, raw_topic(topics.window_totals.name), settings.top_k)
     combine.__qualname__ = combine.__name__ = "combine_window_parts"
     app.agent(raw_topic(topics.window_results.name), name="combine_window_parts")(combine)

@@ -47,8 +47,8 @@ class PartitionState:
 
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Stored (key, value) pairs whose key starts with `prefix`."""
-        if not self._sorted:
-            yield from [(k, v) for k, v in self._db.items() if k.startswith(prefix)]
+        if not self._sorted:  # sorted here too, as readers may stop early
+            yield from sorted((k, v) for k, v in self._db.items() if k.startswith(prefix))
             return
         for key, value in self._db.items(from_key=prefix):  # sorted: seek to the prefix
             if not key.startswith(prefix):

@@ -120,7 +120,6 @@ class Progress:
     late: int = 0
     dead_letters: int = 0
     ticks: int = 0
-    first_pane_ms: int = NO_WATERMARK  # the pane of the first watermark: results from it on
     open_sessions: int = 0
     orders_watermark_ms: int = NO_WATERMARK  # clicks: the forwarded orders watermark
     order_panes: list[int] = field(default_factory=list)  # clicks: orders await attribution
@@ -144,7 +143,11 @@ class Progress:
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Progress:
-        return cls() if raw is None else cls(**orjson.loads(raw))
+        if raw is None:
+            return cls()
+        fields = orjson.loads(raw)
+        fields.pop("first_pane_ms", None)  # written before results were non-empty only
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,7 @@ class BatchOutcome:
     sketches: dict[tuple[int, str], bytes] = field(default_factory=dict)  # changed sketches
     progress: Progress = field(default_factory=Progress)
     closed: list[ClosedWindow] = field(default_factory=list)  # tumbling first, then hopping
+    passed_a_close: bool = False  # the watermark passed a window's close time (spec)
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
     sessions: list[SessionSummary] = field(default_factory=list)  # closed now
@@ -369,9 +373,8 @@ def apply_batch(
         out.writes[sketch_key(partition, start, dimension)] = out.sketches[start, dimension] = (
             bytes(registers)
         )
-    if progress.first_pane_ms == NO_WATERMARK and rises:
-        progress.first_pane_ms = spec.start_of(rises[0][0])
     out.closed = _closing(partition, spec, store, panes, out, before, progress, final_panes)
+    out.passed_a_close = spec.passes_a_close(before, progress.watermark_ms)
     for start in [s for s in panes if spec.hop_closes_at(s) <= settled_ms]:
         panes.discard(start)  # its last window's result is committed
         for kind in ("C", "H"):
@@ -498,9 +501,9 @@ def _closing(
     progress: Progress,
     final_panes: dict[int, ClosedWindow] | None,
 ) -> list[ClosedWindow]:
-    """Every window whose close time is in (before, after], read whole: those with a stored
-    pane, and from the partition's first pane on the empty ones too (so a reader of the
-    results knows this partition has passed them).
+    """Every window with a stored pane whose close time is in (before, after], read whole.
+    Windows without data are not emitted: a reader knows this partition passed them by its
+    progress (agents.window_results).
 
     Each pane read here has closed, so its content is final: kept in `final_panes` (when
     given) for the hopping windows that close later, until the pane is deleted."""
@@ -517,27 +520,15 @@ def _closing(
         return contents[start]
 
     def closing(starts: Iterable[int], close_offset: int) -> list[int]:
-        every = _starts_closing(before, after, close_offset, progress.first_pane_ms, size)
-        return sorted({s for s in starts if before < s + close_offset <= after} | set(every))
+        return sorted(s for s in starts if before < s + close_offset <= after)
 
-    closed = [
-        pane(s) if s in panes else ClosedWindow(s, s + size, {}, {})
-        for s in closing(panes, size + spec.grace_ms)
-    ]
+    closed = [pane(s) for s in closing(panes, size + spec.grace_ms)]
     if spec.hop_ms > size:
         hops = {h for s in panes for h in spec.hops_holding(s)}
         for hop in closing(hops, spec.hop_ms + spec.grace_ms):
             members = [pane(s) for s in range(hop, hop + spec.hop_ms, size) if s in panes]
             closed.append(_merge(hop, hop + spec.hop_ms, members))
     return closed
-
-
-def _starts_closing(before: int, after: int, close_offset: int, first: int, size: int) -> range:
-    """Window starts from `first` on (multiples of `size`) with before < start + offset <= after."""
-    if first == NO_WATERMARK:
-        return range(0)
-    above = before - close_offset
-    return range(max(first, above - above % size + size), after - close_offset + 1, size)
 
 
 def _read_pane(

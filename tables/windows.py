@@ -45,6 +45,12 @@ class WindowSpec:
         the pane starting at `start_ms` is needed no more (this is the last window holding it)."""
         return start_ms + self.hop_ms + self.grace_ms
 
+    def passes_a_close(self, before_ms: int, after_ms: int) -> bool:
+        """Whether a watermark moving from `before_ms` to `after_ms` closes some window: every
+        close time (tumbling and hopping) is a pane start + size + grace."""
+        offset = self.size_ms + self.grace_ms
+        return self.start_of(after_ms - offset) > self.start_of(before_ms - offset)
+
     def hops_holding(self, pane_start_ms: int) -> range:
         """Starts of the hopping windows that contain the pane starting at `pane_start_ms`."""
         return range(pane_start_ms - self.hop_ms + self.size_ms, pane_start_ms + 1, self.size_ms)

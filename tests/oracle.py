@@ -55,7 +55,6 @@ class Expected:
     final_sessions: set = field(default_factory=set)
     # (window start, partition) -> {"<host>|<currency>": {"orders": n, "cents": c}}
     attributed: dict = field(default_factory=dict)
-    first_pane: dict = field(default_factory=dict)  # (stream, partition) -> first accepted's
     placed: list = field(default_factory=list)  # accepted orders: (partition, user, t, cur, cents)
 
 
@@ -102,7 +101,6 @@ def recompute(
                 expected.late[topic] += 1
                 continue
             watermark = max(watermark, time_ms)
-            expected.first_pane.setdefault((stream, partition), start)
             expected.accepted[topic] += 1
             window = windows[start]
             if topic == clicks:

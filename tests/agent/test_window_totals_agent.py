@@ -1,14 +1,13 @@
 """combine_window_parts under Faust's test_context (memory store, a fake log): parts of one
-window in, its total out once; windows older than the retention are dropped from the table."""
+window and the partitions' progress in, its total out once; nothing kept of it afterwards."""
 
 from __future__ import annotations
 
 import orjson
 
+from agents.window_results import progress_record
 from streams.eventtime import format_timestamp
 from tests.agent.conftest import until
-
-HOUR = 3_600_000
 
 
 def part(partition: int, start_ms: int, views: int) -> bytes:
@@ -26,28 +25,36 @@ def part(partition: int, start_ms: int, views: int) -> bytes:
     )
 
 
-async def test_parts_of_a_window_give_one_total_and_old_windows_are_dropped(
+def passed(partition: int, watermark_ms: int) -> bytes:
+    return orjson.dumps(progress_record("clicks", partition, 2, watermark_ms, 10_000))
+
+
+async def test_parts_and_progress_of_a_window_give_one_total_and_nothing_stays(
     app_and_log, monkeypatch
 ):
     app, settings, log = app_and_log
 
     async def started_producer():
-        return app.producer  # its send is the log's: the total is sent with the part's ack
+        return app.producer  # its send is the log's: the total is sent with the record's ack
 
     monkeypatch.setattr(app, "maybe_start_producer", started_producer)
     totals = settings.topics.window_totals.name
     table = app.tables["window_parts"]
     async with app.agents["combine_window_parts"].test_context() as agent:
-        await agent.put(part(0, 0, 2), key=b"clicks/tumbling/0", partition=1)
-        await agent.put(part(1, 0, 3), key=b"clicks/tumbling/0", partition=1)
-        await agent.put(part(1, 0, 3), key=b"clicks/tumbling/0", partition=1)  # sent again
+        await agent.put(part(0, 0, 2), key=b"tumbling/0", partition=1)
+        await agent.put(part(1, 0, 3), key=b"tumbling/0", partition=1)
+        await agent.put(passed(0, 70_000), key=None, partition=1)
+        await agent.put(part(1, 0, 3), key=b"tumbling/0", partition=1)  # sent again
+        await agent.put(passed(1, 75_000), key=None, partition=1)
         await until(lambda: len(log.topic(totals)) >= 1)
-        await agent.put(part(0, 30 * HOUR, 1), key=b"clicks/tumbling/later", partition=1)
+        await agent.put(passed(1, 80_000), key=None, partition=1)
 
     ((key, value, _),) = log.topic(totals)
     total = orjson.loads(value)
     assert key == b"clicks/tumbling/0" and total["pageviews"] == {"/a": 5}
     assert total["top_pages"] == [{"name": "/a", "count": 5}]
-    assert [k for k in table.data.data if k.startswith(b"1|")] == [
-        b"1|%020d|clicks|tumbling" % (30 * HOUR)
-    ]  # the first window is past the retention (24 h) and gone
+    # only the streams' progress and the funnel awaiting the orders stream are kept
+    assert sorted(k for k in table.data.data) == [
+        b"1|00000000000000000000|funnel|tumbling",
+        b"progress|1|clicks",
+    ]

@@ -276,13 +276,17 @@ def test_sketch_cells_are_stored_per_pane():
     assert sketch.estimate(store[sketch_key(0, 60_000, "users")]) == 1
 
 
-def test_windows_without_events_close_empty_from_the_partitions_first_pane_on():
+def test_only_windows_with_data_close_and_the_outcome_says_when_a_close_was_passed():
     out, store = run([view(0, 61_000), Tick(1, 61_000 + 3 * 60_000 + 10_000)])
     tumbling = [(w.start_ms, w.counts) for w in out.closed if w.end_ms - w.start_ms == 60_000]
-    assert tumbling == [(60_000, {"/a": [1]}), (120_000, {}), (180_000, {})]  # none before
+    assert tumbling == [(60_000, {"/a": [1]})]  # the empty minutes after it send nothing
     hops = [w for w in out.closed if w.end_ms - w.start_ms == SPEC.hop_ms]
     assert [(w.start_ms, w.counts) for w in hops] == [
         (h, {"/a": [1]}) for h in (-60_000, 0, 60_000)
     ]
-    later, _ = run([Tick(2, 61_000 + 4 * 60_000 + 10_000)], store)
-    assert [(w.start_ms, w.counts) for w in later.closed] == [(240_000, {}), (120_000, {})]
+    assert out.passed_a_close
+    # closes fall on pane start + size + grace: 310 s is one, passed with nothing to close
+    later, store = run([Tick(2, 311_000)], store)
+    assert later.closed == [] and later.passed_a_close
+    quiet, _ = run([Tick(3, 369_999)], store)
+    assert quiet.closed == [] and not quiet.passed_a_close

@@ -1,11 +1,11 @@
-"""WindowTotal from one window's parts: sums over partitions, merged sketches, exact top-K, and
-collecting the parts until every partition's is in (once)."""
+"""WindowTotal from one window's parts: sums over partitions, merged sketches, exact top-K; and
+combining parts with the partitions' progress so each window with data is totalled once."""
 
 from __future__ import annotations
 
 import base64
 
-from agents.window_totals import DONE, collect, collect_funnel, window_total
+from agents.window_totals import combine, progress_key, window_total
 from tables import sketch
 
 
@@ -56,37 +56,85 @@ def test_ties_in_the_top_k_go_by_name():
     assert [r["name"] for r in total["top_referrers"]] == ["a.com", "b.com"]
 
 
-def test_parts_are_collected_until_every_partition_is_in_then_once():
-    stored, complete = collect(None, part(1))
-    assert complete is None
-    stored, complete = collect(stored, part(1))  # the same part again: still one
-    assert complete is None
-    stored, complete = collect(stored, part(0, pageviews={"/a": 1}))
-    assert stored == DONE and [p["partition"] for p in complete or []] == [0, 1]
-    assert collect(stored, part(0)) == (DONE, None)  # sent again after the total: nothing
+class DictStore(dict):
+    """A results partition's kept state, sorted like the table's stores."""
+
+    def items(self, prefix: bytes = b""):
+        return sorted((k, v) for k, v in super().items() if k.startswith(prefix))
+
+
+def progress(partition: int, watermark_ms: int, stream: str = "clicks", partitions: int = 2):
+    return {
+        "id": f"{stream}/progress/{watermark_ms}/p{partition}",
+        "stream": stream,
+        "kind": "progress",
+        "partition": partition,
+        "partitions": partitions,
+        "watermark_ms": watermark_ms,
+        "grace_ms": GRACE,
+    }
+
+
+GRACE = 10_000
+CLOSES = 120_000 + GRACE  # part()'s window [60 s, 120 s)
+
+
+def test_a_window_is_totalled_once_every_partition_passed_it_with_the_parts_that_came():
+    store = DictStore()
+    assert combine(store, 1, part(1, pageviews={"/a": 2}), top_k=3) == []
+    assert combine(store, 1, part(1, pageviews={"/a": 2}), top_k=3) == []  # sent again
+    assert combine(store, 1, progress(1, CLOSES), top_k=3) == []  # partition 0 still open
+    # partition 0 had nothing in the window: it sends no part, only its progress
+    (total,) = combine(store, 1, progress(0, CLOSES + 5_000), top_k=3)
+    assert total["id"] == "clicks/tumbling/60000" and total["pageviews"] == {"/a": 2}
+    assert sorted(store) == [b"1|00000000000000060000|funnel|tumbling", progress_key(1, "clicks")]
+    # a part sent again after its partition passed the window (a crash upstream): nothing
+    assert combine(store, 1, part(1, pageviews={"/a": 2}), top_k=3) == []
+    assert combine(store, 1, progress(1, CLOSES + 60_000), top_k=3) == []
+    assert b"1|00000000000000060000|clicks|tumbling" not in store
+
+
+def test_windows_without_any_part_get_no_total_and_progress_is_per_results_partition():
+    store = DictStore()
+    assert combine(store, 0, progress(0, 10**12), top_k=3) == []
+    assert combine(store, 0, progress(1, 10**12), top_k=3) == []
+    assert list(store) == [progress_key(0, "clicks")]
 
 
 def test_the_funnel_waits_for_both_streams_then_gives_each_steps_conversion():
-    clicks = {
-        "stream": "clicks",
-        "kind": "tumbling",
-        "start": "1970-01-01T00:01:00.000Z",
-        "end": "1970-01-01T00:02:00.000Z",
-        "uniques": {
-            name: {"estimate": n, "registers": ""}
-            for name, n in (("users", 90), ("page_view", 80), ("add_to_cart", 20), ("checkout", 10))
-        },
+    clicks_uniques = {
+        name: registers(*(f"u{i}" for i in range(n)))
+        for name, n in (("users", 90), ("page_view", 80), ("add_to_cart", 20), ("checkout", 10))
     }
-    orders = {**clicks, "stream": "orders", "uniques": {"buyers": {"estimate": 5}}}
-    stored, funnel = collect_funnel(None, orders)
-    assert funnel is None
-    stored, funnel = collect_funnel(stored, clicks)
-    assert stored == DONE and funnel is not None
+    store = DictStore()
+    combine(store, 0, part(0, 1, uniques=clicks_uniques), top_k=3)
+    orders = {**part(0, 1), "stream": "orders", "uniques": {"buyers": registers("u1")}}
+    orders["id"] = "orders/tumbling/60000/p0"
+    combine(store, 0, orders, top_k=3)
+    (clicks_total,) = combine(store, 0, progress(0, CLOSES, partitions=1), top_k=3)
+    assert clicks_total["stream"] == "clicks"
+    orders_total, funnel = combine(store, 0, progress(0, CLOSES, "orders", 1), top_k=3)
+    assert orders_total["stream"] == "orders"
     assert funnel["id"] == "funnel/tumbling/60000" and funnel["stream"] == "funnel"
-    assert [(s["step"], s["users"], s["conversion"]) for s in funnel["steps"]] == [
-        ("page_view", 80, None),
-        ("add_to_cart", 20, 0.25),
-        ("checkout", 10, 0.5),
-        ("buyers", 5, 0.5),
+    steps = [(s["step"], s["conversion"] is None) for s in funnel["steps"]]
+    assert steps == [
+        ("page_view", True),
+        ("add_to_cart", False),
+        ("checkout", False),
+        ("buyers", False),
     ]
-    assert collect_funnel(stored, clicks) == (DONE, None)
+    assert funnel["steps"][-1]["users"] == 1
+    assert sorted(store) == [progress_key(0, "clicks"), progress_key(0, "orders")]
+
+
+def test_a_window_without_orders_gets_a_funnel_with_no_buyers():
+    store = DictStore()
+    combine(store, 0, part(0, 1, uniques={"page_view": registers("u1")}), top_k=3)
+    combine(store, 0, progress(0, CLOSES, partitions=1), top_k=3)
+    (funnel,) = combine(store, 0, progress(0, CLOSES, "orders", 1), top_k=3)
+    assert [(s["step"], s["users"]) for s in funnel["steps"]] == [
+        ("page_view", 1),
+        ("add_to_cart", 0),
+        ("checkout", 0),
+        ("buyers", 0),
+    ]
