@@ -1,0 +1,128 @@
+"""A hostile producer on the input topics cannot stop the worker or move its event time: poison
+orders, forged and foreign control records and a seeded fuzz corpus become dead letters with
+their reasons, and every result still equals the oracle's over the valid traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+
+from serving import keys
+from streams.order_facts import order_facts_record
+from streams.ticks import tick_record
+from streams.validation import InvalidEvent, Limits, parse_click, parse_order
+from tests.builders import click_json, order_json
+from tests.rig import (
+    FAULTY_TRAFFIC,
+    expectation,
+    processed,
+    produce_lines,
+    read_topic,
+    summed_cells,
+    tumbling_results,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+TRAFFIC = replace(FAULTY_TRAFFIC, seed=7, count=6_000)
+TEN_DAYS_MS = 10 * 86_400_000
+NASTY = [
+    None, True, False, 0, -1, 2**63, 2**64 + 1, 1e308, -1e308, 0.1, "", "x" * 3000, "NaN",
+    "Infinity", "1e999", [], {}, [1, 2], {"a": {}}, "\u0000", "\U0001f600" * 10,
+]  # fmt: skip
+
+
+def fuzzed(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """`body` with one field, top level or nested, replaced by a nasty value."""
+    body = json.loads(json.dumps(body))
+    target = body
+    while True:
+        name = rng.choice(sorted(target))
+        if isinstance(target[name], dict) and rng.random() < 0.5:
+            target = target[name]
+        elif isinstance(target[name], list) and target[name] and rng.random() < 0.5:
+            target = target[name][0]
+        else:
+            target[name] = rng.choice(NASTY)
+            return body
+
+
+def hostile_records(app_id: str, timestamp_ms: int, limits: Limits) -> list[tuple]:
+    """(stream, value, headers, expected reason) of every hostile record."""
+    records: list[tuple] = []
+    for amount in (1e308, "100000000000000000.00"):
+        raw = json.dumps({**order_json(event_id=f"poison-{amount}"), "amount": amount}).encode()
+        records.append(("orders", raw, [], "bad_value"))
+    ahead, fact = timestamp_ms + TEN_DAYS_MS, ("o", "u", timestamp_ms, "EUR", 1)
+    forged = [
+        (tick_record(ahead, app_id), "bad_tick"),
+        (tick_record(timestamp_ms, "another-app"), "foreign_tick"),
+        (order_facts_record([], ahead, app_id), "bad_order_facts"),
+        (order_facts_record([fact], timestamp_ms, "another-app"), "foreign_order_facts"),
+    ]
+    records += [("clicks", value, headers, reason) for (value, headers), reason in forged]
+    rng = random.Random(20261201)
+    while len(records) < 200:
+        stream = rng.choice(("clicks", "orders"))
+        body = click_json(event_id=f"f{len(records)}") if stream == "clicks" else order_json()
+        raw = json.dumps(fuzzed(body, rng)).encode()
+        try:
+            (parse_click if stream == "clicks" else parse_order)(raw, timestamp_ms, limits)
+        except InvalidEvent as exc:  # a mutation that happens to be valid is not hostile
+            records.append((stream, raw, [], exc.reason))
+    return records
+
+
+async def send(bootstrap: str, records: list[tuple], topics: dict, timestamp_ms: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i, (stream, value, headers, _) in enumerate(records):
+            await producer.send_and_wait(
+                topics[stream], value, partition=i % 4, timestamp_ms=timestamp_ms, headers=headers
+            )
+    finally:
+        await producer.stop()
+
+
+def test_hostile_records_are_dead_letters_and_the_valid_ones_equal_the_oracle(
+    settings, start_worker, redis_server, tmp_path
+):
+    lines = produce_lines(settings, TRAFFIC, tmp_path / "events.jsonl")
+    expected = expectation(settings, lines)
+    last_ms = max(line["timestamp_ms"] for line in lines)
+    hostile = hostile_records(settings.app_id, last_ms, settings.limits)
+    topics = {"clicks": settings.clicks_topic, "orders": settings.orders_topic}
+    asyncio.run(send(settings.bootstrap, hostile, topics, last_ms))
+    injected = Counter(topics[stream] for stream, *_ in hostile)
+
+    worker = start_worker()
+    client = redis.Redis.from_url(redis_server.url)
+    for stream, topic in topics.items():
+        wait_until(
+            lambda s=stream, t=topic: (
+                processed(client, settings.app_id, s) == expected.messages[t] + injected[t]
+            ),
+            within=180,
+            why=f"{stream} processed",
+            alive=worker.alive,
+        )
+    assert worker.alive(), "no record may stop the worker"
+
+    total = sum(expected.dead_letters.values()) + len(hostile)
+    dead = read_topic(settings.bootstrap, settings.topics.dead_letters.name, total)
+    reasons = Counter(dict(r.headers)["reason"].decode() for r in dead)
+    assert reasons == expected.dead_letter_reasons + Counter(r for *_, r in hostile)
+    assert summed_cells(client, settings.app_id, keys.ORDERS, 1) == expected.revenue
+    assert summed_cells(client, settings.app_id, keys.PAGE_VIEWS, 0) == expected.page_views
+    # no forged time moved a watermark: exactly the windows the valid traffic closed
+    assert tumbling_results(settings) == expected.final_results
