@@ -1,11 +1,18 @@
 """When an idle partition gets a tick, and at what event time (pure; wall time passed in).
 
-Rule: a stream's event clock on a worker is E + (now - T), where E is the highest watermark
-among its partitions there and T the wall time E was first seen: event time runs on at
-wall-clock speed once nothing newer arrives. A partition that is caught up and has received
-no record for `idle_s` gets a tick at the event clock, if that is ahead of its own watermark.
-So a quiet partition follows its busy siblings, and when all are quiet, windows still close
-about grace + idle_s after the last event.
+Rule: a stream's event clock on a worker reads max(H, E + (now - T)): H the highest watermark
+among its partitions there, (E, T) the last H that passed the clock and when the clock saw it.
+A partition that is caught up and has received no record for `idle_s` gets a tick at the
+clock, if that is ahead of its own watermark. A tick carries a reading that the clock has
+passed by the time the tick is applied, so ticks never re-anchor it and their delay costs event
+time nothing: once nothing newer arrives, event time runs at wall speed from the last
+watermark that passed the clock (after a busy period, the period's end). So a quiet partition
+follows busy siblings as fast as wall time or faster, and runs ahead of slower ones.
+
+Bound, with timer rounds every p s and ticks applied d s after they are sent: at wall t each
+watermark is at least E + (t - T_E) - (max(idle_s, p) + p + d), E the last event's time and
+T_E its arrival, when ticks are not `received` (a tick every round once idle); when they are,
+idle_s + 2p + 2d (a tick every idle_s + p).
 """
 
 from __future__ import annotations
@@ -17,23 +24,29 @@ from dataclasses import dataclass, field
 @dataclass
 class EventClock:
     idle_s: float
-    high_ms: int = -1  # E
-    high_seen_at: float = 0.0  # T (wall seconds)
+    anchor_ms: int = -1  # E
+    anchored_at: float = 0.0  # T (wall seconds)
     last_record_at: dict[int, float] = field(default_factory=dict)  # partition -> wall seconds
 
     def received(self, partition: int, now: float) -> None:
         self.last_record_at[partition] = now
+
+    def reading(self, now: float) -> int:
+        """E + (now - T) in ms; -1 while no event time is known."""
+        if self.anchor_ms < 0:
+            return -1
+        return self.anchor_ms + int((now - self.anchored_at) * 1000)
 
     def due_ticks(
         self, watermarks: Mapping[int, int], caught_up: Mapping[int, bool], now: float
     ) -> dict[int, int]:
         """partition -> tick time (ms), for the partitions assigned here (`watermarks`)."""
         high = max(watermarks.values(), default=-1)
-        if high > self.high_ms:
-            self.high_ms, self.high_seen_at = high, now
-        if self.high_ms < 0:
+        if high > self.reading(now):
+            self.anchor_ms, self.anchored_at = high, now
+        clock_ms = self.reading(now)
+        if clock_ms < 0:
             return {}  # no event time known yet
-        clock_ms = self.high_ms + int((now - self.high_seen_at) * 1000)
         due = {}
         for partition, watermark in watermarks.items():
             last = self.last_record_at.setdefault(partition, now)
