@@ -190,7 +190,7 @@ class WindowedAggregation:
             for out, records_out in self._advance(partition, items, records):
                 outcomes.append(out)
                 derived += records_out
-            if any(type(item) is not OrderFacts for item in items):  # facts are not activity
+            if any(type(item) not in (OrderFacts, Tick) for item in items):  # no activity
                 self.clock.received(partition, now)
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same content); after the commit, redelivered events are skipped.
