@@ -19,13 +19,20 @@ span of event time.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from serving import keys
 from streams.eventtime import format_timestamp
 from tables import sketch
+from tables.bounded import bounded
 from tables.window_state import ClosedWindow
 from tables.windows import MAX_COUNT
+
+# a result's fields that are not metrics
+RESULT_FIELDS = frozenset(
+    {"id", "stream", "kind", "start", "end", "partition", "partitions", "saturated", "folded"}
+)
 
 
 def result_key(stream: str, kind: str, start_ms: int) -> str:
@@ -55,6 +62,38 @@ def progress_record(
     }
 
 
+def counted(counts: Mapping[str, list[int]]) -> dict[str, Any]:
+    """A window's counts as a result's fields: {metric: {name: count, or {count name: n}}},
+    within the record budget (tables.bounded: `folded` when names were folded into OTHER);
+    `saturated` lists the dimensions at MAX_COUNT."""
+    kept, folded = bounded(counts)
+    fields: dict[str, Any] = {}
+    saturated = sorted(d for d, values in kept.items() if MAX_COUNT in values)
+    if saturated:
+        fields["saturated"] = saturated
+    if folded:
+        fields["folded"] = folded
+    for dimension, values in sorted(kept.items()):
+        metric, name = dimension.split(keys.SEP, 1)
+        names = keys.COUNT_NAMES.get(metric)
+        value = values[0] if names is None else dict(zip(names, values, strict=True))
+        fields.setdefault(metric, {})[name] = value
+    return fields
+
+
+def counts_of(fields: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Inverse of counted(): a result's count metrics as dimension -> counts."""
+    counts: dict[str, list[int]] = {}
+    for metric, values in fields.items():
+        if metric in RESULT_FIELDS or metric == keys.UNIQUES:
+            continue
+        names = keys.COUNT_NAMES.get(metric)
+        for name, value in values.items():
+            dimension = f"{metric}{keys.SEP}{name}"
+            counts[dimension] = [value] if names is None else [value[n] for n in names]
+    return counts
+
+
 def window_result(
     stream: str, partition: int, partitions: int, window: ClosedWindow, pane_ms: int
 ) -> dict[str, Any]:
@@ -69,14 +108,7 @@ def window_result(
         "partition": partition,
         "partitions": partitions,
     }
-    saturated = sorted(d for d, counts in window.counts.items() if MAX_COUNT in counts)
-    if saturated:
-        body["saturated"] = saturated
-    for dimension, counts in sorted(window.counts.items()):
-        metric, name = dimension.split(keys.SEP, 1)
-        names = keys.COUNT_NAMES.get(metric)
-        value = counts[0] if names is None else dict(zip(names, counts, strict=True))
-        body.setdefault(metric, {})[name] = value
+    body.update(counted(window.counts))
     for dimension, registers in sorted(window.sketches.items()):
         metric, name = dimension.split(keys.SEP, 1)
         body.setdefault(metric, {})[name] = {

@@ -25,16 +25,15 @@ from typing import Any, Protocol, cast
 import faust
 import orjson
 
+from agents.window_results import counted, counts_of
 from serving import keys
 from streams.eventtime import parse_timestamp
 from tables import sketch
+from tables.bounded import OTHER
 from tables.state_table import PartitionState
 from tables.window_state import NO_WATERMARK
 from tables.windows import MAX_COUNT
 
-RESULT_FIELDS = frozenset(
-    {"id", "stream", "kind", "start", "end", "partition", "partitions", "saturated"}
-)
 RANKED = {keys.PAGE_VIEWS: "top_pages", keys.REFERRERS: "top_referrers"}
 TOTALLED_STREAMS = frozenset({"clicks", "orders"})  # attribution parts exist only with orders
 FUNNEL = {"clicks": ("page_view", "add_to_cart", "checkout"), "orders": ("buyers",)}
@@ -48,16 +47,28 @@ def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
         **{name: first[name] for name in ("stream", "kind", "start", "end", "partitions")},
     }
     registers: dict[str, list[bytes]] = {}
-    saturated = {d for part in parts for d in part.get("saturated", ())}
+    counts: dict[str, list[int]] = {}
     for part in parts:
-        for metric, values in part.items():
-            if metric in RESULT_FIELDS:
-                continue
-            if metric == keys.UNIQUES:
-                for name, packed in values.items():
-                    registers.setdefault(name, []).append(base64.b64decode(packed["registers"]))
-            else:
-                total[metric] = _summed(total.get(metric, {}), values)
+        for dimension, values in counts_of(part).items():
+            total_values = counts.get(dimension)
+            counts[dimension] = (
+                values
+                if total_values is None
+                else [min(a + b, MAX_COUNT) for a, b in zip(total_values, values, strict=True)]
+            )
+        for name, packed in part.get(keys.UNIQUES, {}).items():
+            registers.setdefault(name, []).append(base64.b64decode(packed["registers"]))
+    for metric, ranked in RANKED.items():  # over every name the parts kept
+        prefix = metric + keys.SEP
+        names = [(d[len(prefix) :], v[0]) for d, v in counts.items() if d.startswith(prefix)]
+        top = sorted((n for n in names if n[0] != OTHER), key=lambda n: (-n[1], n[0]))[:top_k]
+        if names:
+            total[ranked] = [{"name": name, "count": count} for name, count in top]
+    total.update(counted(counts))
+    for part in parts:  # names folded upstream are folded here too (at most this many)
+        for metric, n in part.get("folded", {}).items():
+            folded = total.setdefault("folded", {})
+            folded[metric] = folded.get(metric, 0) + n
     if registers:
         total[keys.UNIQUES] = {}
         for name, parts_registers in sorted(registers.items()):
@@ -66,36 +77,7 @@ def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
                 "estimate": sketch.estimate(merged),
                 "registers": base64.b64encode(merged).decode(),
             }
-    saturated |= _saturated(total)
-    if saturated:
-        total["saturated"] = sorted(saturated)
-    for metric, ranked in RANKED.items():
-        if metric in total:
-            top = sorted(total[metric].items(), key=lambda item: (-item[1], item[0]))[:top_k]
-            total[ranked] = [{"name": name, "count": count} for name, count in top]
     return total
-
-
-def _summed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Nested counts added key by key (saturating at MAX_COUNT)."""
-    total = dict(a)
-    for key, value in b.items():
-        if isinstance(value, dict):
-            total[key] = _summed(total.get(key, {}), value)
-        else:
-            total[key] = min(total.get(key, 0) + value, MAX_COUNT)
-    return total
-
-
-def _saturated(total: dict[str, Any]) -> set[str]:
-    """Dimensions ("<metric>|<name>") with a count at MAX_COUNT."""
-    return {
-        f"{metric}{keys.SEP}{name}"
-        for metric, values in total.items()
-        if metric not in RESULT_FIELDS and metric != keys.UNIQUES and isinstance(values, dict)
-        for name, value in values.items()
-        if value == MAX_COUNT or (isinstance(value, dict) and MAX_COUNT in value.values())
-    }
 
 
 def funnel_total(totals: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -119,9 +101,11 @@ def funnel_total(totals: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def parts_key(partition: int, part: dict[str, Any], stream: str | None = None) -> bytes:
-    """Per results partition, ordered by window start (so old windows are found first)."""
+    """Per results partition, ordered by window start (so old windows are found first); a
+    part's own key ends with its source partition (each part is a record of its own)."""
     start = parse_timestamp(part["start"])
-    return f"{partition}|{start:020d}|{stream or part['stream']}|{part['kind']}".encode()
+    source = "" if stream else part["partition"]
+    return f"{partition}|{start:020d}|{stream or part['stream']}|{part['kind']}|{source}".encode()
 
 
 def progress_key(partition: int, stream: str) -> bytes:
@@ -144,8 +128,8 @@ def combine(store: PartsStore, partition: int, record: dict[str, Any], top_k: in
     """Take one record of results partition `partition` (a part or a progress record); return
     the totals and funnels it completes, in order.
 
-    Kept: per window with parts, {"end_ms", "parts": {source partition: part}} until its total
-    is out; per window with a total, its funnel's {"end_ms", "totals": {stream: total}} until
+    Kept: per window with parts, each part as {"end_ms", "part"} until the window's total is
+    out; per window with a total, its funnel's {"end_ms", "totals": {stream: total}} until
     the funnel is out; per stream, {"grace_ms", "n": source partitions, "w": {source partition:
     watermark passed}}. A part of a window its partition had already passed is one sent again
     (a crash upstream): its original came before that progress, so it is ignored."""
@@ -159,11 +143,7 @@ def combine(store: PartsStore, partition: int, record: dict[str, Any], top_k: in
         end_ms = parse_timestamp(record["end"])
         if end_ms + ours.get("grace_ms", 0) <= ours.get("w", {}).get(source, NO_WATERMARK):
             return []  # sent again
-        key = parts_key(partition, record)
-        kept = orjson.loads(store.get(key) or b"{}")
-        kept.setdefault("parts", {})[source] = record
-        kept["end_ms"] = end_ms
-        store[key] = orjson.dumps(kept)
+        store[parts_key(partition, record)] = orjson.dumps({"end_ms": end_ms, "part": record})
         return []
     marks = ours.setdefault("w", {})
     marks[source] = max(marks.get(source, NO_WATERMARK), record["watermark_ms"])
@@ -171,14 +151,18 @@ def combine(store: PartsStore, partition: int, record: dict[str, Any], top_k: in
     store[progress_key(partition, stream)] = orjson.dumps(ours)
     passed = {name: _slowest(kept) for name, kept in progress.items()}
     grace, out = record["grace_ms"], []
+    closing: dict[bytes, list[dict[str, Any]]] = {}  # window -> its parts, in key order
     for key, kept in _kept(store, partition, stream, passed[stream]):
         if kept["end_ms"] + grace <= passed[stream]:
             del store[key]
-            parts = kept["parts"]
-            total = window_total([parts[p] for p in sorted(parts, key=int)], top_k)
-            out.append(total)
-            funnel_key = parts_key(partition, total, "funnel")
-            store[funnel_key] = _with_total(store.get(funnel_key), total, kept["end_ms"])
+            closing.setdefault(key.rsplit(b"|", 1)[0], []).append(kept)
+    for kept_parts in closing.values():
+        parts = sorted((kept["part"] for kept in kept_parts), key=lambda p: p["partition"])
+        total = window_total(parts, top_k)
+        out.append(total)
+        end_ms = kept_parts[0]["end_ms"]
+        funnel_key = parts_key(partition, total, "funnel")
+        store[funnel_key] = _with_total(store.get(funnel_key), total, end_ms)
     both = min(passed.values())
     for key, kept in _kept(store, partition, "funnel", both):
         if kept["end_ms"] + grace <= both:
@@ -194,7 +178,7 @@ def _kept(
     (whatever is later cannot close yet), oldest first."""
     prefix, found = f"{partition}|".encode(), []
     for key, raw in store.items(prefix):  # sorted by window start
-        start, kept_name, _kind = key[len(prefix) :].decode().split("|")
+        start, kept_name, _kind, _source = key[len(prefix) :].decode().split("|")
         if int(start) > until_ms:
             break
         if kept_name == name:

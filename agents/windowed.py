@@ -33,11 +33,12 @@ from agents.window_results import progress_record, window_key, window_result
 from serving.projection import RedisProjection
 from streams.control import control_verdict
 from streams.eventtime import event_time_ms, format_timestamp
-from streams.order_facts import is_order_facts, order_facts_record, read_order_facts
+from streams.order_facts import is_order_facts, order_facts_records, read_order_facts
 from streams.ticks import is_tick, read_tick, tick_record
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
 from tables.attribution import OrderFacts
+from tables.bounded import RECORD_BYTES
 from tables.dedup import SeenIndex, seen_prefix
 from tables.event_clock import EventClock
 from tables.sessions import SessionIndex
@@ -226,6 +227,7 @@ class WindowedAggregation:
                 self._final_panes.setdefault(partition, {}),
             )
             derived = self._derived(out, records)
+            _check_sizes(out, derived)
         except Exception as exc:
             # the fold may have advanced the in-memory indexes half-way: rebuild them from
             # the staged state, which holds only whole, encoded outcomes
@@ -242,8 +244,8 @@ class WindowedAggregation:
             return self._advance(partition, [processing_error(items[0].offset, exc)], records)
         self._staged.setdefault(partition, {}).update(out.writes)
         seen = self._seen_ids(partition)
-        if out.new_bucket is not None:
-            seen.add(*out.new_bucket)
+        for bucket in out.new_buckets:
+            seen.add(*bucket)
         seen.drop(out.expired_buckets)
         if self.kind.forwards_facts:
             self._forwarded[partition] = out.progress.watermark_ms
@@ -371,9 +373,11 @@ class WindowedAggregation:
                 ("reason", rejected.reason.encode()),
                 ("detail", rejected.detail.encode(errors="replace")),
             ]
-            derived.append(
-                Derived(topics.dead_letters.name, source.key, source.value, headers=headers)
-            )
+            value = source.value
+            if value is not None and len(value) > DEAD_LETTER_BYTES:  # the source keeps it whole
+                headers.append(("truncated", str(len(value)).encode()))
+                value = value[:DEAD_LETTER_BYTES]
+            derived.append(Derived(topics.dead_letters.name, source.key, value, headers=headers))
         for late in out.late:
             source = source_at[late.offset]
             record = {
@@ -403,8 +407,8 @@ class WindowedAggregation:
         if self.kind.forwards_facts and (
             out.facts or watermark > self._forwarded.get(out.partition, NO_WATERMARK)
         ):
-            value, headers = order_facts_record(out.facts, watermark, self.app.conf.id)
-            derived.append(Derived(topics.clicks.name, None, value, out.partition, headers))
+            for value, headers in order_facts_records(out.facts, watermark, self.app.conf.id):
+                derived.append(Derived(topics.clicks.name, None, value, out.partition, headers))
         for pane in out.attributions:
             window = ClosedWindow(pane.start_ms, pane.start_ms + self.spec.size_ms, pane.counts, {})
             result = window_result(
@@ -444,6 +448,18 @@ class Derived:
 
 Item = Observation | Tick | OrderFacts | Rejected
 DETAIL_CHARS = 500  # of an exception's message kept in a dead letter's detail
+DEAD_LETTER_BYTES = 512 * 1024  # of a rejected payload copied into its dead letter
+
+
+def _check_sizes(out: BatchOutcome, derived: list[Derived]) -> None:
+    """Raise when a record would not fit a Kafka message (tables.bounded keeps the usual ones
+    small): the batch is then split, like one that fails to encode."""
+    for key, value in out.writes.items():
+        if value is not None and len(value) > RECORD_BYTES:
+            raise ValueError(f"state record {key[:60]!r} of {len(value)} bytes")
+    for record in derived:
+        if len(record.value) > RECORD_BYTES:
+            raise ValueError(f"a {record.topic} record of {len(record.value)} bytes")
 
 
 def processing_error(offset: int, exc: Exception) -> Rejected:

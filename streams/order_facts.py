@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from tables.bounded import RESULT_BYTES
+
 ORDER_FACTS_HEADER = "clickstream-order-facts"
 
 Fact = tuple[str, str, int, str, int]  # event_id, user, time ms, currency, cents
@@ -29,6 +31,20 @@ def order_facts_record(
     """(value, headers) of an order facts record."""
     value = {"orders": list(facts), "watermark_ms": watermark_ms, "by": app_id}
     return orjson.dumps(value), [(ORDER_FACTS_HEADER, b"1")]
+
+
+def order_facts_records(
+    facts: list[Fact], watermark_ms: int, app_id: str, max_bytes: int = RESULT_BYTES
+) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    """One batch's facts as records of at most about `max_bytes` each: one record, unless the
+    facts are many or long. All but the last carry watermark -1, so the orders watermark moves
+    only once every fact before it is in."""
+    record = order_facts_record(facts, watermark_ms, app_id)
+    if len(record[0]) <= max_bytes or len(facts) < 2:
+        return [record]
+    half = len(facts) // 2
+    first = order_facts_records(facts[:half], -1, app_id, max_bytes)
+    return [*first, *order_facts_records(facts[half:], watermark_ms, app_id, max_bytes)]
 
 
 def is_order_facts(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> bool:

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from tables.bounded import bounded
 from tables.windows import MAX_COUNT, WindowSpec
 
 ATTRIBUTED = "attributed"  # serving.keys.ATTRIBUTED (tables never import serving)
@@ -245,6 +246,7 @@ class OrderJoin:
             total[0] += 1
             total[1] = min(total[1] + cents, MAX_COUNT)
             self.out.writes[fact_key(partition, pane, event_id)] = None
+        counts, _ = bounded(counts)  # hostile referrers: many long hosts (tables.bounded)
         self.out.writes[key] = orjson.dumps({"v": counts, "o": at})
         self.out.panes.append(Attribution(pane, counts))
 

@@ -1,9 +1,10 @@
 """Dedup by event_id, bounded by event time.
 
 Stored shape: S|p|<first offset of batch> -> [[event_id, source offset, event time], ...], the
-ids first seen in one batch. In memory, per source partition: event_id -> offset, and each
-bucket's newest event time. A bucket is dropped (tombstoned) once the partition's watermark is
-more than the horizon past its newest event: a duplicate later than that counts again.
+ids first seen in one batch (split into records of at most RESULT_BYTES). In memory, per source
+partition: event_id -> offset, and each bucket's newest event time. A bucket is dropped
+(tombstoned) once the partition's watermark is more than the horizon past its newest event: a
+duplicate later than that counts again.
 """
 
 from __future__ import annotations
@@ -12,8 +13,30 @@ from collections.abc import Iterable
 
 import orjson
 
+from tables.bounded import RESULT_BYTES
+
 Entry = tuple[str, int, int]  # event_id, source offset, event time (ms)
 NO_BUCKET = 1 << 62  # later than any event time
+
+
+def seen_chunks(entries: list[Entry]) -> list[tuple[list[Entry], bytes]]:
+    """A batch's new ids as (entries, encoded) records of at most about RESULT_BYTES each: one
+    record, unless the ids are long (up to 2 KB each)."""
+    if not entries:
+        return []
+    encoded = orjson.dumps(entries)
+    if len(encoded) <= RESULT_BYTES:
+        return [(entries, encoded)]
+    chunks: list[list[Entry]] = [[]]
+    size = 0
+    for entry in entries:
+        cost = len(orjson.dumps(entry)) + 1
+        if size + cost > RESULT_BYTES and chunks[-1]:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += cost
+    return [(chunk, orjson.dumps(chunk)) for chunk in chunks]
 
 
 def seen_prefix(partition: int) -> bytes:

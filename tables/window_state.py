@@ -4,7 +4,8 @@ Shape of the state, one key space per source partition p (all in changelog parti
   C|p|<pane start>|<dimension> -> {"v": [counts...], "o": last source offset applied}
   H|p|<pane start>|<dimension> -> HyperLogLog registers (tables.sketch; max is idempotent)
   S|p|<first offset of batch>  -> [[event_id, source offset, event time], ...]  (dedup: the
-                                  ids first seen in one batch, one record per batch)
+                                  ids first seen in one batch, one record per batch, or per
+                                  chunk of RESULT_BYTES)
   U|p|<user>                   -> {"s": open sessions (tables.sessions), "o": last offset}
   O|p|.., A|p|.., R|p|..       -> orders attributed to sessions (tables.attribution)
   W|p                          -> starts of the panes stored, ascending
@@ -57,7 +58,7 @@ from tables.attribution import (
     OrderJoin,
     retained_prefix,
 )
-from tables.dedup import Entry, SeenIndex, seen_bucket_key
+from tables.dedup import Entry, SeenIndex, seen_bucket_key, seen_chunks
 from tables.sessions import Session, SessionIndex, Visit
 from tables.windows import MAX_COUNT, WindowSpec
 
@@ -199,7 +200,7 @@ class BatchOutcome:
     facts: list[tuple[str, str, int, str, int]] = field(default_factory=list)  # orders accepted
     attributions: list[Attribution] = field(default_factory=list)  # panes attributed now
     late_orders: list[LateOrder] = field(default_factory=list)
-    new_bucket: tuple[bytes, list[Entry]] | None = None  # the dedup record written now
+    new_buckets: list[tuple[bytes, list[Entry]]] = field(default_factory=list)  # dedup, written
     expired_buckets: list[bytes] = field(default_factory=list)  # dedup records deleted now
 
 
@@ -382,10 +383,10 @@ def apply_batch(
                 out.writes[key] = None
     if sorted(panes) != stored_panes:
         out.writes[panes_key(partition)] = orjson.dumps(sorted(panes))
-    if bucket:
-        key = seen_bucket_key(partition, bucket[0][1])
-        out.new_bucket = (key, bucket)
-        out.writes[key] = orjson.dumps(bucket)
+    for chunk, encoded in seen_chunks(bucket):  # one record per batch, unless ids are long
+        key = seen_bucket_key(partition, chunk[0][1])
+        out.new_buckets.append((key, chunk))
+        out.writes[key] = encoded
     out.expired_buckets = seen.expired(progress.watermark_ms - spec.dedup_horizon_ms)
     for key in out.expired_buckets:
         out.writes[key] = None  # a tombstone

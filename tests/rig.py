@@ -19,7 +19,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
 
-from agents.window_totals import RESULT_FIELDS
+from agents.window_results import RESULT_FIELDS
 from clickstream.local.process import free_port
 from clickstream.settings import Settings, load
 from generator.config import GeneratorConfig

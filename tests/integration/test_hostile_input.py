@@ -1,6 +1,7 @@
 """A hostile producer on the input topics cannot stop the worker or move its event time: poison
 orders, forged and foreign control records and a seeded fuzz corpus become dead letters with
-their reasons, and every result still equals the oracle's over the valid traffic."""
+their reasons, and every result still equals the oracle's over the valid traffic; a window of
+many long names still fits Kafka's messages."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer
 
+from clickstream.kafka_admin import ensure_topics
 from serving import keys
 from streams.order_facts import order_facts_record
 from streams.ticks import tick_record
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
-from tests.builders import click_json, order_json
+from tables.bounded import OTHER
+from tests.builders import T0, click_json, order_json
 from tests.rig import (
     FAULTY_TRAFFIC,
     expectation,
@@ -35,6 +38,7 @@ pytestmark = pytest.mark.integration
 
 TRAFFIC = replace(FAULTY_TRAFFIC, seed=7, count=6_000)
 TEN_DAYS_MS = 10 * 86_400_000
+LONG_NAMES = 700
 NASTY = [
     None, True, False, 0, -1, 2**63, 2**64 + 1, 1e308, -1e308, 0.1, "", "x" * 3000, "NaN",
     "Infinity", "1e999", [], {}, [1, 2], {"a": {}}, "\u0000", "\U0001f600" * 10,
@@ -126,3 +130,46 @@ def test_hostile_records_are_dead_letters_and_the_valid_ones_equal_the_oracle(
     assert summed_cells(client, settings.app_id, keys.PAGE_VIEWS, 0) == expected.page_views
     # no forged time moved a watermark: exactly the windows the valid traffic closed
     assert tumbling_results(settings) == expected.final_results
+
+
+def test_a_window_of_many_long_names_folds_its_smallest_and_the_worker_stays_up(
+    settings, start_worker, redis_server
+):
+    # 700 distinct 2 KB pages in one minute, each click with a 2 KB event id: the pane's result
+    # and the batch's dedup record would each pass Kafka's 1 MiB message limit
+    async def produce() -> None:
+        await ensure_topics(settings.bootstrap, settings.topics.all(), settings.replication)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+        await producer.start()
+        try:
+            for i in range(LONG_NAMES):
+                page = f"/{i:04d}" + "x" * 2000
+                body = click_json(event_id=f"{i:04d}" + "e" * 2000, url=page, occurred_at_ms=T0)
+                await producer.send(settings.clicks_topic, json.dumps(body).encode(), partition=0)
+            closer = click_json(event_id="closer", occurred_at_ms=T0 + 600_000)
+            await producer.send_and_wait(
+                settings.clicks_topic, json.dumps(closer).encode(), partition=0
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    worker = start_worker()
+    client = redis.Redis.from_url(redis_server.url)
+    wait_until(
+        lambda: processed(client, settings.app_id, "clicks") == LONG_NAMES + 1,
+        within=120,
+        why="every click processed",
+        alive=worker.alive,
+    )
+    pane = T0 - T0 % settings.window_ms
+    wait_until(
+        lambda: ("clicks", pane, 0) in tumbling_results(settings),
+        within=30,
+        why="the pane's result",
+        alive=worker.alive,
+    )
+    views = tumbling_results(settings)["clicks", pane, 0]["pageviews"]
+    assert OTHER in views and sum(views.values()) == LONG_NAMES  # nothing lost, only folded
+    assert len(views) < LONG_NAMES
+    assert worker.alive()

@@ -55,8 +55,8 @@ class Partition:
             else:
                 self.store[key] = value
         if land is None:
-            if out.new_bucket:
-                self.seen.add(*out.new_bucket)
+            for bucket in out.new_buckets:
+                self.seen.add(*bucket)
             self.seen.drop(out.expired_buckets)
         else:
             self.restart()

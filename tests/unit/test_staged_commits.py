@@ -68,8 +68,8 @@ class Worker:
             0, items, SPEC, state, self.seen, self.sessions, settled, self.final_panes
         )
         self.staged.update(out.writes)
-        if out.new_bucket:
-            self.seen.add(*out.new_bucket)
+        for bucket in out.new_buckets:
+            self.seen.add(*bucket)
         self.seen.drop(out.expired_buckets)
         return out
 
