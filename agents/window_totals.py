@@ -40,7 +40,7 @@ FUNNEL = {"clicks": ("page_view", "add_to_cart", "checkout"), "orders": ("buyers
 
 
 def window_total(parts: Sequence[dict[str, Any]], top_k: int) -> dict[str, Any]:
-    """The total of one window's parts (one per source partition, all present)."""
+    """The total of one window's parts (one per source partition that had data in it)."""
     first = parts[0]
     total: dict[str, Any] = {
         "id": first["id"].rsplit("/p", 1)[0],
