@@ -15,6 +15,7 @@ from agents.clicks import aggregate_clicks
 from agents.orders import aggregate_orders
 from agents.window_totals import combine_window_parts
 from agents.windowed import EventKind, WindowedAggregation
+from clickstream.membership import group_instance_id
 from clickstream.settings import Settings
 from serving import keys
 from serving.projection import RedisProjection
@@ -142,6 +143,8 @@ def create_app(settings: Settings) -> faust.App:
                 except Exception as exc:  # a rebalance or a broker hiccup: try on the next round
                     logging.getLogger(__name__).warning("no ticks this round: %r", exc)
 
+    subscription = [*(spec.name for spec in topics.all()), *app.tables]
+    app.conf.consumer_group_instance_id = group_instance_id(settings, subscription)
     return app
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -108,10 +109,17 @@ class Settings:
     session_timeout_seconds: int = _var(
         "CLICKSTREAM_SESSION_TIMEOUT_SECONDS",
         30,
-        "a worker silent this long leaves the group; its partitions move to the others",
+        "a worker silent or stopped this long leaves the group and its partitions move to the "
+        "others; restarted sooner, it takes them back at once (static membership)",
     )
     worker_host: str = _var("CLICKSTREAM_WORKER_HOST", "127.0.0.1", "Faust web server bind address")
     worker_port: int = _var("CLICKSTREAM_WORKER_PORT", 6066, "Faust web server port")
+    worker_id: str = _var(
+        "CLICKSTREAM_WORKER_ID",
+        "",
+        "this worker's name: unique among the group's workers, the same across its restarts "
+        "(its static member id, clickstream.membership); empty = the host name",
+    )
     dashboard_host: str = _var("CLICKSTREAM_DASHBOARD_HOST", "127.0.0.1", "dashboard bind address")
     dashboard_port: int = _var("CLICKSTREAM_DASHBOARD_PORT", 8050, "dashboard port")
     dashboard_user: str = _var("CLICKSTREAM_DASHBOARD_USER", "admin", "dashboard login user")
@@ -301,6 +309,11 @@ def _check(s: Settings) -> None:
     if s.redis_url and urlparse(s.redis_url).scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(
             f"CLICKSTREAM_REDIS_URL={s.redis_url!r} is not a URL like redis://127.0.0.1:6379/0"
+        )
+    if s.worker_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s.worker_id):
+        raise SettingsError(
+            f"CLICKSTREAM_WORKER_ID={s.worker_id!r} may hold only letters, digits, '.', '-' "
+            f"and '_' (at most 100)"
         )
     if not s.app_id.replace("-", "").replace("_", "").isalnum():
         raise SettingsError(

@@ -46,6 +46,7 @@ def test_dotenv_is_read_and_environment_wins(tmp_path):
         ({"CLICKSTREAM_METRICS": "pageviews,attributed"}, "CLICKSTREAM_METRICS"),
         ({"CLICKSTREAM_COMMIT_SECONDS": "-1"}, "CLICKSTREAM_COMMIT_SECONDS"),
         ({"CLICKSTREAM_SESSION_GAP_SECONDS": "0"}, "CLICKSTREAM_SESSION_GAP_SECONDS"),
+        ({"CLICKSTREAM_WORKER_ID": "worker 1"}, "CLICKSTREAM_WORKER_ID"),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_variable(env, named):
