@@ -17,6 +17,7 @@ from agents.window_totals import combine_window_parts
 from agents.windowed import EventKind, WindowedAggregation
 from clickstream.membership import group_instance_id
 from clickstream.settings import Settings
+from clickstream.state_dir import state_folder
 from serving import keys
 from serving.projection import RedisProjection
 from streams.topics import PARTS_TABLE
@@ -32,7 +33,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=broker_urls(settings.bootstrap),
         store=settings.store,
-        datadir=str(settings.var_dir / f"worker-{settings.worker_port}"),
+        datadir=str(state_folder(settings)),  # <var>/worker-<port>/<app id>
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         processing_guarantee="at_least_once",

@@ -63,3 +63,4 @@ def test_restarted_worker_resumes_before_its_session_times_out(
         took = time.monotonic() - started
         print(f"{signal.Signals(stop).name}: caught up {took:.1f} s after the restart")
         worker.stop()
+    assert "does not match Kafka" not in worker.log.read_text()  # its state folder was kept
