@@ -1,6 +1,6 @@
 """Starting a Faust worker from our settings: topics first, then Faust's own `worker` command,
-run by a Faust Worker that checks the state folder against Kafka before the tables open
-(clickstream.state_dir)."""
+run by a Faust Worker that applies our log rules (clickstream.logs) and checks the state folder
+against Kafka before the tables open (clickstream.state_dir)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 
 import faust
 
+from clickstream import logs
 from clickstream.app import create_app
 from clickstream.kafka_admin import ensure_topics
 from clickstream.local.process import port_open
@@ -44,6 +45,10 @@ def run_worker(settings: Settings) -> None:
 
 def worker_class(settings: Settings) -> type[faust.Worker]:
     class Worker(faust.Worker):  # the name is its log label, as Faust's own
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            logs.install(logger, self.app)
+
         async def on_execute(self) -> None:
             await super().on_execute()
             note = await check_state_folder(self.app, settings)

@@ -1,10 +1,14 @@
-"""A worker's start, as real processes on real Kafka: another app id on the same worker port
-starts cleanly (a state folder per app id); a state folder kept across a Kafka wipe is
-discarded and the tables rebuilt (one line)."""
+"""A worker's start and stop, as real processes on real Kafka: another app id on the same
+worker port starts cleanly (a state folder per app id); a state folder kept across a Kafka wipe
+is discarded and the tables rebuilt (one line); a fatal error in the fetch path ends the worker
+with one line naming it and a nonzero exit."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +22,7 @@ from clickstream.settings import Settings, load
 from clickstream.state_dir import state_folder
 from generator.config import GeneratorConfig
 from tests.oracle import Expected
-from tests.rig import Worker, processed, produce_and_expect, tumbling_results, wait_until
+from tests.rig import ROOT, Worker, processed, produce_and_expect, tumbling_results, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +122,54 @@ def test_state_folder_kept_across_a_kafka_wipe_is_discarded_and_rebuilt(redis_se
         assert "rebuilt from their changelogs" in line
     finally:
         kafka.stop()
+
+
+# Run by the test in its own process: the worker with its fetch path failing as a full disk
+# would make it fail, from the third fetched batch on.
+FAILING_FETCH = """
+import sys
+import agents.windowed as windowed
+from clickstream.cli import main
+
+apply_fetched = windowed.WindowedAggregation.apply_fetched
+calls = []
+
+async def failing(self, fetched, ack):
+    calls.append(1)
+    if len(calls) > 2:
+        raise OSError(28, "No space left on device")
+    return await apply_fetched(self, fetched, ack)
+
+windowed.WindowedAggregation.apply_fetched = failing
+sys.argv = ["clickstream", "worker"]
+main()
+"""
+
+
+def test_fatal_error_in_the_fetch_path_ends_the_worker_with_one_line(
+    pipeline_env, app_id, tmp_path
+):
+    env = worker_env(pipeline_env, app_id)
+    env["CLICKSTREAM_WORKER_PORT"] = str(free_port())
+    env["CLICKSTREAM_BATCH_SIZE"] = "100"  # many batches from the few records
+    produced(load(env, dotenv=None), SMALL, tmp_path / "events")
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", FAILING_FETCH],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode != 0
+    lines = [line for line in notable(log) if "oordinator" not in line]  # start noise: apart
+    assert len(lines) == 1, "\n".join(lines)
+    assert (
+        lines[0]
+        .rstrip()
+        .endswith("[ERROR] worker stopped: OSError: [Errno 28] No space left on device")
+    )
+    assert "NoneType: None" not in log.read_text()

@@ -1,0 +1,129 @@
+"""The one line a worker's log ends with on a fatal error.
+
+Rules, applied by a filter on each handler Faust's worker gives the root logger (messages are
+matched by their exact templates in faust and mode, pinned by tests/unit/test_logs.py):
+
+- A fatal error: mode logs "Crashed reason=..." with a traceback for every service it passes,
+  then "We experienced a crash!", and the shutdown that follows logs what fails for want of
+  the crashed parts. All that becomes one ERROR line, "worker stopped: <ExceptionType>:
+  <message>"; the rest, tracebacks included, stays at DEBUG.
+- A record logged with exc_info where no exception was being handled loses it (mode's
+  supervisors print `NoneType: None` otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from faust.exceptions import ConsistencyError
+from faust.types import AppT
+
+# mode/services.py, faust/transport/consumer.py, mode/worker.py
+SERVICE_CRASHED = "Crashed reason=%r"
+DRAIN_RAISED = "Drain messages raised: %r"
+WORKER_CRASHED = "We experienced a crash! Reraising original exception..."
+START_FAILED = "Error: %r"
+
+RULED = "clickstream_ruled"  # set on a record once the rules have seen it
+log = logging.getLogger(__name__)
+
+
+def stop_line(reason: BaseException | None, state_folder: Path | None = None) -> str:
+    """The last line of a worker that stopped on `reason`."""
+    if reason is None:
+        return "worker stopped after a crash (the DEBUG log has the traceback)"
+    message = " ".join(str(reason).split())  # one line, whatever the exception says
+    line = f"worker stopped: {type(reason).__name__}"
+    if message:
+        line += f": {message}"
+    if isinstance(reason, ConsistencyError) and state_folder is not None:
+        line += f" (remove {state_folder} to rebuild the tables from their changelogs)"
+    return line
+
+
+class WorkerLogRules:
+    """The rules above; `apply` rewrites a record in place and returns its level now."""
+
+    def __init__(self, state_folder: Path | None = None) -> None:
+        self.state_folder = state_folder
+        self.crash_reason: BaseException | None = None
+        self.stopped = False  # the stop line was logged
+
+    def apply(self, record: logging.LogRecord) -> int:
+        if getattr(record, RULED, False):
+            return record.levelno
+        setattr(record, RULED, True)
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None  # logged "with" an exception while none was being handled
+        template = _template(record)
+        level = self._level(record, template)
+        if level != record.levelno:
+            record.levelno, record.levelname = level, logging.getLevelName(level)
+        return level
+
+    def _level(self, record: logging.LogRecord, template: str) -> int:
+        args: Any = record.args if isinstance(record.args, tuple) else ()
+        if template == WORKER_CRASHED:
+            return self._stop(record, self.crash_reason)
+        if template == START_FAILED and args and isinstance(args[0], BaseException):
+            return self._stop(record, self.crash_reason or args[0])
+        if self.crash_reason is not None and record.levelno >= logging.WARNING:
+            _give_traceback(record, args[0] if args else None)
+            return logging.DEBUG  # the worker is going down: what fails now follows from it
+        if template in (SERVICE_CRASHED, DRAIN_RAISED) and args:
+            if self.crash_reason is None and isinstance(args[0], BaseException):
+                self.crash_reason = args[0]
+            _give_traceback(record, args[0])
+            return logging.DEBUG
+        return record.levelno
+
+    def _stop(self, record: logging.LogRecord, reason: BaseException | None) -> int:
+        if self.stopped:
+            return logging.DEBUG
+        self.stopped = True
+        if record.exc_info and record.exc_info[1] is not None:
+            log.debug("traceback of the stop", exc_info=record.exc_info)
+        record.exc_info, record.exc_text = None, None
+        record.msg, record.args = "%s", (stop_line(reason, self.state_folder),)
+        return logging.ERROR
+
+
+class _HandlerRules(logging.Filter):
+    """The rules at one handler: a record demoted below the handler's level is dropped there."""
+
+    def __init__(self, rules: WorkerLogRules, handler: logging.Handler) -> None:
+        super().__init__()
+        self.rules, self.handler = rules, handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.rules.apply(record) >= self.handler.level
+
+
+def install(root: logging.Logger, app: AppT) -> WorkerLogRules:
+    """Put the rules on every handler of `root` (once Faust's worker has set up logging)."""
+    rules = WorkerLogRules(Path(app.conf.datadir))
+    for handler in root.handlers:
+        if not any(isinstance(f, _HandlerRules) for f in handler.filters):
+            handler.addFilter(_HandlerRules(rules, handler))
+    return rules
+
+
+def _prefix(record: logging.LogRecord) -> str:
+    """mode's service label in front of a message ("[^---Recovery]: "), or ""."""
+    msg = str(record.msg)
+    if msg.startswith("[^") and "]: " in msg:
+        return msg[: msg.index("]: ") + 3]
+    return ""
+
+
+def _template(record: logging.LogRecord) -> str:
+    return str(record.msg)[len(_prefix(record)) :]
+
+
+def _give_traceback(record: logging.LogRecord, reason: object) -> None:
+    """mode logs a crash with exc_info even where no exception is being handled: give such a
+    record the reason's own traceback."""
+    if record.exc_info is None and isinstance(reason, BaseException) and reason.__traceback__:
+        record.exc_info = (type(reason), reason, reason.__traceback__)

@@ -1,0 +1,101 @@
+"""Worker log rules: a fatal error as one line. The messages they match are pinned to the
+installed faust and mode sources."""
+
+from __future__ import annotations
+
+import ast
+import io
+import logging
+from pathlib import Path
+
+import faust
+import mode
+import pytest
+from faust.exceptions import ConsistencyError
+
+from clickstream import logs
+
+SOURCES = {
+    logs.SERVICE_CRASHED: (mode, "services.py"),
+    logs.DRAIN_RAISED: (faust, "transport/consumer.py"),
+    logs.WORKER_CRASHED: (mode, "worker.py"),
+    logs.START_FAILED: (mode, "worker.py"),
+}
+
+
+@pytest.mark.parametrize("template", SOURCES)
+def test_each_message_matched_is_logged_by_the_installed_library(template):
+    package, module = SOURCES[template]
+    source = Path(package.__file__).parent / module
+    strings = {
+        node.value
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert template in strings, f"{module} no longer logs {template!r}"
+
+
+class Log:
+    """A logger with one handler at `level`, our rules on it, and what it printed."""
+
+    def __init__(self, level: int = logging.INFO) -> None:
+        self.out = io.StringIO()
+        self.logger = logging.getLogger(f"test_logs.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.DEBUG)
+        handler = logging.StreamHandler(self.out)
+        handler.setLevel(level)
+        handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+        self.logger.addHandler(handler)
+        app = faust.App("t", store="memory://", datadir="/tmp/t-data", env={})
+        self.rules = logs.install(self.logger, app)
+
+    def lines(self) -> list[str]:
+        return self.out.getvalue().splitlines()
+
+
+def crash_with(log: Log, reason: BaseException) -> None:
+    """What Faust and mode log when `reason` stops a worker from its fetch path."""
+    try:
+        raise reason
+    except BaseException as exc:
+        log.logger.exception("[^--Consumer]: " + logs.DRAIN_RAISED, exc)
+        log.logger.exception("[^---Fetcher]: " + logs.SERVICE_CRASHED, exc)
+    log.logger.exception("[^-App]: " + logs.SERVICE_CRASHED, reason)  # no exception at hand
+    log.logger.error("Task exception was never retrieved")  # the shutdown that follows
+    log.logger.info("[^----OneForOneSupervisor: (1@0x7f)]: Restarting dead %r", "agent")
+    log.logger.critical("[^Worker]: " + logs.WORKER_CRASHED)
+
+
+def test_fatal_error_is_one_line_naming_its_cause():
+    log = Log()
+    crash_with(log, OSError(28, "No space left on device"))
+    errors = [line for line in log.lines() if not line.startswith("[INFO]")]
+    assert errors == ["[ERROR] worker stopped: OSError: [Errno 28] No space left on device"]
+    assert "NoneType: None" not in log.out.getvalue()
+
+
+def test_fatal_error_tracebacks_stay_at_debug_without_nonetype_none():
+    log = Log(logging.DEBUG)
+    crash_with(log, OSError(28, "No space left on device"))
+    text = log.out.getvalue()
+    assert text.count("Traceback (most recent call last)") == 3
+    assert "NoneType: None" not in text
+    assert text.count("[ERROR]") == 1 and "[CRITICAL]" not in text
+
+
+def test_failed_start_is_one_line_too():
+    log = Log()
+    try:
+        raise RuntimeError("cannot reach Kafka")
+    except RuntimeError as exc:
+        log.logger.exception("[^Worker]: " + logs.START_FAILED, exc)
+    assert log.lines() == ["[ERROR] worker stopped: RuntimeError: cannot reach Kafka"]
+
+
+def test_inconsistent_state_folder_line_names_the_folder_and_the_fix():
+    line = logs.stop_line(ConsistencyError("persisted offset\nis higher"), Path("var/w"))
+    assert line == (
+        "worker stopped: ConsistencyError: persisted offset is higher "
+        "(remove var/w to rebuild the tables from their changelogs)"
+    )
