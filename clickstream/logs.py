@@ -1,8 +1,15 @@
-"""The one line a worker's log ends with on a fatal error.
+"""What a worker's log says as it starts, and the one line it ends with on a fatal error.
 
 Rules, applied by a filter on each handler Faust's worker gives the root logger (messages are
-matched by their exact templates in faust and mode, pinned by tests/unit/test_logs.py):
+matched by their exact templates in faust, mode and aiokafka, pinned by tests/unit/test_logs.py):
 
+- Recovery's offset tables (a row per changelog partition) go to DEBUG; instead one INFO line
+  says how many changelog partitions recovery reads and how many records.
+- While the group forms (until the worker's first successful sync, for at most
+  COORDINATOR_GRACE_SECONDS), aiokafka's retried coordinator troubles are DEBUG: "Group
+  Coordinator Request failed" on a retriable error and "Marking the coordinator dead" (the
+  coordinator is still loading, as on a fresh cluster). Later a retriable lookup failure is a
+  WARNING (it is retried), never an ERROR.
 - A fatal error: mode logs "Crashed reason=..." with a traceback for every service it passes,
   then "We experienced a crash!", and the shutdown that follows logs what fails for want of
   the crashed parts. All that becomes one ERROR line, "worker stopped: <ExceptionType>:
@@ -14,12 +21,27 @@ matched by their exact templates in faust and mode, pinned by tests/unit/test_lo
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from faust.exceptions import ConsistencyError
 from faust.types import AppT
 
+COORDINATOR_GRACE_SECONDS = 30.0
+
+# faust/tables/recovery.py
+HIGHWATER_TABLE = "Highwater for %s changelog partitions:\n%s"
+OFFSETS_TABLE = "%s offsets at start of reading:\n%s"
+RECOVERY_PROGRESS = (
+    "Still fetching changelog topics for recovery, estimated time remaining %s "
+    "(total remaining=%r):\n%s"
+)
+# aiokafka/consumer/group_coordinator.py
+COORDINATOR_FAILED = "Group Coordinator Request failed: %s"
+COORDINATOR_DEAD = "Marking the coordinator dead (node %s)for group %s."
+GROUP_SYNCED = "Successfully synced group %s with generation %s"
 # mode/services.py, faust/transport/consumer.py, mode/worker.py
 SERVICE_CRASHED = "Crashed reason=%r"
 DRAIN_RAISED = "Drain messages raised: %r"
@@ -46,10 +68,19 @@ def stop_line(reason: BaseException | None, state_folder: Path | None = None) ->
 class WorkerLogRules:
     """The rules above; `apply` rewrites a record in place and returns its level now."""
 
-    def __init__(self, state_folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        recovery_counts: Callable[[], tuple[int, int] | None] = lambda: None,
+        state_folder: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.recovery_counts = recovery_counts  # (changelog partitions, records to read)
         self.state_folder = state_folder
+        self.clock = clock
         self.crash_reason: BaseException | None = None
         self.stopped = False  # the stop line was logged
+        self.group_formed = False
+        self._forming_trouble_since: float | None = None
 
     def apply(self, record: logging.LogRecord) -> int:
         if getattr(record, RULED, False):
@@ -72,12 +103,46 @@ class WorkerLogRules:
         if self.crash_reason is not None and record.levelno >= logging.WARNING:
             _give_traceback(record, args[0] if args else None)
             return logging.DEBUG  # the worker is going down: what fails now follows from it
+        if template in (HIGHWATER_TABLE, OFFSETS_TABLE):
+            if template == OFFSETS_TABLE and args and args[0] == "active":
+                return self._summarise_recovery(record)
+            return logging.DEBUG
+        if template == RECOVERY_PROGRESS and len(args) == 3:
+            record.msg = record.msg.replace(":\n%s", "")
+            record.args = args[:2]
+            return record.levelno
+        retried = template == COORDINATOR_FAILED and _retriable(args)
+        if retried or template == COORDINATOR_DEAD:
+            if self._still_forming():
+                return logging.DEBUG
+            return logging.WARNING if retried else record.levelno
+        if template == GROUP_SYNCED:
+            self.group_formed = True
+            return record.levelno
         if template in (SERVICE_CRASHED, DRAIN_RAISED) and args:
             if self.crash_reason is None and isinstance(args[0], BaseException):
                 self.crash_reason = args[0]
             _give_traceback(record, args[0])
             return logging.DEBUG
         return record.levelno
+
+    def _still_forming(self) -> bool:
+        if self.group_formed:
+            return False
+        now = self.clock()
+        if self._forming_trouble_since is None:
+            self._forming_trouble_since = now
+        return now - self._forming_trouble_since < COORDINATOR_GRACE_SECONDS
+
+    def _summarise_recovery(self, record: logging.LogRecord) -> int:
+        counts = self.recovery_counts()
+        if counts is None:
+            return logging.DEBUG
+        log.debug(record.getMessage())  # the table itself, at DEBUG
+        partitions, records = counts
+        record.msg = _prefix(record) + "%d records to read from %d changelog partitions"
+        record.args = (records, partitions)
+        return logging.INFO
 
     def _stop(self, record: logging.LogRecord, reason: BaseException | None) -> int:
         if self.stopped:
@@ -103,11 +168,25 @@ class _HandlerRules(logging.Filter):
 
 def install(root: logging.Logger, app: AppT) -> WorkerLogRules:
     """Put the rules on every handler of `root` (once Faust's worker has set up logging)."""
-    rules = WorkerLogRules(Path(app.conf.datadir))
+    rules = WorkerLogRules(lambda: _recovery_counts(app), Path(app.conf.datadir))
     for handler in root.handlers:
         if not any(isinstance(f, _HandlerRules) for f in handler.filters):
             handler.addFilter(_HandlerRules(rules, handler))
     return rules
+
+
+def _recovery_counts(app: AppT) -> tuple[int, int] | None:
+    try:
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        highwaters, offsets = recovery.active_highwaters, recovery.active_offsets
+        to_read = sum(max(highwaters.get(tp, -1) - offset, 0) for tp, offset in offsets.items())
+        return len(offsets), to_read
+    except Exception:  # the counts are a courtesy: without them the table stays at DEBUG
+        return None
+
+
+def _retriable(args: tuple[Any, ...]) -> bool:
+    return bool(args) and bool(getattr(args[0], "retriable", False))
 
 
 def _prefix(record: logging.LogRecord) -> str:

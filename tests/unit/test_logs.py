@@ -1,5 +1,5 @@
-"""Worker log rules: a fatal error as one line. The messages they match are pinned to the
-installed faust and mode sources."""
+"""Worker log rules: a start without ERROR lines or offset tables, a fatal error as one line.
+The messages they match are pinned to the installed faust, mode and aiokafka sources."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ import io
 import logging
 from pathlib import Path
 
+import aiokafka
 import faust
 import mode
 import pytest
+from aiokafka.errors import GroupCoordinatorNotAvailableError, UnknownMemberIdError
 from faust.exceptions import ConsistencyError
 
 from clickstream import logs
 
 SOURCES = {
+    logs.HIGHWATER_TABLE: (faust, "tables/recovery.py"),
+    logs.OFFSETS_TABLE: (faust, "tables/recovery.py"),
+    logs.RECOVERY_PROGRESS: (faust, "tables/recovery.py"),
+    logs.COORDINATOR_FAILED: (aiokafka, "consumer/group_coordinator.py"),
+    logs.COORDINATOR_DEAD: (aiokafka, "consumer/group_coordinator.py"),
+    logs.GROUP_SYNCED: (aiokafka, "consumer/group_coordinator.py"),
     logs.SERVICE_CRASHED: (mode, "services.py"),
     logs.DRAIN_RAISED: (faust, "transport/consumer.py"),
     logs.WORKER_CRASHED: (mode, "worker.py"),
@@ -38,7 +46,7 @@ def test_each_message_matched_is_logged_by_the_installed_library(template):
 class Log:
     """A logger with one handler at `level`, our rules on it, and what it printed."""
 
-    def __init__(self, level: int = logging.INFO) -> None:
+    def __init__(self, level: int = logging.INFO, clock: list[float] | None = None) -> None:
         self.out = io.StringIO()
         self.logger = logging.getLogger(f"test_logs.{id(self)}")
         self.logger.propagate = False
@@ -49,6 +57,8 @@ class Log:
         self.logger.addHandler(handler)
         app = faust.App("t", store="memory://", datadir="/tmp/t-data", env={})
         self.rules = logs.install(self.logger, app)
+        if clock is not None:
+            self.rules.clock = lambda: clock[0]
 
     def lines(self) -> list[str]:
         return self.out.getvalue().splitlines()
@@ -99,3 +109,58 @@ def test_inconsistent_state_folder_line_names_the_folder_and_the_fix():
         "worker stopped: ConsistencyError: persisted offset is higher "
         "(remove var/w to rebuild the tables from their changelogs)"
     )
+
+
+def test_recovery_offset_tables_become_one_summary_line():
+    log = Log()
+    table = "+Highwater - Active-+\n| t | 0 | -1 |\n+----+"
+    log.logger.info("[^---Recovery]: " + logs.HIGHWATER_TABLE, "active", table)
+    log.logger.info("[^---Recovery]: " + logs.OFFSETS_TABLE, "active", table)
+    log.logger.info("[^---Recovery]: " + logs.OFFSETS_TABLE, "standby", table)
+    assert log.lines() == ["[INFO] [^---Recovery]: 0 records to read from 0 changelog partitions"]
+
+
+def test_recovery_progress_keeps_its_line_without_the_table():
+    log = Log()
+    log.logger.info("[^---Recovery]: " + logs.RECOVERY_PROGRESS, "3 s", 5000, "+table+\n|..|")
+    assert log.lines() == [
+        "[INFO] [^---Recovery]: Still fetching changelog topics for recovery, "
+        "estimated time remaining 3 s (total remaining=5000)"
+    ]
+
+
+def coordinator_troubles(log: Log) -> None:
+    log.logger.error(logs.COORDINATOR_FAILED, GroupCoordinatorNotAvailableError())
+    log.logger.warning(logs.COORDINATOR_DEAD, 1, "g")
+
+
+def levels(log: Log) -> list[str]:
+    return [line.split(" ")[0] for line in log.lines()]
+
+
+def test_coordinator_still_loading_is_quiet_while_the_group_forms():
+    now = [100.0]
+    log = Log(clock=now)
+    coordinator_troubles(log)
+    now[0] += logs.COORDINATOR_GRACE_SECONDS - 1
+    coordinator_troubles(log)
+    assert log.lines() == []
+
+
+def test_coordinator_troubles_are_warnings_once_the_group_took_too_long_or_formed():
+    now = [100.0]
+    log = Log(clock=now)
+    coordinator_troubles(log)
+    now[0] += logs.COORDINATOR_GRACE_SECONDS + 1
+    coordinator_troubles(log)
+    assert levels(log) == ["[WARNING]", "[WARNING]"]
+    formed = Log()
+    formed.logger.info(logs.GROUP_SYNCED, "g", 1)
+    coordinator_troubles(formed)
+    assert levels(formed) == ["[INFO]", "[WARNING]", "[WARNING]"]
+
+
+def test_a_coordinator_error_that_is_not_retried_stays_an_error():
+    log = Log()
+    log.logger.error(logs.COORDINATOR_FAILED, UnknownMemberIdError())
+    assert log.lines()[0].startswith("[ERROR] Group Coordinator Request failed")
