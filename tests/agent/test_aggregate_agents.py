@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from faust.types import TP
 
 from agents.clicks import aggregate_clicks
-from agents.windowed import WindowedAggregation
+from agents.windowed import EventKind, WindowedAggregation
 from serving import keys
 from serving.projection import RedisProjection
 from streams.order_facts import is_order_facts, order_facts_record
@@ -97,15 +97,18 @@ async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
     assert {r["kind"] for r in results} == {"tumbling", "hopping", "progress"}
 
 
-def fetched_aggregation(app, settings, commit_s: float) -> WindowedAggregation:
-    """The clicks aggregation as the worker's fast path drives it, committing every `commit_s`."""
+def fetched_aggregation(
+    app, settings, commit_s: float, kind: EventKind | None = None
+) -> WindowedAggregation:
+    """The clicks aggregation (or another `kind` on the clicks table) as the worker's fast path
+    drives it, committing every `commit_s`."""
     projection = RedisProjection(
         aioredis.Redis.from_url(settings.redis), settings.app_id, "clicks", 3_600_000
     )
     return WindowedAggregation(
         app,
         app.tables["click_windows"],
-        aggregate_clicks(),
+        kind or aggregate_clicks(),
         settings.clicks_topic,
         settings.window_spec,
         settings.limits,

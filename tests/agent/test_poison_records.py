@@ -13,15 +13,13 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import orjson
-import redis.asyncio as aioredis
 from faust.types import TP
 
 from agents.clicks import aggregate_clicks
 from agents.window_results import window_result
-from agents.windowed import WindowedAggregation
-from serving.projection import RedisProjection
 from tables.window_state import ClosedWindow, Progress, cell_key, progress_key
 from tables.windows import MAX_COUNT
+from tests.agent.test_aggregate_agents import fetched_aggregation
 from tests.builders import T0, click_bytes
 
 PANE = T0 - T0 % 60_000
@@ -38,22 +36,7 @@ def misbehaving_measure(click):
     return clicks_kind.measure(click)
 
 
-def poisoned_aggregation(app, settings) -> WindowedAggregation:
-    projection = RedisProjection(
-        aioredis.Redis.from_url(settings.redis), settings.app_id, "clicks", 3_600_000
-    )
-    return WindowedAggregation(
-        app,
-        app.tables["click_windows"],
-        replace(clicks_kind, measure=misbehaving_measure),
-        settings.clicks_topic,
-        settings.window_spec,
-        settings.limits,
-        projection,
-        settings.topics,
-        idle_s=0,
-        commit_s=0,
-    )
+POISONED = replace(clicks_kind, measure=misbehaving_measure)
 
 
 def fetched(topic: str, users: list[str], first_offset: int = 0) -> dict:
@@ -80,7 +63,9 @@ async def test_records_that_raise_or_are_unencodable_are_dead_letters_and_neighb
     app_and_log,
 ):
     app, settings, log = app_and_log
-    aggregation = poisoned_aggregation(app, settings)
+    aggregation = fetched_aggregation(
+        app, settings, 0, replace(clicks_kind, measure=misbehaving_measure)
+    )
     users = ["u1", "raises", "u2", "u3", "unencodable", "u4", "u5"]
     await aggregation.apply_fetched(fetched(settings.clicks_topic, users), _no_ack)
     # the partition moves on: the next fetch is processed as usual
@@ -103,7 +88,9 @@ async def test_records_that_raise_or_are_unencodable_are_dead_letters_and_neighb
 
 async def test_sums_saturate_and_the_result_says_which(app_and_log):
     app, settings, _ = app_and_log
-    aggregation = poisoned_aggregation(app, settings)
+    aggregation = fetched_aggregation(
+        app, settings, 0, replace(clicks_kind, measure=misbehaving_measure)
+    )
     users = ["saturates", "u1", "saturates", "saturates"]
     await aggregation.apply_fetched(fetched(settings.clicks_topic, users), _no_ack)
 

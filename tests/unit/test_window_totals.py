@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+from agents.window_results import progress_record
 from agents.window_totals import combine, progress_key, window_total
 from tables import sketch
 
@@ -72,15 +73,7 @@ class DictStore(dict):
 
 
 def progress(partition: int, watermark_ms: int, stream: str = "clicks", partitions: int = 2):
-    return {
-        "id": f"{stream}/progress/{watermark_ms}/p{partition}",
-        "stream": stream,
-        "kind": "progress",
-        "partition": partition,
-        "partitions": partitions,
-        "watermark_ms": watermark_ms,
-        "grace_ms": GRACE,
-    }
+    return progress_record(stream, partition, partitions, watermark_ms, GRACE)
 
 
 GRACE = 10_000
