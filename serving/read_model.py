@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from serving import keys
 from tables import sketch
+from tables.windows import MAX_COUNT
 
 MAX_WINDOWS = 1440
 """The most windows one read may ask for (a day of 1-minute windows)."""
@@ -319,6 +320,11 @@ def _meta(raw: Hash) -> Meta:
     )
 
 
+def _capped(count: int) -> int:
+    """Partials summed over partitions saturate as the workers' own sums do."""
+    return min(count, MAX_COUNT)
+
+
 def _per_window(
     windows: list[tuple[int, Hash]], rows_of: Callable[[int, Hash], list[Row]]
 ) -> list[Row]:
@@ -331,7 +337,7 @@ def _page_view_rows(windows: list[tuple[int, Hash]]) -> list[PageViewRow]:
         for _partition, parts, value in _fields(raw):
             if len(parts) == 1:
                 views[parts[0]] += value
-        return [PageViewRow(start, url, n) for url, n in sorted(views.items())]
+        return [PageViewRow(start, url, _capped(n)) for url, n in sorted(views.items())]
 
     return _per_window(windows, rows_of)
 
@@ -343,7 +349,7 @@ def _order_rows(windows: list[tuple[int, Hash]]) -> list[OrderRow]:
             if len(parts) == 2 and parts[1] in ("orders", "cents"):
                 totals[parts[0]][parts[1]] += value
         return [
-            OrderRow(start, currency, t["orders"], t["cents"])
+            OrderRow(start, currency, _capped(t["orders"]), _capped(t["cents"]))
             for currency, t in sorted(totals.items())
         ]
 
@@ -356,7 +362,7 @@ def _count_rows(windows: list[tuple[int, Hash]]) -> list[CountRow]:
         for _partition, parts, value in _fields(raw):
             if len(parts) == 1:
                 totals[parts[0]] += value
-        return [CountRow(start, name, n) for name, n in sorted(totals.items())]
+        return [CountRow(start, name, _capped(n)) for name, n in sorted(totals.items())]
 
     return _per_window(windows, rows_of)
 
@@ -369,7 +375,7 @@ def _session_rows(windows: list[tuple[int, Hash]]) -> list[SessionRow]:
         for _partition, parts, value in _fields(raw):
             if len(parts) == 2 and parts[1] in totals:
                 totals[parts[1]] += value
-        n, bounces, duration = (totals[name] for name in names)
+        n, bounces, duration = (_capped(totals[name]) for name in names)
         return [SessionRow(start, n, bounces, duration, bounces / n, duration / n)] if n else []
 
     return _per_window(windows, rows_of)
@@ -384,7 +390,7 @@ def _attribution_rows(windows: list[tuple[int, Hash]]) -> list[AttributionRow]:
             if len(parts) == 3 and parts[2] in ("orders", "cents"):
                 totals[parts[0], parts[1]][parts[2]] += value
         return [
-            AttributionRow(start, referrer, currency, t["orders"], t["cents"])
+            AttributionRow(start, referrer, currency, _capped(t["orders"]), _capped(t["cents"]))
             for (referrer, currency), t in sorted(totals.items())
         ]
 

@@ -240,3 +240,15 @@ def test_attribution_sums_partitions_per_referrer_and_currency(client):
         read_model.AttributionRow(T0, "www.google.com", "EUR", 3, 3_500),
     ]
     assert read_model.snapshot(client, APP, 5).attributed == read_model.attribution(client, APP, 5)
+
+
+def test_partials_summed_over_partitions_saturate_like_the_workers_sums(
+    client: redis.Redis,
+) -> None:
+    key = keys.window("shop", keys.ORDERS, 60_000)
+    top = 2**63 - 1
+    client.hset(key, mapping={f"{p}|EUR|orders": 1 for p in range(3)})
+    client.hset(key, mapping={f"{p}|EUR|cents": top for p in range(3)})
+    client.zadd(keys.windows("shop", keys.ORDERS), {"60000": 60_000})
+    (row,) = read_model.orders(client, "shop", 1)
+    assert (row.orders, row.revenue_cents) == (3, top)
