@@ -191,7 +191,7 @@ class WindowedAggregation:
             for out, records_out in self._advance(partition, items, records):
                 outcomes.append(out)
                 derived += records_out
-            if any(type(item) not in (OrderFacts, Tick) for item in items):  # no activity
+            if any(type(item) not in (OrderFacts, Tick) for item in items):  # only events count
                 self.clock.received(partition, now)
         # Everything derived goes out before the commit: a crash in between only repeats it
         # (same ids, same content); after the commit, redelivered events are skipped.

@@ -11,8 +11,8 @@ follows busy siblings as fast as wall time or faster, and runs ahead of slower o
 
 Bound, with timer rounds every p s and ticks applied d s after they are sent: at wall t each
 watermark is at least E + (t - T_E) - (max(idle_s, p) + p + d), E the last event's time and
-T_E its arrival, when ticks are not `received` (a tick every round once idle); when they are,
-idle_s + 2p + 2d (a tick every idle_s + p).
+T_E its arrival (the worker calls `received` for events only, so an idle partition gets a tick
+every round).
 """
 
 from __future__ import annotations

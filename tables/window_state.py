@@ -27,8 +27,9 @@ Rules, per item in offset order:
 Per batch, with W0/W1 the watermark before/after it: the attribution join closes the panes
 its joined watermark passed (tables.attribution); sessions that became final by W1 are closed
 (each counted in its expiry pane's `sessions|ended` cell, exactly once: the cell keeps the
-offset of the record whose watermark closed it); then every tumbling and hopping window whose
-close time is in (W0, W1] is read whole and returned once as a ClosedWindow.
+offset of the record whose watermark closed it); then every tumbling and hopping window with
+data whose close time is in (W0, W1] is read whole and returned once as a ClosedWindow, and
+`passed_a_close` says whether (W0, W1] held any window's close time, with data or not.
 Deletions wait for the commit: the worker stages several batches and commits them at once,
 and a crash can cut that commit short; the batches are then redone from the committed progress
 (`settled`), so nothing they read may be gone. A pane is deleted once its last hopping window
