@@ -107,4 +107,5 @@ def aggregate_clicks(metrics: frozenset[str] = ALL_METRICS) -> EventKind:
         stream="clicks",
         parse=parse_click_fields,
         measure=measures_of(metrics),
+        reads_facts=keys.ATTRIBUTED in metrics and keys.SESSIONS in metrics,
     )

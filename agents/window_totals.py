@@ -1,6 +1,7 @@
 """WindowTotal: a window's result over every source partition, with the exact top-K pages and
-referrers; and the window's funnel once both streams have passed it. combine_window_parts
-collects the parts (agents.window_results) and emits each total once.
+referrers; and the window's funnel once both streams have passed it. The processor
+combine_window_parts (on the engine's batched runner) collects the parts
+(agents.window_results) and emits each total once.
 
 Rule: a window's total = the sum of the parts that came (sketches: register-wise max), once
 every source partition of its stream has passed it (progress watermark >= end + grace; a
@@ -22,15 +23,26 @@ import base64
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
 
-import faust
 import orjson
 
 from agents.window_results import counted, counts_of
+from engine.processor import (
+    Inputs,
+    Keyspace,
+    Outcome,
+    Poisoned,
+    Position,
+    Prefix,
+    Record,
+    Send,
+    Store,
+)
 from serving import keys
+from streams.dead_letters import dead_letter, processing_error_detail
 from streams.eventtime import parse_timestamp
+from streams.topics import PARTS_TABLE, Topology
 from tables import sketch
 from tables.bounded import OTHER
-from tables.state_table import PartitionState
 from tables.window_state import NO_WATERMARK
 from tables.windows import MAX_COUNT
 
@@ -100,16 +112,26 @@ def funnel_total(totals: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# T: a kept part or funnel; M: a stream's progress marks. A part is written before the marks
+# that pass its window, and deleted only after them: a recovered prefix never has the marks of
+# a window whose parts are lost (a redo would total it from what is left).
+KEYSPACE = Keyspace(
+    Prefix("T", "window parts and funnels awaiting their totals", 0, deletes=2),
+    Prefix("M", "each stream's source partitions' progress (watermarks passed)", 1),
+)
+
+
 def parts_key(partition: int, part: dict[str, Any], stream: str | None = None) -> bytes:
     """Per results partition, ordered by window start (so old windows are found first); a
     part's own key ends with its source partition (each part is a record of its own)."""
     start = parse_timestamp(part["start"])
     source = "" if stream else part["partition"]
-    return f"{partition}|{start:020d}|{stream or part['stream']}|{part['kind']}|{source}".encode()
+    name = stream or part["stream"]
+    return f"T|{partition}|{start:020d}|{name}|{part['kind']}|{source}".encode()
 
 
 def progress_key(partition: int, stream: str) -> bytes:
-    return f"progress|{partition}|{stream}".encode()
+    return f"M|{partition}|{stream}".encode()
 
 
 class PartsStore(Protocol):
@@ -176,7 +198,7 @@ def _kept(
 ) -> list[tuple[bytes, dict[str, Any]]]:
     """The kept windows of stream `name` (or "funnel") starting at or before `until_ms`
     (whatever is later cannot close yet), oldest first."""
-    prefix, found = f"{partition}|".encode(), []
+    prefix, found = f"T|{partition}|".encode(), []
     for key, raw in store.items(prefix):  # sorted by window start
         start, kept_name, _kind, _source = key[len(prefix) :].decode().split("|")
         if int(start) > until_ms:
@@ -206,33 +228,60 @@ def _with_total(raw: bytes | None, total: dict[str, Any], end_ms: int) -> bytes:
     return orjson.dumps(kept)
 
 
-class _TablePartition:
-    """A PartsStore over the parts table, inside the agent's stream iteration."""
+class _Overlay:
+    """A PartsStore over a partition's staged state that collects the batch's writes."""
 
-    def __init__(self, table: faust.Table, partition: int) -> None:
-        self.table, self.stored = table, PartitionState(table, partition)
+    def __init__(self, state: Store) -> None:
+        self.state = state
+        self.writes: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
-        return cast(bytes | None, self.table.get(key))
+        return self.writes[key] if key in self.writes else self.state.get(key)
 
     def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
-        return self.stored.items(prefix)
+        merged: dict[bytes, bytes | None] = dict(self.state.items(prefix))
+        merged.update((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        return [(k, v) for k, v in sorted(merged.items()) if v is not None]
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.table[key] = value
+        self.writes[key] = value
 
     def __delitem__(self, key: bytes) -> None:
-        del self.table[key]
+        self.writes[key] = None
 
 
-def combine_window_parts(table: faust.Table, totals: faust.TopicT, top_k: int) -> Any:
-    """The agent: parts and progress (raw window results) in, totals out; `table` keeps them."""
+class WindowTotals:
+    """combine_window_parts, an engine processor: parts and progress in, totals out."""
 
-    async def combine_parts(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            store = _TablePartition(table, event.message.partition)
-            for total in combine(store, event.message.partition, orjson.loads(event.value), top_k):
-                # sent with the record's ack (Faust sends attached records before the commit)
-                await event.send(totals, key=total["id"].encode(), value=orjson.dumps(total))
+    name = "combine_window_parts"
+    table = PARTS_TABLE
+    keyspace = KEYSPACE
+    sink = None
 
-    return combine_parts
+    def __init__(self, topics: Topology, top_k: int) -> None:
+        self.inputs = Inputs(source=topics.window_results.name)
+        self.outputs = {
+            "totals": topics.window_totals.name,
+            "dead_letters": topics.dead_letters.name,
+        }
+        self.top_k = top_k
+
+    def apply(
+        self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
+    ) -> Outcome:
+        store, sends = _Overlay(state), []
+        for record in records:
+            if isinstance(record, Poisoned):  # not a result of ours: kept, with the reason
+                detail = processing_error_detail(record.error)
+                key, value, headers = dead_letter(record.record, "processing_error", detail)
+                sends.append(Send("dead_letters", key, value, headers=headers))
+                continue
+            for total in combine(store, partition, orjson.loads(record.value or b""), self.top_k):
+                sends.append(Send("totals", total["id"].encode(), orjson.dumps(total)))
+        return Outcome(partition, store.writes, sends)
+
+    def position(self, partition: int, state: Store) -> Position:
+        return Position(-1)  # no time log: parts are redone by their own rule (combine)
+
+    def forget(self, partition: int) -> None:
+        pass  # no in-memory indexes

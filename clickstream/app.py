@@ -1,27 +1,31 @@
-"""The Faust app: settings wired into faust.App, tables declared, agents attached. Nothing runs
-at import time; `create_app(settings)` builds it."""
+"""The Faust app: settings wired into faust.App, and the topology, one processor per line.
+Nothing runs at import time; `create_app(settings)` builds it.
+
+  clicks ──(+ clicks ticks, order facts)──► aggregate_clicks ──► results, sessions, dead letters,
+                                                                late events
+  orders ──(+ orders ticks)───────────────► aggregate_orders ──► results, order facts, ...
+  window results ─────────────────────────► combine_window_parts ──► window totals
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import cast
+from dataclasses import replace
 
 import faust
 import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from agents.batch_delivery import BatchHandler, batch_delivering_consumer
 from agents.clicks import aggregate_clicks
 from agents.orders import aggregate_orders
-from agents.window_totals import combine_window_parts
-from agents.windowed import EventKind, WindowedAggregation
+from agents.window_totals import WindowTotals
+from agents.windowed import EventKind, WindowedConfig, WindowedMetrics, WindowedSink
 from clickstream.membership import group_instance_id
 from clickstream.settings import Settings
 from clickstream.state_dir import state_folder
+from engine.topology import Engine, EngineConfig
 from serving import keys
 from serving.projection import RedisProjection
-from streams.topics import PARTS_TABLE
-from tables.state_table import declare_state_table
 
 
 def broker_urls(bootstrap: str) -> str:
@@ -49,61 +53,33 @@ def create_app(settings: Settings) -> faust.App:
     )
     setup_prometheus_sensors(app, name_prefix=settings.app_id)  # GET /metrics on the worker
     redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5)
-    spec = settings.window_spec
-    topics = settings.topics
-    aggregations: dict[str, WindowedAggregation] = {}  # source topic -> its aggregation
-
-    def attach(kind: EventKind, topic_name: str, session_gap_ms: int | None = None) -> None:
-        table = declare_state_table(
-            app,
-            kind.table,
-            f"source partition -> {kind.stream} pane cells and sketches, seen ids, progress",
-            settings.partitions,
-        )
-        retention_ms = round(settings.retention_hours * 3_600_000)
-        projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms)
-        aggregation = WindowedAggregation(
-            app,
-            table,
-            kind,
-            topic_name,
-            spec,
-            settings.limits,
-            projection,
-            topics,
-            settings.idle_seconds,
-            settings.commit_seconds,
-            session_gap_ms,
-        )
-        aggregations[topic_name] = aggregation
-        source = app.topic(
-            topic_name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-        )
-
-        async def aggregate(stream: faust.StreamT) -> None:
-            async for events in cast(faust.Stream, stream).take_events(
-                settings.batch_size, settings.batch_seconds
-            ):
-                await aggregation.apply_events(events)
-
-        aggregate.__qualname__ = aggregate.__name__ = kind.agent  # how Faust logs it
-        app.agent(source, name=kind.agent)(aggregate)
-        fast_paths[topic_name] = aggregation.apply_fetched
-
-    fast_paths: dict[str, BatchHandler] = {}
     metrics = settings.click_metrics
-    gap_ms = settings.session_gap_seconds * 1000 if keys.SESSIONS in metrics else None
-    attach(aggregate_clicks(metrics), topics.clicks.name, gap_ms)
-    attach(aggregate_orders(forward_facts=keys.ATTRIBUTED in metrics), topics.orders.name)
-    attach_totals(app, settings)
-    # In a worker, fetched records of these topics skip Faust's per-message path (the agents
-    # above stay declared: they subscribe the topics, and serve test_context).
-    setattr(app.transport, "Consumer", batch_delivering_consumer(fast_paths))  # noqa: B010
+    config = WindowedConfig(
+        spec=settings.window_spec,
+        limits=settings.limits,
+        topics=settings.topics,
+        app_id=settings.app_id,
+        clock_app_id=settings.clock,
+        session_gap_ms=settings.session_gap_seconds * 1000 if keys.SESSIONS in metrics else None,
+    )
+    retention_ms = round(settings.retention_hours * 3_600_000)
+
+    def windowed(kind: EventKind) -> WindowedMetrics:
+        projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms)
+        # only clicks have sessions
+        stream_config = config if kind.stream == "clicks" else replace(config, session_gap_ms=None)
+        return WindowedMetrics(kind, stream_config, WindowedSink(projection, kind.stream))
+
+    state = "source partition -> {} pane cells and sketches, sessions, seen ids, progress"
+    engine = Engine(app, _engine_config(settings))
+    engine.attach(windowed(aggregate_clicks(metrics)), help=state.format("clicks"))
+    forward = keys.ATTRIBUTED in metrics
+    engine.attach(windowed(aggregate_orders(forward_facts=forward)), help=state.format("orders"))
+    engine.attach(
+        WindowTotals(settings.topics, settings.top_k),
+        help="window -> its parts until totalled; stream -> its partitions' progress",
+    )
+    engine.install()
 
     @app.task
     async def quiet_client_debug_logs() -> None:
@@ -113,56 +89,31 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task
     async def publish_window_settings() -> None:
+        spec = settings.window_spec
         await redis_client.hset(
             keys.meta(settings.app_id),
             mapping={
                 "window_ms": spec.size_ms,
                 "grace_ms": spec.grace_ms,
                 "hop_ms": spec.hop_ms,
-                "retention_ms": round(settings.retention_hours * 3_600_000),
+                "retention_ms": retention_ms,
                 "session_gap_ms": settings.session_gap_seconds * 1000,
             },
         )
 
-    @app.timer(max(settings.commit_seconds / 2, 0.1))
-    async def commit_staged_state() -> None:
-        """Commit what quiet streams staged (busy ones commit as their batches come)."""
-        for aggregation in aggregations.values():
-            try:
-                await aggregation.commit_if_due()
-            except Exception as exc:  # a broker hiccup: staged state and offsets wait
-                logging.getLogger(__name__).warning("commit failed, will retry: %r", exc)
-
-    if settings.idle_seconds > 0:
-
-        @app.timer(max(settings.idle_seconds / 2, 0.5))
-        async def tick_idle_partitions() -> None:
-            """Advance event time on quiet partitions (tables.event_clock, streams.ticks)."""
-            for aggregation in aggregations.values():
-                try:
-                    await aggregation.tick_idle_partitions()
-                except Exception as exc:  # a rebalance or a broker hiccup: try on the next round
-                    logging.getLogger(__name__).warning("no ticks this round: %r", exc)
-
-    subscription = [*(spec.name for spec in topics.all()), *app.tables]
+    subscription = [*(spec.name for spec in settings.topics.all()), *app.tables]
     app.conf.consumer_group_instance_id = group_instance_id(settings, subscription)
     return app
 
 
-def attach_totals(app: faust.App, settings: Settings) -> None:
-    """combine_window_parts: window results and progress in, one total per window out (low
-    volume, as only windows with data have parts: the plain per-event agent)."""
-    topics = settings.topics
-
-    def raw_topic(name: str) -> faust.TopicT:
-        return app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
-
-    table = declare_state_table(
-        app, PARTS_TABLE, "window -> its parts until totalled; stream -> its partitions' progress",
-        settings.partitions,
-    )  # fmt: skip
-    combine = combine_window_parts(table, raw_topic(topics.window_totals.name), settings.top_k)
-    combine.__qualname__ = combine.__name__ = "combine_window_parts"
-    app.agent(raw_topic(topics.window_results.name), name="combine_window_parts")(combine)
+def _engine_config(settings: Settings) -> EngineConfig:
+    follows_own_clock = settings.clock == settings.app_id
+    return EngineConfig(
+        partitions=settings.partitions,
+        commit_s=settings.commit_seconds,
+        idle_s=settings.idle_seconds,
+        batch_size=settings.batch_size,
+        batch_s=settings.batch_seconds,
+        ticks_by=settings.app_id if follows_own_clock else None,
+        max_skew_ms=settings.limits.max_future_skew_ms,
+    )

@@ -5,21 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
 from clickstream.kafka_admin import KafkaUnreachable
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    reason: str
-    detail: str
-    source: str  # topic/partition/offset
-    payload: bytes
+from streams.dead_letters import DeadLetter, read_dead_letter
 
 
 class NoDeadLetterTopic(LookupError):
@@ -58,15 +49,10 @@ async def read_dead_letters(bootstrap: str, topic: str, last: int) -> list[DeadL
             tp for tp in partitions if await consumer.position(tp) < ends[tp]
         ]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                letters.extend(_letter(record.headers, record.value) for record in records)
+                letters.extend(read_dead_letter(r.headers, r.value) for r in records)
         return letters
     finally:
         # aiokafka 0.14 re-raises the cancellation of its own idle commit task when a
         # group-less consumer stops; nothing of ours was cancelled.
         with contextlib.suppress(asyncio.CancelledError):
             await consumer.stop()
-
-
-def _letter(headers: Iterator[tuple[str, bytes]], value: bytes | None) -> DeadLetter:
-    h = {name: raw.decode(errors="replace") for name, raw in headers}
-    return DeadLetter(h.get("reason", "?"), h.get("detail", ""), h.get("id", "?"), value or b"")

@@ -49,6 +49,12 @@ class Settings:
         "clickstream",
         "prefix of consumer group, changelogs, derived topics and Redis keys",
     )
+    clock_app_id: str = _var(
+        "CLICKSTREAM_CLOCK_APP_ID",
+        "",
+        "whose time log (ticks) to follow: empty = this app's own, which it writes; another "
+        "app id = read that app's ticks and write none (a replay applies them where they were)",
+    )
     clicks_topic: str = _var("CLICKSTREAM_CLICKS_TOPIC", "clicks", "click events input topic")
     orders_topic: str = _var("CLICKSTREAM_ORDERS_TOPIC", "orders", "OrderCreated input topic")
     partitions: int = _var("CLICKSTREAM_PARTITIONS", 4, "partitions of every topic we create")
@@ -160,7 +166,14 @@ class Settings:
 
     @property
     def topics(self) -> Topology:
-        return topology(self.app_id, self.clicks_topic, self.orders_topic, self.partitions)
+        return topology(
+            self.app_id, self.clicks_topic, self.orders_topic, self.partitions, self.clock
+        )
+
+    @property
+    def clock(self) -> str:
+        """The app id whose time log this app follows."""
+        return self.clock_app_id or self.app_id
 
     @property
     def limits(self) -> Limits:
@@ -315,7 +328,8 @@ def _check(s: Settings) -> None:
             f"CLICKSTREAM_WORKER_ID={s.worker_id!r} may hold only letters, digits, '.', '-' "
             f"and '_' (at most 100)"
         )
-    if not s.app_id.replace("-", "").replace("_", "").isalnum():
-        raise SettingsError(
-            f"CLICKSTREAM_APP_ID={s.app_id!r} may hold only letters, digits, '-' and '_'"
-        )
+    for name, app_id in (("APP_ID", s.app_id), ("CLOCK_APP_ID", s.clock)):
+        if not app_id.replace("-", "").replace("_", "").isalnum():
+            raise SettingsError(
+                f"CLICKSTREAM_{name}={app_id!r} may hold only letters, digits, '-' and '_'"
+            )

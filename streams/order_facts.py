@@ -1,58 +1,45 @@
 """Order facts records: what an orders partition tells the clicks partition of the same number,
-for attribution (tables/attribution.py). Written into the clicks log itself, like ticks, so a
-replay sees the same facts at the same offsets. Not click events: never counted as clicks.
+for attribution (tables/attribution.py). Kept in the app's own topic `<app>-order-facts`
+(partition p from orders partition p, read by clicks partition p): never in the input topics,
+which belong to their producers.
 
-  headers: ("clickstream-order-facts", b"1")
-  value:   {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents], ...],
-            "watermark_ms": the orders partition's watermark after them, "by": "<app id>"}
+  key: none
+  value: {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents], ...],
+          "watermark_ms": the orders partition's watermark after them, "by": "<app id>"}
 
-Each app version joins only its own facts ("by"), within the future skew of their record's
-timestamp (streams.control): a shadow version beside the live one appends its own, and each
-takes the other's for dead letters.
+The join reads facts in their own order, as they come beside the clicks: its result depends
+only on event times and watermarks, never on how the two logs interleave (tables/attribution).
+A fact forwarded twice (the orders side redid a batch) counts once, by its order's event id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from tables.bounded import RESULT_BYTES
 
-ORDER_FACTS_HEADER = "clickstream-order-facts"
-
 Fact = tuple[str, str, int, str, int]  # event_id, user, time ms, currency, cents
 
 
-def order_facts_record(
-    facts: Iterable[Fact], watermark_ms: int, app_id: str
-) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """(value, headers) of an order facts record."""
-    value = {"orders": list(facts), "watermark_ms": watermark_ms, "by": app_id}
-    return orjson.dumps(value), [(ORDER_FACTS_HEADER, b"1")]
+def order_facts_value(facts: Iterable[Fact], watermark_ms: int, app_id: str) -> bytes:
+    return orjson.dumps({"orders": list(facts), "watermark_ms": watermark_ms, "by": app_id})
 
 
-def order_facts_records(
+def order_facts_values(
     facts: list[Fact], watermark_ms: int, app_id: str, max_bytes: int = RESULT_BYTES
-) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+) -> list[bytes]:
     """One batch's facts as records of at most about `max_bytes` each: one record, unless the
     facts are many or long. All but the last carry watermark -1, so the orders watermark moves
     only once every fact before it is in."""
-    record = order_facts_record(facts, watermark_ms, app_id)
-    if len(record[0]) <= max_bytes or len(facts) < 2:
-        return [record]
+    value = order_facts_value(facts, watermark_ms, app_id)
+    if len(value) <= max_bytes or len(facts) < 2:
+        return [value]
     half = len(facts) // 2
-    first = order_facts_records(facts[:half], -1, app_id, max_bytes)
-    return [*first, *order_facts_records(facts[half:], watermark_ms, app_id, max_bytes)]
-
-
-def is_order_facts(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> bool:
-    if not headers:
-        return False
-    if isinstance(headers, Mapping):
-        return ORDER_FACTS_HEADER in headers
-    return any(name == ORDER_FACTS_HEADER for name, _ in headers)
+    first = order_facts_values(facts[:half], -1, app_id, max_bytes)
+    return [*first, *order_facts_values(facts[half:], watermark_ms, app_id, max_bytes)]
 
 
 def read_order_facts(value: bytes | None) -> tuple[list[Fact], int, str] | None:

@@ -1,44 +1,47 @@
-"""Tick records: how event time advances on an idle input partition, written into the log itself.
+"""Tick records: how event time advances on an idle input partition, kept in the app's own
+time log (`<app>-<stream>-ticks`, partition p for input partition p).
 
-A worker whose partition has had no record for CLICKSTREAM_IDLE_SECONDS (and is caught up)
-appends a tick to that partition: no event, just "event time here has reached T". Because the
-tick is in the log, a replay (or a shadow version) sees the same time advance at the same
-offset, so it closes the same windows with the same contents. A tick is taken only from the
-app itself and no later than its record's timestamp plus the future skew (streams.control).
+A worker whose input partition p is caught up at offset N and has had no record for
+CLICKSTREAM_IDLE_SECONDS appends a tick to partition p of the stream's time log: no event,
+just "after input offset N, event time here has reached T". Every reader applies a tick right
+after input offset N, whatever the order in which the two logs are fetched (engine.time_log),
+so a restarted worker, or a replay that follows this time log, closes the same windows with
+the same contents and gives the same late verdicts. A tick is taken only from the app that
+owns the time log and no later than its record's timestamp plus the future skew
+(streams.control).
 
-  headers: ("clickstream-tick", b"1")      value: {"tick_ms": T, "by": "<app id>"}
+  key: none      value: {"tick_ms": T, "after": N, "by": "<app id>"}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 
-TICK_HEADER = "clickstream-tick"
+
+@dataclass(frozen=True, slots=True)
+class TickRecord:
+    time_ms: int
+    after: int  # the input offset it follows (-1: before the first)
+    by: str  # the app id that wrote it
 
 
-def tick_record(time_ms: int, app_id: str) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """(value, headers) of a tick."""
-    return orjson.dumps({"tick_ms": time_ms, "by": app_id}), [(TICK_HEADER, b"1")]
+def tick_value(time_ms: int, after: int, app_id: str) -> bytes:
+    return orjson.dumps({"tick_ms": time_ms, "after": after, "by": app_id})
 
 
-def is_tick(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> bool:
-    if not headers:
-        return False
-    if isinstance(headers, Mapping):
-        return TICK_HEADER in headers
-    return any(name == TICK_HEADER for name, _ in headers)
-
-
-def read_tick(value: bytes | None) -> tuple[int, str] | None:
-    """(time, app id) of a tick, or None when the value is not a tick's (a dead letter)."""
+def read_tick(value: bytes | None) -> TickRecord | None:
+    """The tick, or None when the value is not a tick's (a dead letter)."""
     try:
         body = orjson.loads(value or b"")
-        time_ms, by = body["tick_ms"], body["by"]
+        time_ms, after, by = body["tick_ms"], body["after"], body["by"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    if isinstance(time_ms, int) and not isinstance(time_ms, bool) and isinstance(by, str):
-        return time_ms, by
+    if _is_int(time_ms) and _is_int(after) and after >= -1 and isinstance(by, str):
+        return TickRecord(time_ms, after, by)
     return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

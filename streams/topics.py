@@ -1,8 +1,10 @@
 """Every topic of the topology on one screen.
 
-Inputs are shared by every version of the app; everything we write is prefixed with the app id
-(CLICKSTREAM_APP_ID), so a shadow version can run beside the live one on the same cluster.
-Faust names table changelogs `<app id>-<table>-changelog` itself.
+Inputs belong to their producers and are shared by every version of the app: it only reads
+them. Everything it writes is prefixed with the app id (CLICKSTREAM_APP_ID), so a shadow version
+can run beside the live one on the same cluster. Every topic has the inputs' partition count,
+and partition p of each holds what input partition p derives (co-partitioned). Faust names
+table changelogs `<app id>-<table>-changelog` itself.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ class Topology:
     window_results: TopicSpec
     window_totals: TopicSpec
     sessions: TopicSpec
+    clicks_ticks: TopicSpec  # time logs: read from the app that CLICKSTREAM_CLOCK_APP_ID names
+    orders_ticks: TopicSpec
+    order_facts: TopicSpec
     changelogs: tuple[TopicSpec, ...]
+
+    def inputs(self) -> tuple[TopicSpec, ...]:
+        """The topics the app reads and never writes."""
+        return (self.clicks, self.orders)
 
     def all(self) -> tuple[TopicSpec, ...]:
         return (
@@ -45,11 +54,16 @@ class Topology:
             self.window_results,
             self.window_totals,
             self.sessions,
+            self.clicks_ticks,
+            self.orders_ticks,
+            self.order_facts,
             *self.changelogs,
         )
 
 
-def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology:
+def topology(
+    app_id: str, clicks: str, orders: str, partitions: int, clock_app_id: str = ""
+) -> Topology:
     # Clicks and orders are both keyed by user_id with equal partition counts, so one user's
     # clicks and orders meet in the same partition (sessions, attribution).
     return Topology(
@@ -85,10 +99,27 @@ def topology(app_id: str, clicks: str, orders: str, partitions: int) -> Topology
             "SessionSummary JSON: one closed user session",
             partitions,
         ),
+        clicks_ticks=_time_log(clock_app_id or app_id, clicks, partitions),
+        orders_ticks=_time_log(clock_app_id or app_id, orders, partitions),
+        order_facts=TopicSpec(
+            f"{app_id}-order-facts",
+            "none (partition p: from orders partition p, for clicks partition p)",
+            "order facts JSON (streams.order_facts): accepted orders and the orders watermark",
+            partitions,
+        ),
         # Created by us before Faust starts (Faust would create them too, racing its own
         # metadata); named as Faust names them. Partition p holds source partition p's state.
         changelogs=tuple(
             TopicSpec(f"{app_id}-{table}-changelog", "state key", "state value", partitions, True)
             for table in TABLES
         ),
+    )
+
+
+def _time_log(app_id: str, stream: str, partitions: int) -> TopicSpec:
+    return TopicSpec(
+        f"{app_id}-{stream}-ticks",
+        f"none (partition p: ticks of {stream} partition p)",
+        "tick JSON (streams.ticks): event time T reached after input offset N",
+        partitions,
     )

@@ -7,8 +7,10 @@ streams by user and event time, kept in the clicks partition's state (pure; stat
   if there is none.
 
 The orders reach the clicks partition as order facts records (streams/order_facts.py): after
-each batch, an orders partition forwards the orders it accepted and its watermark to the
-clicks partition of the same number (both topics are keyed by user). A pane's attribution is
+each batch, an orders partition forwards the orders it accepted and its watermark to partition
+p of the app's order facts topic, which clicks partition p reads beside its clicks (both input
+topics are keyed by user). How the two logs interleave changes nothing: a pane is attributed
+by watermarks alone. A pane's attribution is
 final once the joined watermark, min(clicks watermark, forwarded orders watermark), passes
 its close (end + grace): every on-time order of the pane has arrived, since the orders side
 forwards an order before any watermark that closes its pane; and every session that can
@@ -19,17 +21,15 @@ one WindowResult of stream "attribution" (tumbling only).
 
 State in the clicks partition's key space (written in window_state.WRITE_ORDER):
   O|p|<pane>|<order id>        -> [user, time, currency, cents]   awaits its pane's close
-  A|p|<pane>                   -> {"v": {dimension: [orders, cents]}, "o": offset of the
-                                   record that closed the pane}  (one key, so a redone close
-                                   finds all of it or nothing; deleted once the close is
-                                   committed)
+  A|p|<pane>                   -> {"v": {dimension: [orders, cents]}}  (one key, so a
+                                   redone close finds all of it or nothing; deleted once the
+                                   close is committed)
   R|p|<user>                   -> [[start, end, entry host], ...]  closed sessions kept for
                                    orders still to come
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -144,7 +144,6 @@ class OrderJoin:
         self.store, self.progress = store, progress
         self.retained = retained  # user -> closed sessions kept (the in-memory index)
         self.orders_before = progress.orders_watermark_ms
-        self.orders_rises: list[tuple[int, int]] = []  # (orders watermark, offset)
         self.new: dict[int, dict[str, list[Any]]] = {}  # pane -> order id -> fact
         self.changed_users: set[str] = set()
         self.out = JoinOutcome()
@@ -172,14 +171,10 @@ class OrderJoin:
             )
         if item.watermark_ms > progress.orders_watermark_ms:
             progress.orders_watermark_ms = item.watermark_ms
-            self.orders_rises.append((item.watermark_ms, item.offset))
 
     def close(
         self,
-        clicks_before: int,
         clicks_after: int,
-        clicks_rises: list[tuple[int, int]],
-        last_offset: int,
         sessions_of: Callable[[str], list[list[Any]]],
         settled_joined: int,
     ) -> None:
@@ -188,12 +183,8 @@ class OrderJoin:
         progress, spec = self.progress, self.spec
         progress.order_panes = sorted(set(progress.order_panes) | self.new.keys())
         joined = min(clicks_after, progress.orders_watermark_ms)
-        due = [p for p in progress.order_panes if spec.closes_at(p) <= joined]
-        rises = self._joined_rises(clicks_before, clicks_rises) if due else []
-        for pane in due:
-            rise = bisect.bisect_left(rises, (spec.closes_at(pane), -1))
-            at = rises[rise][1] if rise < len(rises) else last_offset
-            self._attribute(pane, at, sessions_of)
+        for pane in [p for p in progress.order_panes if spec.closes_at(p) <= joined]:
+            self._attribute(pane, sessions_of)
             progress.order_panes.remove(pane)
             progress.attributed.append(pane)
         for pane in [p for p in progress.attributed if spec.closes_at(p) <= settled_joined]:
@@ -228,11 +219,11 @@ class OrderJoin:
         """The orders watermark from which no on-time order can fall in [.., end + gap)."""
         return self.spec.closes_at(self.spec.start_of(end_ms + self.gap_ms - 1))
 
-    def _attribute(self, pane: int, at: int, sessions_of: Callable[[str], list[list[Any]]]) -> None:
+    def _attribute(self, pane: int, sessions_of: Callable[[str], list[list[Any]]]) -> None:
         partition = self.partition
         key = attributed_key(partition, pane)
         raw = self.store.get(key)
-        if raw is not None and orjson.loads(raw)["o"] >= at:  # a redone close: as first closed
+        if raw is not None:  # a redone close (a pane closes once): as first closed
             self.out.panes.append(Attribution(pane, orjson.loads(raw)["v"]))
             return
         waiting = fact_key(partition, pane, "")
@@ -247,25 +238,5 @@ class OrderJoin:
             total[1] = min(total[1] + cents, MAX_COUNT)
             self.out.writes[fact_key(partition, pane, event_id)] = None
         counts, _ = bounded(counts)  # hostile referrers: many long hosts (tables.bounded)
-        self.out.writes[key] = orjson.dumps({"v": counts, "o": at})
+        self.out.writes[key] = orjson.dumps({"v": counts})
         self.out.panes.append(Attribution(pane, counts))
-
-    def _joined_rises(
-        self, clicks_before: int, clicks_rises: list[tuple[int, int]]
-    ) -> list[tuple[int, int]]:
-        """(joined watermark, offset of the record that raised it to that), ascending."""
-        clicks, orders = clicks_before, self.orders_before
-        joined = min(clicks, orders)
-        changes = sorted(
-            [(o, True, w) for w, o in clicks_rises] + [(o, False, w) for w, o in self.orders_rises]
-        )
-        rises = []
-        for offset, is_clicks, watermark in changes:
-            if is_clicks:
-                clicks = max(clicks, watermark)
-            else:
-                orders = max(orders, watermark)
-            if min(clicks, orders) > joined:
-                joined = min(clicks, orders)
-                rises.append((joined, offset))
-        return rises

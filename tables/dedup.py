@@ -1,7 +1,8 @@
 """Dedup by event_id, bounded by event time.
 
 Stored shape: S|p|<first offset of batch> -> [[event_id, source offset, event time], ...], the
-ids first seen in one batch (split into records of at most RESULT_BYTES). In memory, per source
+ids first seen in one batch (split into records of at most RESULT_BYTES; S|p|f<offset>: order
+facts' ids, by their own topic's offsets). In memory, per source
 partition: event_id -> offset, and each bucket's newest event time. A bucket is dropped
 (tombstoned) once the partition's watermark is more than the horizon past its newest event: a
 duplicate later than that counts again.
@@ -43,8 +44,9 @@ def seen_prefix(partition: int) -> bytes:
     return f"S|{partition}|".encode()
 
 
-def seen_bucket_key(partition: int, first_offset: int) -> bytes:
-    return seen_prefix(partition) + b"%020d" % first_offset
+def seen_bucket_key(partition: int, first_offset: int, log: str = "") -> bytes:
+    """`log`: "" for source events, "f" for order facts (offsets in another topic)."""
+    return seen_prefix(partition) + log.encode() + b"%020d" % first_offset
 
 
 class SeenIndex:

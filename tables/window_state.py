@@ -1,18 +1,22 @@
 """One source partition's windowed metrics, advanced a batch at a time (pure; state passed in).
 
 Shape of the state, one key space per source partition p (all in changelog partition p):
-  C|p|<pane start>|<dimension> -> {"v": [counts...], "o": last source offset applied}
+  C|p|<pane start>|<dimension> -> {"v": [counts...], "o": last source offset applied; the
+                                  sessions|ended cell: the position [source offset, tick
+                                  offset] of the record whose watermark closed its sessions}
   H|p|<pane start>|<dimension> -> HyperLogLog registers (tables.sketch; max is idempotent)
   S|p|<first offset of batch>  -> [[event_id, source offset, event time], ...]  (dedup: the
                                   ids first seen in one batch, one record per batch, or per
-                                  chunk of RESULT_BYTES)
+                                  chunk of RESULT_BYTES; S|p|f<offset>: order facts' ids)
   U|p|<user>                   -> {"s": open sessions (tables.sessions), "o": last offset}
   O|p|.., A|p|.., R|p|..       -> orders attributed to sessions (tables.attribution)
   W|p                          -> starts of the panes stored, ascending
-  P|p                          -> Progress: watermark, last offset, counters   (written last)
+  P|p                          -> Progress: watermark, last offsets, counters  (written last)
 
-Rules, per item in offset order:
-  offset <= progress.offset        already applied by an earlier flush: skip (redelivery)
+Inputs: the source partition's events, its time log's ticks (each placed right after the source
+offset it names, engine.time_log) and order facts (clicks, from the app's own topic). Each
+input has its own offsets; a record at or below its input's progress offset was applied by an
+earlier commit: skipped (redelivery). Rules, per item in the order given:
   tick                             watermark = max(watermark, tick time); nothing else
   order facts                      taken by the attribution join (clicks, with sessions)
   invalid                          dead letter, counted once
@@ -35,7 +39,7 @@ and a crash can cut that commit short; the batches are then redone from the comm
 (`settled`), so nothing they read may be gone. A pane is deleted once its last hopping window
 closed by the settled watermark; a user record whose sessions all closed stays (empty, with
 its offset, so a redone click is not absorbed twice) until the settled offset covers it.
-Writes are committed in WRITE_ORDER: a recovered state is a prefix of the writes, so a
+Writes are committed in KEYSPACE's order: a recovered state is a prefix of the writes, so a
 recovered progress implies all of its flush, and a recovered user record implies the cells its
 closed sessions counted in.
 """
@@ -45,10 +49,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import orjson
 
+from engine.processor import Keyspace, Prefix, Store
 from tables import sessions as session_rules
 from tables import sketch
 from tables.attribution import (
@@ -67,20 +71,24 @@ NO_WATERMARK = -1
 EMPTY_CELL = {"v": [], "o": -1}
 EMPTY_USER = {"s": [], "o": -1}
 SESSIONS_ENDED = "sessions|ended"  # (sessions, bounces, total duration ms) by expiry pane
-WRITE_ORDER = {b"C": 0, b"H": 0, b"A": 0, b"S": 1, b"O": 2, b"R": 2, b"W": 2, b"U": 3, b"P": 4}
-# (by the key's first letter) a closed session is kept for orders (R), and its expiry pane is
-# registered (W), before it leaves its user record (U): a redo will not close it again
+# Every key of a partition's state, by its first letter, with its place in the write order: a
+# closed session is kept for orders (R), and its expiry pane is registered (W), before it
+# leaves its user record (U), so a redo will not close it again; progress (P) comes last.
+KEYSPACE = Keyspace(
+    Prefix("C", "pane cells (this module)", 0),
+    Prefix("H", "pane HyperLogLog sketches (this module)", 0),
+    Prefix("A", "attributed panes (tables.attribution)", 0),
+    Prefix("S", "seen event ids, one record per batch (tables.dedup)", 1),
+    Prefix("O", "order facts awaiting their pane's attribution (tables.attribution)", 2),
+    Prefix("R", "closed sessions kept for orders still to come (tables.attribution)", 2),
+    Prefix("W", "the registry of stored panes (this module)", 2),
+    Prefix("U", "users' open sessions (tables.sessions, this module)", 3),
+    Prefix("P", "progress: watermark, offsets, counters (this module)", 4),
+)
 
 Increments = tuple[tuple[str, tuple[int, ...]], ...]  # (dimension, amounts added)
+Position = tuple[int, int]  # (source offset, time-log offset): where a record applies
 Uniques = tuple[tuple[str, int, int], ...]  # (dimension, sketch register, rank)
-
-
-class PartitionStore(Protocol):
-    """Reads of one partition's stored state."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]: ...
 
 
 @dataclass(slots=True)  # not frozen: built once per event, and frozen init costs 4x
@@ -98,25 +106,32 @@ class Observation:
 
 @dataclass(slots=True)
 class Tick:
-    """Not an event: the source partition's event time has reached `time_ms` (idle partitions)."""
+    """Not an event: the source partition's event time has reached `time_ms` (idle partitions);
+    `offset` is the tick's own, in the time log."""
 
     offset: int
     time_ms: int
 
 
+SOURCE, TICKS, FACTS = "source", "ticks", "facts"  # a record's input
+
+
 @dataclass(slots=True)
 class Rejected:
-    """An invalid event: it goes to the dead-letter topic with `reason`."""
+    """An invalid record of input `log`: it goes to the dead-letter topic with `reason`."""
 
     offset: int
     reason: str
     detail: str
+    log: str = SOURCE
 
 
 @dataclass(slots=True)
 class Progress:
     watermark_ms: int = NO_WATERMARK
     offset: int = -1  # last source offset fully applied
+    ticks_offset: int = -1  # last time-log offset applied
+    facts_offset: int = -1  # clicks: last order facts offset applied
     accepted: int = 0
     duplicates: int = 0
     late: int = 0
@@ -237,7 +252,7 @@ def apply_batch(
     partition: int,
     items: Sequence[Observation | Tick | OrderFacts | Rejected],
     spec: WindowSpec,
-    store: PartitionStore,
+    store: Store,
     seen: SeenIndex,
     sessions: SessionIndex | None = None,
     settled: Progress | None = None,
@@ -250,6 +265,7 @@ def apply_batch(
     closed panes read by earlier batches, by start (kept and pruned here; None: none kept)."""
     out = BatchOutcome(partition)
     progress = out.progress = Progress.decode(store.get(progress_key(partition)))
+    applied = {SOURCE: progress.offset, TICKS: progress.ticks_offset, FACTS: progress.facts_offset}
     before = progress.watermark_ms
     settled_ms, settled_offset = (settled or progress).watermark_ms, (settled or progress).offset
     settled_orders_ms = (settled or progress).orders_watermark_ms
@@ -259,12 +275,13 @@ def apply_batch(
     sketches: dict[tuple[int, str], bytearray] = {}
     new_seen: dict[str, int] = {}  # event_id -> offset, for ids first seen in this batch
     bucket: list[Entry] = []
+    facts_bucket: list[Entry] = []  # order facts' ids (offsets in their own topic)
     # the per-event loop: locals and inlined window rules (spec.start_of, spec.is_closed)
     size, open_for = spec.size_ms, spec.size_ms + spec.grace_ms
     stored_offset_of, new_offset_of = seen.offsets.get, new_seen.get
     watermark, accepted = progress.watermark_ms, 0
     users: dict[str, dict] = {}  # user -> stored record, as changed by this batch
-    rises: list[tuple[int, int]] = []  # (watermark, offset of the record that raised it)
+    rises: list[tuple[int, Position]] = []  # (watermark, position of the record raising it)
     join = None
     if sessions is not None:
         join = OrderJoin(partition, spec, sessions.gap_ms, store, progress, sessions.retained)
@@ -276,20 +293,21 @@ def apply_batch(
             first = new_offset_of(event_id)
         if first is None:
             new_seen[event_id] = offset
-            bucket.append((event_id, offset, time_ms))
+            facts_bucket.append((event_id, offset, time_ms))
         return first is None or first == offset
 
     for item in items:
         offset = item.offset
-        if offset <= progress.offset:
-            continue
-        progress.offset = offset
         if type(item) is not Observation:
+            log = TICKS if type(item) is Tick else FACTS if type(item) is OrderFacts else item.log  # type: ignore[union-attr]
+            if offset <= applied[log]:
+                continue
+            applied[log] = offset
             if type(item) is Tick:
                 progress.ticks += 1
                 if item.time_ms > watermark:
                     watermark = item.time_ms
-                    rises.append((watermark, offset))
+                    rises.append((watermark, (applied[SOURCE], offset)))
             elif type(item) is OrderFacts:
                 progress.order_facts += 1
                 if join is not None:
@@ -298,6 +316,9 @@ def apply_batch(
                 progress.dead_letters += 1
                 out.dead_letters.append(item)  # type: ignore[arg-type]
             continue
+        if offset <= applied[SOURCE]:
+            continue
+        applied[SOURCE] = offset
         event_id = item.event_id
         first_seen_at = stored_offset_of(event_id)
         if first_seen_at is None:
@@ -350,7 +371,9 @@ def apply_batch(
         accepted += 1
         if time_ms > watermark:
             watermark = time_ms
-            rises.append((watermark, offset))
+            rises.append((watermark, (offset, -1)))
+    progress.offset, progress.ticks_offset = applied[SOURCE], applied[TICKS]
+    progress.facts_offset = applied[FACTS]
     progress.accepted += accepted
     progress.watermark_ms = watermark
     if sessions is not None and join is not None:
@@ -359,7 +382,7 @@ def apply_batch(
             return (users[user] if user in users else _user(store, partition, user))["s"]
 
         settled_joined = min(settled_ms, settled_orders_ms)
-        join.close(before, watermark, rises, progress.offset, sessions_of, settled_joined)
+        join.close(watermark, sessions_of, settled_joined)
         _close_sessions(partition, spec, store, sessions, users, rises, cells, panes, out, join)
         join.release()
         progress.open_sessions = sessions.open_sessions
@@ -384,10 +407,11 @@ def apply_batch(
                 out.writes[key] = None
     if sorted(panes) != stored_panes:
         out.writes[panes_key(partition)] = orjson.dumps(sorted(panes))
-    for chunk, encoded in seen_chunks(bucket):  # one record per batch, unless ids are long
-        key = seen_bucket_key(partition, chunk[0][1])
-        out.new_buckets.append((key, chunk))
-        out.writes[key] = encoded
+    for entries, log in ((bucket, ""), (facts_bucket, "f")):
+        for chunk, encoded in seen_chunks(entries):  # one record per batch, unless ids are long
+            key = seen_bucket_key(partition, chunk[0][1], log)
+            out.new_buckets.append((key, chunk))
+            out.writes[key] = encoded
     out.expired_buckets = seen.expired(progress.watermark_ms - spec.dedup_horizon_ms)
     for key in out.expired_buckets:
         out.writes[key] = None  # a tombstone
@@ -399,10 +423,10 @@ def apply_batch(
 def _close_sessions(
     partition: int,
     spec: WindowSpec,
-    store: PartitionStore,
+    store: Store,
     index: SessionIndex,
     users: dict[str, dict],
-    rises: list[tuple[int, int]],
+    rises: list[tuple[int, Position]],
     cells: dict[tuple[int, str], list],
     panes: set[int],
     out: BatchOutcome,
@@ -413,7 +437,8 @@ def _close_sessions(
     for name, user in users.items():
         index.set(name, user["s"])
     watermark = out.progress.watermark_ms
-    ended: dict[tuple[int, int], list[int]] = {}  # (closing offset, pane) -> summed counts
+    ended: dict[tuple[Position, int], list[int]] = {}  # (closing position, pane) -> counts
+    last = (out.progress.offset, out.progress.ticks_offset)  # later than any record here
     for name in index.due(watermark):
         if name not in users:
             users[name] = _user(store, partition, name)
@@ -427,8 +452,8 @@ def _close_sessions(
             start, end, clicks, page_views, entry = session
             pane = session_rules.ended_in(end, spec, index.gap_ms)
             # the record whose watermark closed it (a stored session closes after W0)
-            rise = bisect.bisect_left(rises, (closes, -1))
-            at = rises[rise][1] if rise < len(rises) else out.progress.offset
+            rise = bisect.bisect_left(rises, (closes,))
+            at = rises[rise][1] if rise < len(rises) else last
             counts = ended.setdefault((at, pane), [0, 0, 0])
             counts[0] += 1
             counts[1] += session_rules.is_bounce(clicks)
@@ -437,21 +462,23 @@ def _close_sessions(
             join.retain(name, start, end, entry)
         user["s"] = still_open
         index.set(name, still_open)
-    for (at, pane), amounts in sorted(ended.items()):  # offsets ascending, as for events
+    for (at, pane), amounts in sorted(ended.items()):  # positions ascending, as for events
         cell = cells.get((pane, SESSIONS_ENDED))
         if cell is None:
             raw = store.get(cell_key(partition, pane, SESSIONS_ENDED))
             stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
-            cell = cells[pane, SESSIONS_ENDED] = [stored["v"] or [0, 0, 0], stored["o"]]
+            o = stored["o"]
+            cell = cells[pane, SESSIONS_ENDED] = [
+                stored["v"] or [0, 0, 0],
+                tuple(o) if isinstance(o, list) else (o, -1),
+            ]
         if cell[1] < at:
             cell[0] = [min(a + b, MAX_COUNT) for a, b in zip(cell[0], amounts, strict=True)]
             cell[1] = at
         panes.add(pane)
 
 
-def load_sessions(
-    partition: int, spec: WindowSpec, gap_ms: int, store: PartitionStore
-) -> SessionIndex:
+def load_sessions(partition: int, spec: WindowSpec, gap_ms: int, store: Store) -> SessionIndex:
     """A partition's session index rebuilt from its stored user records and the closed
     sessions kept for attribution (once per assignment, and after a restart)."""
     index = SessionIndex(spec, gap_ms)
@@ -488,7 +515,7 @@ def _write_users(
         out.writes[user_key(partition, name)] = None
 
 
-def _user(store: PartitionStore, partition: int, name: str) -> dict:
+def _user(store: Store, partition: int, name: str) -> dict:
     raw = store.get(user_key(partition, name))
     return orjson.loads(raw) if raw is not None else dict(EMPTY_USER)
 
@@ -496,7 +523,7 @@ def _user(store: PartitionStore, partition: int, name: str) -> dict:
 def _closing(
     partition: int,
     spec: WindowSpec,
-    store: PartitionStore,
+    store: Store,
     panes: set[int],
     out: BatchOutcome,
     before: int,
@@ -534,7 +561,7 @@ def _closing(
 
 
 def _read_pane(
-    partition: int, start: int, size_ms: int, store: PartitionStore, out: BatchOutcome
+    partition: int, start: int, size_ms: int, store: Store, out: BatchOutcome
 ) -> ClosedWindow:
     """A pane as stored, overlaid with this batch's changes to it."""
     cells, hlls = pane_prefix("C", partition, start), pane_prefix("H", partition, start)

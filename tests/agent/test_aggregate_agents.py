@@ -8,6 +8,7 @@ tests/integration.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from types import SimpleNamespace
 
 import orjson
@@ -16,11 +17,13 @@ import redis.asyncio as aioredis
 from faust.types import TP
 
 from agents.clicks import aggregate_clicks
-from agents.windowed import EventKind, WindowedAggregation
+from agents.windowed import EventKind, WindowedConfig, WindowedMetrics, WindowedSink
+from engine.commit import KafkaCommitter
+from engine.runner import Runner, RunnerConfig
 from serving import keys
 from serving.projection import RedisProjection
-from streams.order_facts import is_order_facts, order_facts_record
-from streams.ticks import tick_record
+from streams.order_facts import order_facts_value, read_order_facts
+from streams.ticks import tick_value
 from tables.window_state import Progress, cell_key, progress_key
 from tests.agent.conftest import until
 from tests.builders import T0, click_bytes, order_json
@@ -70,15 +73,76 @@ async def test_late_order_goes_to_late_events_and_not_into_revenue(app_and_log):
     assert table.data.get(cell_key(1, T0 - T0 % 60_000, "orders|EUR")) is None
 
 
+class StaticConsumer:
+    """The consumer as a runner sees it: every partition assigned, time logs read already."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def generation(self):
+        return self.app.consumer_generation_id
+
+    def assigned(self, topic):
+        return {0, 1, 2, 3}
+
+    def highwater(self, topic, partition):
+        return None
+
+    async def ends(self, topic, partitions):
+        return {}
+
+
+def clicks_runner(
+    app, settings, commit_s: float, gap_ms: int | None = 1_800_000, kind: EventKind | None = None
+) -> Runner:
+    """The clicks processor (or another `kind` on the clicks table), as the worker's fast
+    path drives it, committing every `commit_s`."""
+    projection = RedisProjection(
+        aioredis.Redis.from_url(settings.redis), settings.app_id, "clicks", 3_600_000
+    )
+    config = WindowedConfig(
+        settings.window_spec, settings.limits, settings.topics, settings.app_id,
+        settings.clock, gap_ms,
+    )  # fmt: skip
+    kind = replace(kind or aggregate_clicks(), reads_facts=gap_ms is not None)
+    processor = WindowedMetrics(kind, config, WindowedSink(projection, "clicks"))
+    committer = KafkaCommitter(app, app.tables["click_windows"])
+    return Runner(processor, committer, StaticConsumer(app), RunnerConfig(commit_s))
+
+
+def record(topic: str, partition: int, offset: int, value: bytes, key: bytes | None = None):
+    """A fetched record, as aiokafka hands it over (timestamps in ms)."""
+    return SimpleNamespace(
+        topic=topic, partition=partition, offset=offset, timestamp=T0, key=key, value=value,
+        headers=(),
+    )  # fmt: skip
+
+
+def fetch(topic: str, partition: int, first_offset: int, event_ids: list[str]) -> dict:
+    records = [
+        record(
+            topic,
+            partition,
+            first_offset + i,
+            click_bytes(event_id=event_id, occurred_at_ms=T0 + i),
+            b"u-1",
+        )
+        for i, event_id in enumerate(event_ids)
+    ]
+    return {TP(topic, partition): records}
+
+
 async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
     app, settings, log = app_and_log
-    value, headers = tick_record(T0 + 200_000, settings.app_id)
-    async with app.agents["aggregate_clicks"].test_context() as agent:
-        for i, user in enumerate(["u-1", "u-2", "u-1"]):
-            raw = click_bytes(event_id=f"e{i}", user_id=user, occurred_at_ms=T0 + i)
-            await agent.put(raw, key=b"u", partition=2, timestamp=T0 / 1000, wait=False)
-        await agent.put(value, key=None, partition=2, timestamp=T0 / 1000, headers=headers)
-        await until(lambda: len(log.topic(settings.topics.window_results.name)) >= 4 + 4)
+    runner = clicks_runner(app, settings, commit_s=0)
+    ticks = settings.topics.clicks_ticks.name
+    for i, user in enumerate(["u-1", "u-2", "u-1"]):
+        raw = click_bytes(event_id=f"e{i}", user_id=user, occurred_at_ms=T0 + i)
+        await runner.deliver(
+            {TP(settings.clicks_topic, 2): [record(settings.clicks_topic, 2, i, raw)]}
+        )
+    tick = record(ticks, 2, 0, tick_value(T0 + 200_000, 2, settings.app_id))
+    await runner.deliver({TP(ticks, 2): [tick]})
 
     results = [orjson.loads(v) for _, v, _ in log.topic(settings.topics.window_results.name)]
     start = T0 - T0 % 60_000
@@ -97,81 +161,60 @@ async def test_a_tick_closes_the_window_and_its_result_is_emitted(app_and_log):
     assert {r["kind"] for r in results} == {"tumbling", "hopping", "progress"}
 
 
-def fetched_aggregation(
-    app, settings, commit_s: float, kind: EventKind | None = None
-) -> WindowedAggregation:
-    """The clicks aggregation (or another `kind` on the clicks table) as the worker's fast path
-    drives it, committing every `commit_s`."""
-    projection = RedisProjection(
-        aioredis.Redis.from_url(settings.redis), settings.app_id, "clicks", 3_600_000
+async def test_a_tick_fetched_before_its_place_waits_for_the_clicks_it_follows(app_and_log):
+    app, settings, log = app_and_log
+    runner = clicks_runner(app, settings, commit_s=0)
+    clicks, ticks = settings.clicks_topic, settings.topics.clicks_ticks.name
+    late = click_bytes(event_id="late", occurred_at_ms=T0)  # later than the tick's minute
+    # the tick follows clicks offset 0; it comes first, the late click (offset 1) after it
+    await runner.deliver(
+        {TP(ticks, 0): [record(ticks, 0, 0, tick_value(T0 + 200_000, 0, settings.app_id))]}
     )
-    return WindowedAggregation(
-        app,
-        app.tables["click_windows"],
-        kind or aggregate_clicks(),
-        settings.clicks_topic,
-        settings.window_spec,
-        settings.limits,
-        projection,
-        settings.topics,
-        idle_s=0,
-        commit_s=commit_s,
-    )
-
-
-def fetch(topic: str, partition: int, first_offset: int, event_ids: list[str]) -> dict:
-    """A fetched record list, as aiokafka hands it over (timestamps in ms)."""
-    records = [
-        SimpleNamespace(
-            topic=topic,
-            partition=partition,
-            offset=first_offset + i,
-            timestamp=T0,
-            key=b"u-1",
-            value=click_bytes(event_id=event_id, occurred_at_ms=T0 + i),
-            headers=(),
-        )
-        for i, event_id in enumerate(event_ids)
-    ]
-    return {TP(topic, partition): records}
+    early = click_bytes(event_id="early", occurred_at_ms=T0 + 1)
+    await runner.deliver({TP(clicks, 0): [record(clicks, 0, 0, early), record(clicks, 0, 1, late)]})
+    progress = Progress.decode(app.tables["click_windows"].data[progress_key(0)])
+    assert (progress.accepted, progress.late, progress.ticks_offset) == (1, 1, 0)
+    ((_, value, _),) = log.topic(settings.topics.late_events.name)
+    assert orjson.loads(value)["event_id"] == "late"
 
 
 async def test_batches_are_committed_once_per_interval_each_key_once_then_acked(app_and_log):
     app, settings, log = app_and_log
-    aggregation = fetched_aggregation(app, settings, commit_s=0.3)
+    runner = clicks_runner(app, settings, commit_s=0.3)
     acked: list[tuple[int, list[int]]] = []
 
     async def ack(tp, offsets):
         acked.append((tp.partition, list(offsets)))
 
+    runner.committer.ack = ack  # type: ignore[attr-defined]
     table = app.tables["click_windows"]
     changelog = table.changelog_topic.get_topic_name()
-    await aggregation.apply_fetched(fetch(settings.clicks_topic, 0, 0, ["a", "b"]), ack)
-    await aggregation.apply_fetched(fetch(settings.clicks_topic, 0, 2, ["c"]), ack)
+    await runner.deliver(fetch(settings.clicks_topic, 0, 0, ["a", "b"]))
+    await runner.deliver(fetch(settings.clicks_topic, 0, 2, ["c"]))
     assert acked == [] and log.topic(changelog) == []  # staged, not yet saved
 
     await asyncio.sleep(0.35)
-    await aggregation.commit_if_due()
+    await runner.commit_if_due()
     start = T0 - T0 % 60_000
     assert orjson.loads(table.data[cell_key(0, start, "pageviews|/p/42")])["v"] == [3]
     written = [key for key, _, _ in log.topic(changelog)]
     assert len(written) == len(set(written)) and written[-1] == b"P|0"  # each key once
-    assert acked == [(0, [0, 1]), (0, [2])]  # only after the save
+    assert acked == [(0, [0, 1, 2])]  # only after the save
 
 
-async def test_a_rebalance_discards_staged_state_and_acks_nothing(app_and_log, monkeypatch):
+async def test_a_rebalance_discards_staged_state_and_acks_nothing(app_and_log):
     app, settings, log = app_and_log
-    aggregation = fetched_aggregation(app, settings, commit_s=60)
+    runner = clicks_runner(app, settings, commit_s=60)
     acked: list = []
 
     async def ack(tp, offsets):
         acked.append(offsets)
 
-    await aggregation.apply_fetched(fetch(settings.clicks_topic, 0, 0, ["a", "b"]), ack)
-    monkeypatch.setattr(app, "consumer", SimpleNamespace(assignment=lambda: set()))
+    runner.committer.ack = ack  # type: ignore[attr-defined]
+    await runner.deliver(fetch(settings.clicks_topic, 0, 0, ["a", "b"]))
     app.consumer_generation_id += 1  # the partition may be someone else's now
-    aggregation.commit_s = 0
-    await aggregation.commit_if_due()
+    runner.config = RunnerConfig(0)
+    await runner.commit_if_due()
     assert (
         acked == []
         and log.topic(app.tables["click_windows"].changelog_topic.get_topic_name()) == []
@@ -182,31 +225,31 @@ async def test_accepted_orders_are_forwarded_to_the_same_clicks_partition_and_at
     app_and_log,
 ):
     app, settings, log = app_and_log
-    clicks_topic = settings.topics.clicks.name
+    facts_topic = settings.topics.order_facts.name
     async with app.agents["aggregate_orders"].test_context() as orders:
         raw = orjson.dumps(order_json(event_id="o1", occurred_at_ms=T0 + 5_000))
         await orders.put(raw, key=b"u-1", partition=3, timestamp=T0 / 1000)
-        await until(lambda: len(log.records[clicks_topic, 3]) == 1)
-    ((_, facts, headers),) = log.records[clicks_topic, 3]
-    assert is_order_facts(headers) and orjson.loads(facts)["by"] == settings.app_id
+        await until(lambda: len(log.records[facts_topic, 3]) == 1)
+    ((_, facts, _),) = log.records[facts_topic, 3]
+    assert read_order_facts(facts)[2] == settings.app_id
+    assert log.topic(settings.clicks_topic) == [] and log.topic(settings.orders_topic) == []
 
-    foreign, _ = order_facts_record([("o9", "u-1", T0 + 6_000, "EUR", 1)], T0 + 300_000, "other")
-    tick, tick_headers = tick_record(T0 + 300_000, settings.app_id)
-    async with app.agents["aggregate_clicks"].test_context() as clicks:
-        click = click_bytes(event_id="c1", occurred_at_ms=T0)  # from search.example
-        await clicks.put(click, key=b"u-1", partition=3, timestamp=T0 / 1000)
-        await clicks.put(facts, key=None, partition=3, timestamp=T0 / 1000, headers=headers)
-        await clicks.put(foreign, key=None, partition=3, timestamp=T0 / 1000, headers=headers)
-        await clicks.put(tick, key=None, partition=3, timestamp=T0 / 1000, headers=tick_headers)
-        # the orders side's watermark moves on with its next facts record
-        later, _ = order_facts_record([], T0 + 300_000, settings.app_id)
-        await clicks.put(later, key=None, partition=3, timestamp=T0 / 1000, headers=headers)
-        await until(
-            lambda: any(
-                orjson.loads(v)["stream"] == "attribution"
-                for _, v, _ in log.topic(settings.topics.window_results.name)
-            )
-        )
+    runner = clicks_runner(app, settings, commit_s=0)
+    foreign = order_facts_value([("o9", "u-1", T0 + 6_000, "EUR", 1)], T0 + 300_000, "other")
+    ticks = settings.topics.clicks_ticks.name
+    click = click_bytes(event_id="c1", occurred_at_ms=T0)  # from search.example
+    await runner.deliver(
+        {TP(settings.clicks_topic, 3): [record(settings.clicks_topic, 3, 0, click)]}
+    )
+    await runner.deliver(
+        {TP(facts_topic, 3): [record(facts_topic, 3, 0, facts), record(facts_topic, 3, 1, foreign)]}
+    )
+    await runner.deliver(
+        {TP(ticks, 3): [record(ticks, 3, 0, tick_value(T0 + 300_000, 0, settings.app_id))]}
+    )
+    # the orders side's watermark moves on with its next facts record
+    later = order_facts_value([], T0 + 300_000, settings.app_id)
+    await runner.deliver({TP(facts_topic, 3): [record(facts_topic, 3, 2, later)]})
 
     (attributed,) = [
         orjson.loads(v)
@@ -219,38 +262,38 @@ async def test_accepted_orders_are_forwarded_to_the_same_clicks_partition_and_at
     assert ("reason", b"foreign_order_facts") in dead_headers
 
 
-async def test_an_unreadable_order_facts_record_is_a_dead_letter(app_and_log):
-    app, settings, log = app_and_log
-    _, headers = order_facts_record([], T0, settings.app_id)
-    async with app.agents["aggregate_clicks"].test_context() as clicks:
-        await clicks.put(b"{oops", key=None, partition=0, timestamp=T0 / 1000, headers=headers)
-        await until(lambda: len(log.topic(settings.topics.dead_letters.name)) == 1)
-    ((_, value, dead_headers),) = log.topic(settings.topics.dead_letters.name)
-    assert value == b"{oops" and ("reason", b"bad_order_facts") in dead_headers
-
-
 async def test_forged_and_foreign_control_records_are_dead_letters_and_move_no_time(app_and_log):
     app, settings, log = app_and_log
+    runner = clicks_runner(app, settings, commit_s=0)
+    clicks, ticks = settings.clicks_topic, settings.topics.clicks_ticks.name
+    facts = settings.topics.order_facts.name
     ten_days = 10 * 86_400_000
-    forged_tick = tick_record(T0 + ten_days, settings.app_id)  # far past its record's time
-    foreign_tick = tick_record(T0 + 60_000, "another-app")
-    forged_facts = order_facts_record([], T0 + ten_days, settings.app_id)
-    async with app.agents["aggregate_clicks"].test_context() as clicks:
-        await clicks.put(click_bytes(event_id="c1"), key=b"u-1", partition=0, timestamp=T0 / 1000)
-        for value, headers in (forged_tick, foreign_tick, forged_facts):
-            await clicks.put(value, key=None, partition=0, timestamp=T0 / 1000, headers=headers)
-        await clicks.put(
-            click_bytes(event_id="c2", occurred_at_ms=T0 + 1_000),
-            key=b"u-1",
-            partition=0,
-            timestamp=T0 / 1000,
-        )
-        table = app.tables["click_windows"]
-        await until(lambda: Progress.decode(table.data.get(progress_key(0))).offset == 4)
+    await runner.deliver(fetch(clicks, 0, 0, ["c1"]))
+    await runner.deliver(
+        {
+            TP(ticks, 0): [
+                record(ticks, 0, 0, tick_value(T0 + ten_days, 0, settings.app_id)),  # forged
+                record(ticks, 0, 1, tick_value(T0 + 60_000, 0, "another-app")),
+                record(ticks, 0, 2, b"{oops"),
+            ],
+            TP(facts, 0): [
+                record(facts, 0, 0, order_facts_value([], T0 + ten_days, settings.app_id)),
+                record(facts, 0, 1, b"{oops"),
+            ],
+        }
+    )
+    await runner.deliver(fetch(clicks, 0, 1, ["c2"]))
 
-    reasons = [dict(h)["reason"] for _, _, h in log.topic(settings.topics.dead_letters.name)]
-    assert reasons == [b"bad_tick", b"foreign_tick", b"bad_order_facts"]
-    progress = Progress.decode(table.data[progress_key(0)])
-    assert progress.watermark_ms == T0 + 1_000 and progress.late == 0  # c2 is on time
+    reasons = sorted(dict(h)["reason"] for _, _, h in log.topic(settings.topics.dead_letters.name))
+    assert reasons == [
+        b"bad_order_facts",
+        b"bad_order_facts",
+        b"bad_tick",
+        b"bad_tick",
+        b"foreign_tick",
+    ]
+    progress = Progress.decode(app.tables["click_windows"].data[progress_key(0)])
+    assert progress.watermark_ms == T0 and progress.late == 0  # no time moved: c2 is on time
+    assert (progress.ticks_offset, progress.facts_offset) == (2, 1)
     results = [orjson.loads(v) for _, v, _ in log.topic(settings.topics.window_results.name)]
     assert {r["kind"] for r in results} == {"progress"}  # no window closed

@@ -1,7 +1,7 @@
 """No record stops a partition: whatever raises while a batch is folded or encoded, the records
 to blame become dead letters `processing_error` and their neighbours are counted.
 
-The aggregation is driven as the worker's fast path drives it (whole fetched lists), with a
+The clicks processor is driven as the worker's fast path drives it (whole fetched lists), with a
 click kind whose measure misbehaves for marked users: one raises, one adds a count no
 encoding holds (found only when the batch's state is encoded, so the batch is split to find
 it), and one adds sums that saturate.
@@ -19,7 +19,7 @@ from agents.clicks import aggregate_clicks
 from agents.window_results import window_result
 from tables.window_state import ClosedWindow, Progress, cell_key, progress_key
 from tables.windows import MAX_COUNT
-from tests.agent.test_aggregate_agents import fetched_aggregation
+from tests.agent.test_aggregate_agents import clicks_runner
 from tests.builders import T0, click_bytes
 
 PANE = T0 - T0 % 60_000
@@ -55,21 +55,15 @@ def fetched(topic: str, users: list[str], first_offset: int = 0) -> dict:
     return {TP(topic, 0): records}
 
 
-async def _no_ack(tp, offsets) -> None:
-    pass
-
-
 async def test_records_that_raise_or_are_unencodable_are_dead_letters_and_neighbours_count(
     app_and_log,
 ):
     app, settings, log = app_and_log
-    aggregation = fetched_aggregation(
-        app, settings, 0, replace(clicks_kind, measure=misbehaving_measure)
-    )
+    runner = clicks_runner(app, settings, 0, kind=POISONED)
     users = ["u1", "raises", "u2", "u3", "unencodable", "u4", "u5"]
-    await aggregation.apply_fetched(fetched(settings.clicks_topic, users), _no_ack)
+    await runner.deliver(fetched(settings.clicks_topic, users))
     # the partition moves on: the next fetch is processed as usual
-    await aggregation.apply_fetched(fetched(settings.clicks_topic, ["u6"], len(users)), _no_ack)
+    await runner.deliver(fetched(settings.clicks_topic, ["u6"], len(users)))
 
     table = app.tables["click_windows"]
     assert orjson.loads(table.data[cell_key(0, PANE, "pageviews|/p/42")])["v"] == [6]
@@ -88,11 +82,9 @@ async def test_records_that_raise_or_are_unencodable_are_dead_letters_and_neighb
 
 async def test_sums_saturate_and_the_result_says_which(app_and_log):
     app, settings, _ = app_and_log
-    aggregation = fetched_aggregation(
-        app, settings, 0, replace(clicks_kind, measure=misbehaving_measure)
-    )
+    runner = clicks_runner(app, settings, 0, kind=POISONED)
     users = ["saturates", "u1", "saturates", "saturates"]
-    await aggregation.apply_fetched(fetched(settings.clicks_topic, users), _no_ack)
+    await runner.deliver(fetched(settings.clicks_topic, users))
 
     table = app.tables["click_windows"]
     assert orjson.loads(table.data[cell_key(0, PANE, "orders|EUR")])["v"] == [3, MAX_COUNT]

@@ -55,6 +55,6 @@ async def test_parts_and_progress_of_a_window_give_one_total_and_nothing_stays(
     assert total["top_pages"] == [{"name": "/a", "count": 5}]
     # only the streams' progress and the funnel awaiting the orders stream are kept
     assert sorted(k for k in table.data.data) == [
-        b"1|00000000000000000000|funnel|tumbling|",
-        b"progress|1|clicks",
+        b"M|1|clicks",
+        b"T|1|00000000000000000000|funnel|tumbling|",
     ]

@@ -1,7 +1,8 @@
-"""A hostile producer on the input topics cannot stop the worker or move its event time: poison
-orders, forged and foreign control records and a seeded fuzz corpus become dead letters with
-their reasons, and every result still equals the oracle's over the valid traffic; a window of
-many long names still fits Kafka's messages."""
+"""A hostile producer cannot stop the worker or move its event time: poison orders and a
+seeded fuzz corpus on the input topics, forged and foreign control records on the app's own
+time log and order facts topics, become dead letters with their reasons, and every result
+still equals the oracle's over the valid traffic; a window of many long names still fits
+Kafka's messages."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 
 from clickstream.kafka_admin import ensure_topics
 from serving import keys
-from streams.order_facts import order_facts_record
-from streams.ticks import tick_record
+from streams.order_facts import order_facts_value
+from streams.ticks import tick_value
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
 from tables.bounded import OTHER
 from tests.builders import T0, click_json, order_json
@@ -67,13 +68,17 @@ def hostile_records(app_id: str, timestamp_ms: int, limits: Limits) -> list[tupl
         raw = json.dumps({**order_json(event_id=f"poison-{amount}"), "amount": amount}).encode()
         records.append(("orders", raw, [], "bad_value"))
     ahead, fact = timestamp_ms + TEN_DAYS_MS, ("o", "u", timestamp_ms, "EUR", 1)
-    forged = [
-        (tick_record(ahead, app_id), "bad_tick"),
-        (tick_record(timestamp_ms, "another-app"), "foreign_tick"),
-        (order_facts_record([], ahead, app_id), "bad_order_facts"),
-        (order_facts_record([fact], timestamp_ms, "another-app"), "foreign_order_facts"),
+    records += [
+        ("ticks", tick_value(ahead, 0, app_id), [], "bad_tick"),
+        ("ticks", tick_value(timestamp_ms, 0, "another-app"), [], "foreign_tick"),
+        ("facts", order_facts_value([], ahead, app_id), [], "bad_order_facts"),
+        (
+            "facts",
+            order_facts_value([fact], timestamp_ms, "another-app"),
+            [],
+            "foreign_order_facts",
+        ),
     ]
-    records += [("clicks", value, headers, reason) for (value, headers), reason in forged]
     rng = random.Random(20261201)
     while len(records) < 200:
         stream = rng.choice(("clicks", "orders"))
@@ -105,16 +110,24 @@ def test_hostile_records_are_dead_letters_and_the_valid_ones_equal_the_oracle(
     expected = expectation(settings, lines)
     last_ms = max(line["timestamp_ms"] for line in lines)
     hostile = hostile_records(settings.app_id, last_ms, settings.limits)
-    topics = {"clicks": settings.clicks_topic, "orders": settings.orders_topic}
+    topics = {
+        "clicks": settings.clicks_topic,
+        "orders": settings.orders_topic,
+        "ticks": settings.topics.clicks_ticks.name,  # read by the clicks processor
+        "facts": settings.topics.order_facts.name,  # likewise
+    }
+    asyncio.run(ensure_topics(settings.bootstrap, settings.topics.all(), settings.replication))
     asyncio.run(send(settings.bootstrap, hostile, topics, last_ms))
-    injected = Counter(topics[stream] for stream, *_ in hostile)
+    injected = Counter(stream for stream, *_ in hostile)
+    injected["clicks"] += injected["ticks"] + injected["facts"]
 
     worker = start_worker()
     client = redis.Redis.from_url(redis_server.url)
-    for stream, topic in topics.items():
+    for stream in ("clicks", "orders"):
+        topic = topics[stream]
         wait_until(
             lambda s=stream, t=topic: (
-                processed(client, settings.app_id, s) == expected.messages[t] + injected[t]
+                processed(client, settings.app_id, s) == expected.messages[t] + injected[s]
             ),
             within=180,
             why=f"{stream} processed",

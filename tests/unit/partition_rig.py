@@ -8,8 +8,8 @@ import orjson
 from tables.dedup import SeenIndex, seen_prefix
 from tables.sessions import Visit
 from tables.window_state import (
+    KEYSPACE,
     SESSIONS_ENDED,
-    WRITE_ORDER,
     Observation,
     apply_batch,
     cell_key,
@@ -45,10 +45,10 @@ class Partition:
         return [(k, v) for k, v in sorted(self.store.items()) if k.startswith(prefix)]
 
     def apply(self, items, land: int | None = None):
-        """Apply a batch; commit all its writes in WRITE_ORDER, or only the first `land`
+        """Apply a batch; commit all its writes in KEYSPACE's order, or only the first `land`
         (a flush cut short by a crash: the worker restarts)."""
         out = apply_batch(0, items, SPEC, self, self.seen, self.index)
-        writes = sorted(out.writes.items(), key=lambda kv: WRITE_ORDER[kv[0][:1]])
+        writes = KEYSPACE.ordered(out.writes)
         for key, value in writes if land is None else writes[:land]:
             if value is None:
                 self.store.pop(key, None)

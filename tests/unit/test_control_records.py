@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from streams.control import control_verdict
-from streams.ticks import read_tick, tick_record
+from streams.ticks import TickRecord, read_tick, tick_value
 
 NOW = 1_767_225_600_000
 SKEW = 300_000
@@ -30,9 +30,15 @@ def test_an_absurd_time_still_gets_a_readable_detail():
     assert reason == "bad_tick" and str(10**30) in detail
 
 
-def test_a_tick_reads_back_with_its_writer():
-    value, _ = tick_record(NOW, "shop")
-    assert read_tick(value) == (NOW, "shop")
-    for broken in (b"", b"[]", b'{"tick_ms": true, "by": "shop"}', b'{"tick_ms": 1}'):
+def test_a_tick_reads_back_with_its_place_and_writer():
+    assert read_tick(tick_value(NOW, 41, "shop")) == TickRecord(NOW, 41, "shop")
+    for broken in (
+        b"",
+        b"[]",
+        b'{"tick_ms": true, "after": 1, "by": "shop"}',
+        b'{"tick_ms": 1, "by": "shop"}',
+        b'{"tick_ms": 1, "after": -2, "by": "shop"}',
+        b'{"tick_ms": 1}',
+    ):
         assert read_tick(broken) is None
-    assert read_tick(orjson.dumps({"tick_ms": 1.5, "by": "shop"})) is None
+    assert read_tick(orjson.dumps({"tick_ms": 1.5, "after": 1, "by": "shop"})) is None

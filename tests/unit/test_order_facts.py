@@ -1,20 +1,25 @@
 """Order facts records (streams/order_facts.py): what the orders side writes is what the clicks
-side reads; anything else with the header is unreadable (a dead letter, by the caller)."""
+side reads; anything else in the topic is unreadable (a dead letter, by the caller)."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from streams.order_facts import is_order_facts, order_facts_record, read_order_facts
+from streams.order_facts import order_facts_value, order_facts_values, read_order_facts
 
 
 def test_a_record_reads_back_as_written():
     facts = [("o-1", "u-1", 1_000, "EUR", 4_990)]
-    value, headers = order_facts_record(facts, 2_000, "shop")
-    assert is_order_facts(headers) and is_order_facts(dict(headers))
-    assert read_order_facts(value) == (facts, 2_000, "shop")
-    assert not is_order_facts([("clickstream-tick", b"1")]) and not is_order_facts(None)
+    assert read_order_facts(order_facts_value(facts, 2_000, "shop")) == (facts, 2_000, "shop")
+
+
+def test_many_facts_are_split_and_only_the_last_record_moves_the_watermark():
+    facts = [(f"o-{i}", "u" * 2000, i, "EUR", 1) for i in range(400)]
+    values = order_facts_values(facts, 9_000, "shop")
+    read = [read_order_facts(v) for v in values]
+    assert len(values) > 1 and [f for r in read for f in r[0]] == facts
+    assert [r[1] for r in read] == [-1] * (len(values) - 1) + [9_000]
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,20 @@
-"""The worker stages several batches and commits them at once; a crash can cut that commit short
-anywhere (a prefix of its writes in WRITE_ORDER lands). Redelivering from the committed offset
-must then emit exactly what an uninterrupted run emits: the same window results, session
-summaries and attributions, nothing missing and nothing different under the same id."""
+"""The worker stages several batches and commits them at once; a crash can cut that commit
+short anywhere (a prefix of its writes in the keyspace's order lands). Redelivering from the
+committed offsets must then emit exactly what an uninterrupted run emits: the same window
+results, session summaries and attributions, nothing missing and nothing different under the
+same id."""
 
 from __future__ import annotations
 
 import random
 
+from engine.state import StagedState
 from tables import sketch
 from tables.attribution import OrderFacts
 from tables.dedup import SeenIndex, seen_prefix
 from tables.sessions import Visit
-from tables.state_table import StagedState
 from tables.window_state import (
-    WRITE_ORDER,
+    KEYSPACE,
     Observation,
     Progress,
     Tick,
@@ -74,8 +75,9 @@ class Worker:
         return out
 
     def commit(self, land: int | None = None) -> None:
-        """All staged writes in WRITE_ORDER, or only the first `land` (then the worker dies)."""
-        writes = sorted(self.staged.items(), key=lambda kv: WRITE_ORDER[kv[0][:1]])
+        """All staged writes in the keyspace's order, or only the first `land` (then the
+        worker dies)."""
+        writes = KEYSPACE.ordered(self.staged)
         for key, value in writes if land is None else writes[:land]:
             if value is None:
                 self.store.pop(key, None)
@@ -118,8 +120,13 @@ def traffic(rng: random.Random) -> list:
             continue
         t += rng.choice([0, 0, 0, -20_000, -65_000, -200_000])
         events.append(click(offset, t, rng.choice(users), rng.choice("ab"), f"e{offset}"))
-    end = len(events)  # offsets are positions in the list
+    end = len(events)  # offsets (of every input) are positions in the list
     return [*events, Tick(end, 200 * MIN), OrderFacts(end + 1, [], 200 * MIN)]
+
+
+def _next(progress: Progress) -> int:
+    """Where a restart resumes: every input's offsets are positions in the one list here."""
+    return max(progress.offset, progress.ticks_offset, progress.facts_offset) + 1
 
 
 def _who(event: Observation) -> tuple[str, str]:
@@ -131,7 +138,7 @@ def emitted(events: list, rng: random.Random | None) -> tuple[dict, dict, dict]:
     """Window results, session summaries and attributions by id; `rng` None: one batch per
     event, each committed."""
     worker, windows, sessions, attributions = Worker(), {}, {}, {}
-    while (start := worker.committed().offset + 1) < len(events):
+    while (start := _next(worker.committed())) < len(events):
         for _ in range(rng.randint(1, 6) if rng else 1):  # batches staged in one interval
             size = rng.randint(1, 25) if rng else 1
             out = worker.apply(events[start : start + size])

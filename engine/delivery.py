@@ -1,4 +1,4 @@
-"""Whole fetched batches for our source topics, below Faust's per-message Event/Stream path.
+"""Whole fetched batches for the runners' input topics, below Faust's per-message path.
 
 Faust's consumer turns every fetched record into a Message, an Event, a channel put, a stream
 step and an ack: about 150 CPU-µs a record. For the topics registered here the fetched record
@@ -11,25 +11,16 @@ never pass saved state.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import aiokafka
+import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
-
-class SourceRecord(Protocol):
-    """What a handler reads of a fetched record (aiokafka's ConsumerRecord has it)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int  # epoch ms, the record's own timestamp
-    key: bytes | None
-    value: bytes | None
-    headers: Any
-
+from engine.commit import Ack
 
 # How long the broker may hold a fetch that finds no new data. Faust hard-codes 1500 ms, and the
 # client sends one fetch per broker at a time: a fetch for partitions that are at their end
@@ -37,7 +28,6 @@ class SourceRecord(Protocol):
 # after every other fetch, more than half of the worker's time).
 FETCH_MAX_WAIT_MS = 100
 
-Ack = Callable[[TP, Sequence[int]], Awaitable[None]]  # (partition, offsets in order)
 BatchHandler = Callable[[Mapping[TP, list[Any]], Ack], Awaitable[object]]
 
 
@@ -70,10 +60,11 @@ def batch_delivering_consumer(handlers: Mapping[str, BatchHandler]) -> type[Cons
             return await super()._commit(offsets)
 
         async def _deliver(self, batches: dict[TP, list[Any]]) -> None:
-            for topic, handler in handlers.items():
-                batch = {tp: records for tp, records in batches.items() if tp.topic == topic}
-                if batch:
-                    await handler(batch, self._ack_offsets)
+            by_handler: dict[BatchHandler, dict[TP, list[Any]]] = defaultdict(dict)
+            for tp, records in batches.items():  # one call per handler, with all its topics
+                by_handler[handlers[tp.topic]][tp] = records
+            for handler, batch in by_handler.items():
+                await handler(batch, self._ack_offsets)
 
         async def _ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
             """What `ack()` does per message, once per run of offsets; gaps as
@@ -104,3 +95,23 @@ class _ShortFetchWaitThread(AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its Fetcher at start()
         return consumer
+
+
+class FaustConsumerView:
+    """What a runner reads of Faust's consumer (engine.runner.ConsumerView)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    def generation(self) -> int | None:
+        return self.app.consumer_generation_id
+
+    def assigned(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self.app.consumer.highwater(TP(topic, partition))
+
+    async def ends(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        ends = await self.app.consumer.highwaters(*(TP(topic, p) for p in partitions))
+        return {tp.partition: offset for tp, offset in ends.items()}

@@ -1,0 +1,123 @@
+"""Processors attached to a Faust app: one line each, then `install()`.
+
+    engine = Engine(app, EngineConfig(...))
+    engine.attach(processor, help="...")    # its table, its agent, its runner
+    engine.install()                        # batched delivery, the commit and tick timers
+
+Each processor gets a changelog-backed table (partition p holds input partition p's state), a
+Faust agent over its input topics (so Faust subscribes them and co-partitions the table; under
+`test_context` the agent feeds the runner itself), and a runner. In a worker, fetched records
+of its topics skip Faust's per-message path (engine.delivery) and go to its runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust.types import TP, EventT
+
+from engine.commit import Ack, KafkaCommitter
+from engine.delivery import BatchHandler, FaustConsumerView, batch_delivering_consumer
+from engine.processor import InputRecord, Processor, Record
+from engine.runner import Runner, RunnerConfig
+from engine.state import declare_state_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    partitions: int  # of every input, table and output
+    commit_s: float
+    idle_s: float
+    batch_size: int  # of the Faust agent path (test_context)
+    batch_s: float
+    ticks_by: str | None  # the app id writing ticks here; None: follow another app's, write none
+    max_skew_ms: int
+
+
+class Engine:
+    def __init__(self, app: faust.App, config: EngineConfig) -> None:
+        self.app, self.config = app, config
+        self.runners: list[Runner] = []
+        self._handlers: dict[str, BatchHandler] = {}
+
+    def attach(self, processor: Processor, help: str) -> Runner:
+        app, config = self.app, self.config
+        table = declare_state_table(app, processor.table, help, config.partitions)
+        committer = KafkaCommitter(app, table)
+        runner = Runner(
+            processor,
+            committer,
+            FaustConsumerView(app),
+            RunnerConfig(config.commit_s, config.idle_s, config.ticks_by, config.max_skew_ms),
+        )
+        self.runners.append(runner)
+        topics = processor.inputs.topics()
+        source = app.topic(
+            *topics,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=config.partitions,
+        )
+
+        async def agent(stream: faust.StreamT) -> None:
+            async for events in cast(faust.Stream, stream).take_events(
+                config.batch_size, config.batch_s
+            ):
+                await runner.deliver_now(_records_of(events, processor.inputs.topics()))
+
+        agent.__qualname__ = agent.__name__ = processor.name  # how Faust logs it
+        app.agent(source, name=processor.name)(agent)
+
+        async def deliver(fetched: Mapping[TP, list[Any]], ack: Ack) -> None:
+            committer.ack = ack
+            await runner.deliver(fetched)
+
+        self._handlers.update((topic, deliver) for topic in topics)
+        return runner
+
+    def install(self) -> None:
+        """Batched delivery for every attached processor's topics, and the engine's timers."""
+        app, config, runners = self.app, self.config, self.runners
+        setattr(app.transport, "Consumer", batch_delivering_consumer(self._handlers))  # noqa: B010
+
+        @app.timer(max(config.commit_s / 2, 0.1))
+        async def commit_staged_state() -> None:
+            """Commit what quiet partitions staged (busy ones commit as their batches come)."""
+            for runner in runners:
+                try:
+                    await runner.commit_if_due()
+                except Exception as exc:  # a broker hiccup: staged state and offsets wait
+                    log.warning("commit failed, will retry: %r", exc)
+
+        if config.idle_s > 0 and config.ticks_by is not None:
+
+            @app.timer(max(config.idle_s / 2, 0.5))
+            async def tick_idle_partitions() -> None:
+                """Advance event time on quiet partitions (engine.time_log, streams.ticks)."""
+                for runner in runners:
+                    try:
+                        await runner.tick_idle_partitions()
+                    except Exception as exc:  # a rebalance or a broker hiccup: next round
+                        log.warning("no ticks this round: %r", exc)
+
+
+def _records_of(events: Sequence[EventT], topics: Sequence[str]) -> dict[TP, list[Record]]:
+    """Faust events' messages as input records (Faust's timestamps are in seconds); a message
+    of no input topic (test_context's own channel) is a source record."""
+    fetched: dict[TP, list[Record]] = {}
+    for event in events:
+        m = event.message
+        topic = m.topic if m.topic in topics else topics[0]
+        record = InputRecord(
+            topic, m.partition, m.offset, round(m.timestamp * 1000), m.key, m.value, m.headers
+        )
+        fetched.setdefault(TP(topic, m.partition), []).append(record)
+    return fetched
