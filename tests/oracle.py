@@ -251,3 +251,13 @@ def _result_counts(metrics: dict) -> dict:
         else:
             shaped[metric] = dict(counts)
     return shaped
+
+
+def hopping_users(users: dict, size_ms: int, hop_ms: int) -> dict:
+    """(hop start, sketch name) -> user ids of the hopping windows [h, h + hop), from the
+    tumbling ones keyed (start, sketch name) (Expected.users): every hop holding one of them."""
+    hops: dict = defaultdict(set)
+    for (start, name), ids in users.items():
+        for hop in range(start - hop_ms + size_ms, start + 1, size_ms):
+            hops[hop, name] |= ids
+    return hops
