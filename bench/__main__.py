@@ -4,6 +4,35 @@ logs under var/bench/).
 
   python -m bench [--events N] [--rounds R] [--contenders a,b,c] [--partitions P]
                   [--timeout S] [--seed K]
+  python -m bench --scenario backfill [--events N] [--rounds R] [--partitions P]
+                  [--timeout S] [--seed K]
+
+`--scenario backfill` (bench/backfill.py, bench/backfill_run.py) times an import instead. The
+same N generated events (no faults; the generator's fraud scenarios and legacy orders as by
+default) are laid out two ways, each in its own input topics, produced in event-time order
+with record timestamps of the time they are sent: packed into one hour of event time, or
+sparse over 30+ days (the one-minute panes moved about half a day apart, each pane keeping its
+events). After the data, one flush record per input partition, far enough ahead in event time
+to close every window and session of the data at once (no wait for the idle clock). Per round
+each layout is imported by the `clickstream` contender (full click metric set) under a fresh
+app id, and measured from the worker's spawn:
+
+  import s       until `<app>-window-totals` holds a total for every window of the data (these
+                 need every input partition to have passed the data, which only its flush does,
+                 so the whole input is consumed by then)
+  first total s  until the first of them; processing s = import s - first total s
+  committed s    until the app's group has committed the input topics' end offsets (the run
+                 also waits for this; Faust commits every few seconds, so it lags)
+
+Each run's derived topics are then read and checked against what the events imply: exactly
+one total per window with data (clicks, orders, funnel; tumbling and hopping), exactly one
+window result per window and source partition with data, each clicks total counting its
+pane's clicks, one session summary per user session, no dead letters or late events. The table
+gives per run the times and the derived record counts (window results, progress records,
+totals, sessions), which follow the data, not the ~43,000 minutes of event time, and the median
+over rounds of sparse / packed import time and processing time (also
+var/bench/<stamp>-backfill.json, worker logs beside it). --events may be as low as 2,000 here
+(10,000 for throughput); --contenders does not apply.
 """
 
 from __future__ import annotations
@@ -23,6 +52,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bench.backfill_run import main_backfill
 from bench.chart import write_chart
 from bench.contenders import CONTENDERS, ROOT, Target
 from bench.harness import local_services, produce_data, run_once, warm_up_broker
@@ -32,6 +62,7 @@ from clickstream.local.process import LocalServiceError
 from generator.produce import ProduceError
 
 DEFAULT_EVENTS = 200_000  # ~20 min for 3 rounds on 2 busy cores (naive full set: ~800 msg/s)
+MIN_THROUGHPUT_EVENTS = 10_000  # a shorter steady part is too short to tell
 DEFAULT_TIMEOUT_S = 600  # the naive full-set peer needs ~250 s for the default events
 OUT = ROOT / "var" / "bench"
 
@@ -74,7 +105,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Throughput of the clickstream worker against its peers, side by side.",
     )
     parser.add_argument(
-        "--events", type=_bounded_int(10_000, 10_000_000), default=DEFAULT_EVENTS,
+        "--scenario", choices=("throughput", "backfill"), default="throughput",
+        help="throughput: the contenders side by side (default); backfill: the import time "
+        "of the same events sparse over 30+ days or packed into one hour",
+    )  # fmt: skip
+    parser.add_argument(
+        "--events", type=_bounded_int(2_000, 10_000_000), default=DEFAULT_EVENTS,
         help=f"generator emissions to produce once (~99%% clicks); default {DEFAULT_EVENTS:,}",
     )  # fmt: skip
     parser.add_argument(
@@ -82,8 +118,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="rounds; each runs every contender once, in rotating order (default 3)",
     )  # fmt: skip
     parser.add_argument(
-        "--contenders", type=_contender_list, default=list(CONTENDERS),
-        help=f"comma-separated, from {','.join(CONTENDERS)} (default all)",
+        "--contenders", type=_contender_list, default=None,
+        help=f"comma-separated, from {','.join(CONTENDERS)} (default all; throughput only)",
     )  # fmt: skip
     parser.add_argument(
         "--partitions", type=_bounded_int(1, 64), default=4,
@@ -95,7 +131,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"(default {DEFAULT_TIMEOUT_S})",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.scenario == "backfill":
+        if args.contenders is not None:
+            parser.error("argument --contenders: not with --scenario backfill")
+    else:
+        if args.events < MIN_THROUGHPUT_EVENTS:
+            parser.error(
+                f"argument --events: {args.events} is outside {MIN_THROUGHPUT_EVENTS}..10000000"
+            )
+        if args.contenders is None:
+            args.contenders = list(CONTENDERS)
+    return args
 
 
 def run_rounds(args: argparse.Namespace, target: Target, home: Path, logs: Path) -> list[RunResult]:
@@ -122,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     # aiokafka's warnings while the fresh broker elects a group coordinator are expected here
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    if args.scenario == "backfill":
+        return main_backfill(args)
     started = datetime.now(UTC)
     began = time.monotonic()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
