@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from tqdm import tqdm
@@ -251,33 +251,40 @@ async def _watch(
         await admin.close()
 
 
-async def _values(bootstrap: str, topic: str) -> list[bytes]:
-    """Every record value of `topic` up to its current end; none when there is no such topic."""
+async def _records(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` up to its current end; none when there is no such topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
-    values: list[bytes] = []
+    records: list[ConsumerRecord[bytes, bytes]] = []
     try:
         if not await _assign_all(admin, consumer, topic):
-            return values
+            return records
         ends = await consumer.end_offsets(list(consumer.assignment()))
         while any([await consumer.position(tp) < end for tp, end in ends.items()]):
             batch = await consumer.getmany(timeout_ms=500)
-            values.extend(r.value or b"" for records in batch.values() for r in records)
+            records.extend(r for part in batch.values() for r in part)
     finally:
         await consumer.stop()
         await admin.close()
-    return values
+    return records
 
 
 async def _derived(bootstrap: str, app_id: str, want: Expected) -> backfill.Derived:
     read = [
-        _values(bootstrap, derived_topic(app_id, name))
+        _records(bootstrap, derived_topic(app_id, name))
         for name in ("window-results", "window-totals", "sessions", "dead-letters", "late-events")
     ]
     results, totals, sessions, dead, late = await asyncio.gather(*read)
-    return backfill.derive(want, results, totals, sessions, len(dead), len(late))
+    reasons = [dict(r.headers).get("reason", b"").decode(errors="replace") for r in dead]
+
+    def values(records: list[ConsumerRecord[bytes, bytes]]) -> list[bytes]:
+        return [r.value or b"" for r in records]
+
+    return backfill.derive(
+        want, values(results), values(totals), values(sessions), reasons, len(late)
+    )
 
 
 def run_import(

@@ -199,13 +199,13 @@ def test_the_right_output_passes_and_its_counts_are_reported():
     results, totals, sessions = perfect_output(want)
     flush_total = {"stream": "clicks", "kind": "tumbling", "start": backfill.iso_ms(want.flush_ms)}
     derived = backfill.derive(
-        want, results, [*totals, orjson.dumps(flush_total)], sessions, 0, 0
+        want, results, [*totals, orjson.dumps(flush_total)], sessions, ["foreign_tick"], 0
     )  # fmt: skip
     assert backfill.check(want, derived) == []
     assert derived.flush_windows == 1
     assert derived.counts() == {
         "results": len(want.results()), "progress": 1, "totals": len(want.totals()),
-        "sessions": len(want.sessions), "dead_letters": 0, "late_events": 0,
+        "sessions": len(want.sessions), "dead_letters": 0, "late_events": 0, "foreign_ticks": 1,
     }  # fmt: skip
 
 
@@ -216,7 +216,12 @@ def test_a_missing_repeated_or_miscounted_total_is_named():
                   "clicktypes": {"page_view": 7}}  # fmt: skip
     others = [t for t in totals if window_of(t) != ("clicks", "tumbling", backfill.iso_ms(S))]
     derived = backfill.derive(
-        want, results[1:], [others[0], *others, orjson.dumps(miscounted)], sessions[1:], 2, 0
+        want,
+        results[1:],
+        [others[0], *others, orjson.dumps(miscounted)],
+        sessions[1:],
+        ["bad_value", "foreign_tick", "malformed_json"],
+        0,
     )
     problems = backfill.check(want, derived)
     assert any(p.startswith("1 window totals sent twice") for p in problems)
@@ -224,7 +229,7 @@ def test_a_missing_repeated_or_miscounted_total_is_named():
     assert f"1 clicks totals (pane/counted/due) with another click count ({S}/7/2)" in problems
     assert f"{len(want.sessions) - 1} sessions summarised, {len(want.sessions)} due" in problems
     assert "2 dead letters, 0 late events" in problems
-    derived = backfill.derive(want, results, totals[1:], sessions, 0, 0)
+    derived = backfill.derive(want, results, totals[1:], sessions, [], 0)
     assert [p.split(" (")[0] for p in backfill.check(want, derived)] == ["1 window totals missing"]
 
 
@@ -232,7 +237,7 @@ def test_an_unexpected_total_is_named():
     want = sample()
     results, totals, sessions = perfect_output(want)
     stray = {"stream": "orders", "kind": "tumbling", "start": backfill.iso_ms(S + 10 * MIN)}
-    derived = backfill.derive(want, results, [*totals, orjson.dumps(stray)], sessions, 0, 0)
+    derived = backfill.derive(want, results, [*totals, orjson.dumps(stray)], sessions, [], 0)
     assert backfill.check(want, derived) == [
         f"1 unexpected window totals (orders/tumbling/{S + 10 * MIN})"
     ]
