@@ -3,6 +3,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY clickstream clickstream
+COPY engine engine
 COPY streams streams
 COPY agents agents
 COPY tables tables

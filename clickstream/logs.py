@@ -29,6 +29,8 @@ from typing import Any
 from faust.exceptions import ConsistencyError
 from faust.types import AppT
 
+from engine.internals import active_recovery
+
 COORDINATOR_GRACE_SECONDS = 30.0
 
 # faust/tables/recovery.py
@@ -177,8 +179,7 @@ def install(root: logging.Logger, app: AppT) -> WorkerLogRules:
 
 def _recovery_counts(app: AppT) -> tuple[int, int] | None:
     try:
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
-        highwaters, offsets = recovery.active_highwaters, recovery.active_offsets
+        highwaters, offsets = active_recovery(app)
         to_read = sum(max(highwaters.get(tp, -1) - offset, 0) for tp, offset in offsets.items())
         return len(offsets), to_read
     except Exception:  # the counts are a courtesy: without them the table stays at DEBUG

@@ -6,9 +6,8 @@ under v1/tables). Rule: the folder is kept only if it was written against this K
 changelog offset saved with it < the changelog's end offset). Otherwise it is removed before Faust
 opens the tables, and they are rebuilt from the changelogs, which are the truth.
 
-What this reads of Faust's RocksDB store (pinned by tests/unit/test_state_dir.py): the partition
-file path (`Store.partition_path`), the key of the saved changelog offset (`Store.offset_key`)
-and that keys are raw bytes (rocksdict's raw mode).
+What this reads of Faust's RocksDB files (the saved changelog offset of a table partition) goes
+through engine.internals (pinned by tests/unit/test_engine_contract.py and test_state_dir.py).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP, AppT
 
 from clickstream.settings import Settings
+from engine.internals import rocksdb_saved_offset
 
 CLUSTER_STAMP = "kafka-cluster-id"  # file in the folder: the cluster its changelogs live in
 
@@ -76,27 +76,13 @@ def saved_offsets(app: AppT, partitions: int) -> dict[TP, int]:
     """Changelog partition -> offset of the last record its RocksDB partition holds."""
     if not str(app.conf.store).startswith("rocksdb"):
         return {}
-    import rocksdict
-
     saved: dict[TP, int] = {}
     for table in app.tables.values():
-        store = table.data
         topic = table.changelog_topic.get_topic_name()
         for partition in range(partitions):
-            path = store.partition_path(partition)
-            if not path.is_dir():
-                continue
-            db = rocksdict.Rdict(
-                str(path),
-                options=rocksdict.Options(raw_mode=True),
-                access_type=rocksdict.AccessType.read_only(),
-            )
-            try:
-                offset = db.get(store.offset_key)
-            finally:
-                db.close()
+            offset = rocksdb_saved_offset(table, partition)
             if offset is not None:
-                saved[TP(topic, partition)] = int(offset)
+                saved[TP(topic, partition)] = offset
     return saved
 
 

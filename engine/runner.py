@@ -83,11 +83,13 @@ class Runner:
         config: RunnerConfig,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        clock: EventClock | None = None,
     ) -> None:
+        """`clock`: the worker's event clock, shared by its runners (tables.event_clock)."""
         self.processor, self.committer, self.consumer = processor, committer, consumer
         self.config = config
         self.monotonic, self.wall = monotonic, wall
-        self.clock = EventClock(config.idle_s)
+        self.clock = clock or EventClock(config.idle_s)
         self._lock = asyncio.Lock()  # deliveries, commits and ticks take turns
         self._generation: int | None = None  # of everything below
         self._staged = _Staged()
@@ -114,7 +116,7 @@ class Runner:
                 if records:
                     self._advance(partition, records)
                 if topics.get(source):  # only input records count as activity
-                    self.clock.received(partition, now)
+                    self.clock.received((source, partition), now)
             since = self._staged.since
             if since is not None and self.monotonic() - since >= self.config.commit_s:
                 await self._commit()
@@ -141,18 +143,24 @@ class Runner:
         async with self._lock:
             await self._on_generation()
             source = self.processor.inputs.source
-            watermarks, caught_up = {}, {}
+            watermarks: dict[tuple[str, int], int] = {}
+            caught_up: dict[tuple[str, int], bool] = {}
             for partition in self.consumer.assigned(source):
                 position = self.processor.position(partition, self._state(partition))
-                watermarks[partition] = position.watermark_ms
+                watermarks[source, partition] = position.watermark_ms
                 highwater = self.consumer.highwater(source, partition)
                 merge = self._merges.get(partition)
-                caught_up[partition] = (
+                caught_up[source, partition] = (
                     highwater is not None
                     and position.offset + 1 >= highwater
                     and not (merge and merge.waiting())
                 )
-            due = self.clock.due_ticks(watermarks, caught_up, self.monotonic())
+            due = {
+                partition: at
+                for (_, partition), at in self.clock.due_ticks(
+                    watermarks, caught_up, self.monotonic()
+                ).items()
+            }
             ceiling = round(self.wall() * 1000) + self.config.max_skew_ms  # streams.control
             for partition, at in due.items():
                 position = self.processor.position(partition, self._state(partition))
@@ -272,7 +280,8 @@ class Runner:
             log.warning("no end offsets of %s, will retry: %r", time_log, exc)
             return
         if generation == self.consumer.generation():
-            self._merges = {p: TimeLogMerge(ends.get(p)) for p in partitions}
+            for partition in partitions:  # merges made meanwhile (end unknown) keep their ticks
+                self._merges.setdefault(partition, TimeLogMerge(None)).end = ends.get(partition)
             self._merges_generation = generation
 
     def _state(self, partition: int) -> StagedState:

@@ -25,6 +25,7 @@ from engine.delivery import BatchHandler, FaustConsumerView, batch_delivering_co
 from engine.processor import InputRecord, Processor, Record
 from engine.runner import Runner, RunnerConfig
 from engine.state import declare_state_table
+from tables.event_clock import EventClock
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Engine:
     def __init__(self, app: faust.App, config: EngineConfig) -> None:
         self.app, self.config = app, config
         self.runners: list[Runner] = []
+        self.clock = EventClock(config.idle_s)  # one event time for every stream here
         self._handlers: dict[str, BatchHandler] = {}
 
     def attach(self, processor: Processor, help: str) -> Runner:
@@ -55,6 +57,7 @@ class Engine:
             committer,
             FaustConsumerView(app),
             RunnerConfig(config.commit_s, config.idle_s, config.ticks_by, config.max_skew_ms),
+            clock=self.clock,
         )
         self.runners.append(runner)
         topics = processor.inputs.topics()

@@ -1,7 +1,8 @@
 """When an idle partition gets a tick, and at what event time (pure; wall time passed in).
 
-Rule: a stream's event clock on a worker reads max(H, E + (now - T)): H the highest watermark
-among its partitions there, (E, T) the last H that passed the clock and when the clock saw it.
+Rule: the event clock on a worker reads max(H, E + (now - T)): H the highest watermark among
+the partitions there, of every stream (clicks and orders share one time: a funnel waits for
+both), (E, T) the last H that passed the clock and when the clock saw it.
 A partition that is caught up and has received no record for `idle_s` gets a tick at the
 clock, if that is ahead of its own watermark. A tick carries a reading that the clock has
 passed by the time the tick is applied, so ticks never re-anchor it and their delay costs event
@@ -17,8 +18,11 @@ every round).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)  # a partition, or (stream, partition)
 
 
 @dataclass
@@ -26,9 +30,9 @@ class EventClock:
     idle_s: float
     anchor_ms: int = -1  # E
     anchored_at: float = 0.0  # T (wall seconds)
-    last_record_at: dict[int, float] = field(default_factory=dict)  # partition -> wall seconds
+    last_record_at: dict[Hashable, float] = field(default_factory=dict)  # -> wall seconds
 
-    def received(self, partition: int, now: float) -> None:
+    def received(self, partition: Hashable, now: float) -> None:
         self.last_record_at[partition] = now
 
     def reading(self, now: float) -> int:
@@ -38,8 +42,8 @@ class EventClock:
         return self.anchor_ms + int((now - self.anchored_at) * 1000)
 
     def due_ticks(
-        self, watermarks: Mapping[int, int], caught_up: Mapping[int, bool], now: float
-    ) -> dict[int, int]:
+        self, watermarks: Mapping[K, int], caught_up: Mapping[K, bool], now: float
+    ) -> dict[K, int]:
         """partition -> tick time (ms), for the partitions assigned here (`watermarks`)."""
         high = max(watermarks.values(), default=-1)
         if high > self.reading(now):

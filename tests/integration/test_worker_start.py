@@ -139,19 +139,19 @@ def test_state_folder_kept_across_a_kafka_wipe_is_discarded_and_rebuilt(redis_se
 # would make it fail, from the third fetched batch on.
 FAILING_FETCH = """
 import sys
-import agents.windowed as windowed
+import engine.runner as runner
 from clickstream.cli import main
 
-apply_fetched = windowed.WindowedAggregation.apply_fetched
+deliver = runner.Runner.deliver
 calls = []
 
-async def failing(self, fetched, ack):
+async def failing(self, fetched, gate=True):
     calls.append(1)
     if len(calls) > 2:
         raise OSError(28, "No space left on device")
-    return await apply_fetched(self, fetched, ack)
+    return await deliver(self, fetched, gate)
 
-windowed.WindowedAggregation.apply_fetched = failing
+runner.Runner.deliver = failing
 sys.argv = ["clickstream", "worker"]
 main()
 """

@@ -1,0 +1,358 @@
+"""A processor driven without a broker, in the spirit of Kafka Streams' TopologyTestDriver: the
+real engine.runner.Runner, unchanged, over an in-memory broker and a virtual clock.
+
+    driver = TestDriver(processor, partitions=2, commit_s=5, idle_s=10, ticks_by="app")
+    driver.produce(processor.inputs.source, b"...", partition=1)  # -> its offset
+    await driver.pump()                # every undelivered input record, in fetch-like batches
+    driver.advance(5)                  # virtual time, monotonic and wall
+    await driver.commit_if_due()       # the commit timer's round; `commit()`: commit now
+    await driver.tick()                # the tick timer's round: partition -> tick time
+    driver.outputs("results")          # the records sent to that output's topic
+    driver.state(0)                    # partition 0's committed state, a dict
+    await driver.crash(land=3)         # a commit cut short after 3 state writes; a restart
+    driver.rebalance()                 # a new generation
+
+- `VirtualClock`: monotonic and wall seconds that move only by `advance(seconds)`.
+- `MemoryBroker`: Kafka and the worker's consumer, as both an engine.runner.ConsumerView and
+  an engine.commit.Committer. Topics are in-memory logs of InputRecord (timestamps in ms from
+  the virtual wall clock unless given). `commit(step, owner)` does what KafkaCommitter does:
+  it appends the derived records (partition given, else crc32 of the key, else 0), and if the
+  worker still owns its partitions applies the state writes in order to the committed state
+  (None deletes), then records the consumer's committed offsets (last acked + 1 per TP).
+  Every commit is logged in `commits` (when, the step, how many writes landed, whether the
+  offsets were). The consumer fetches each assigned partition of the inputs from its position,
+  which a rebalance or a restart resets to the committed offset (uncommitted records are
+  delivered again); a fetch updates the highwaters the runner reads.
+- `TestDriver`: one processor, its broker and its runner. `pump` hands the runner whole fetched
+  batches as the Faust consumer does (`batch`: at most that many records per partition and
+  fetch; `rng`: random split across partitions and topics; `topics`: fetch only those, e.g.
+  the source before its time log). `crash(land)`: with `land`, a commit starts now and only its
+  derived records and first `land` state writes land (no offsets); then the worker dies: its
+  staged state and the processor's indexes (`forget`) are lost and a new Runner over the same
+  broker starts from the committed offsets. `rebalance(assigned)` bumps the generation: the
+  runner discards what it staged, the consumer fetches again from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from faust.types import TP
+
+from engine.commit import CommitStep, Derived
+from engine.processor import InputRecord, Processor
+from engine.runner import Runner, RunnerConfig
+
+
+class VirtualClock:
+    def __init__(self, wall: float = 1_767_225_600.0, monotonic: float = 0.0) -> None:
+        self._wall, self._monotonic = wall, monotonic
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def wall(self) -> float:
+        return self._wall
+
+    def wall_ms(self) -> int:
+        return round(self._wall * 1000)
+
+    def advance(self, seconds: float) -> None:
+        assert seconds >= 0, "time does not go back"
+        self._wall += seconds
+        self._monotonic += seconds
+
+
+class WorkerDied(Exception):
+    """Raised by a commit cut short (`MemoryBroker.cut`): the worker is gone."""
+
+
+class DictStore:
+    """An engine.processor.Store over a dict; `items` sorted, like RocksDB's."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))
+
+
+@dataclass
+class CommitRecord:
+    at_s: float  # virtual monotonic time
+    step: CommitStep
+    landed: int = 0  # state writes applied
+    acked: bool = False  # input offsets committed
+
+
+class MemoryBroker:
+    """Kafka and this worker's consumer in memory (see the module docstring)."""
+
+    def __init__(
+        self,
+        clock: VirtualClock,
+        partitions: int = 1,
+        topic_partitions: dict[str, int] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.partitions = partitions
+        self.topic_partitions = dict(topic_partitions or {})
+        self.logs: dict[TP, list[InputRecord]] = {}
+        self.committed_state: dict[int, dict[bytes, bytes]] = {}
+        self.committed_offsets: dict[TP, int] = {}  # the consumer group's: next offset to read
+        self.commits: list[CommitRecord] = []
+        self.cut: int | None = None  # the next commit lands this many state writes, then dies
+        self._generation = 1
+        self._assigned = set(range(partitions))
+        self._positions: dict[TP, int] = {}  # the consumer's fetch positions
+        self._highwaters: dict[TP, int] = {}  # as of the last fetch
+
+    # the log
+
+    def partitions_of(self, topic: str) -> int:
+        return self.topic_partitions.get(topic, self.partitions)
+
+    def log(self, topic: str, partition: int) -> list[InputRecord]:
+        assert 0 <= partition < self.partitions_of(topic), f"{topic} has no partition {partition}"
+        return self.logs.setdefault(TP(topic, partition), [])
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        partition: int = 0,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = (),
+    ) -> int:
+        log = self.log(topic, partition)
+        at = self.clock.wall_ms() if timestamp_ms is None else timestamp_ms
+        log.append(InputRecord(topic, partition, len(log), at, key, value, headers))
+        return len(log) - 1
+
+    def records(self, topic: str, partition: int | None = None) -> list[InputRecord]:
+        partitions = range(self.partitions_of(topic)) if partition is None else [partition]
+        return [record for p in partitions for record in self.log(topic, p)]
+
+    # engine.commit.Committer
+
+    def stored(self, partition: int) -> DictStore:
+        return DictStore(self.committed_state.setdefault(partition, {}))
+
+    async def append(self, topic: str, partition: int, value: bytes) -> int:
+        return self.produce(topic, value, partition)
+
+    async def commit(self, step: CommitStep, owner: Callable[[], bool]) -> None:
+        cut, self.cut = self.cut, None
+        record = CommitRecord(self.clock.monotonic(), step)
+        self.commits.append(record)
+        for derived in step.sends:
+            self.send(derived)
+        if not owner():
+            return
+        writes = [
+            (p, k, v) for p, partition_writes in step.writes.items() for k, v in partition_writes
+        ]
+        for partition, key, value in writes if cut is None else writes[:cut]:
+            state = self.committed_state.setdefault(partition, {})
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+            record.landed += 1
+        if cut is not None:
+            raise WorkerDied(f"a commit cut short after {record.landed} of {len(writes)} writes")
+        if not owner():
+            return
+        for tp, offsets in step.offsets.items():
+            if offsets:
+                self.committed_offsets[tp] = max(
+                    self.committed_offsets.get(tp, 0), max(offsets) + 1
+                )
+        record.acked = True
+
+    def send(self, derived: Derived) -> None:
+        """A derived record to its topic: its partition, else crc32 of its key, else 0."""
+        partition = derived.partition
+        if partition is None:
+            partitions = self.partitions_of(derived.topic)
+            partition = 0 if derived.key is None else zlib.crc32(derived.key) % partitions
+        self.produce(derived.topic, derived.value, partition, derived.key, None, derived.headers)
+
+    # engine.runner.ConsumerView
+
+    def generation(self) -> int | None:
+        return self._generation
+
+    def assigned(self, topic: str) -> set[int]:
+        return {p for p in self._assigned if p < self.partitions_of(topic)}
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self._highwaters.get(TP(topic, partition))
+
+    async def ends(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        return {p: len(self.log(topic, p)) for p in partitions}
+
+    # the consumer
+
+    def fetch(
+        self,
+        topics: Sequence[str],
+        batch: int | None = None,
+        rng: random.Random | None = None,
+        budget: int | None = None,
+    ) -> dict[TP, list[InputRecord]]:
+        """One fetch of the assigned partitions of `topics` from their positions: up to `batch`
+        records per partition (`rng`: a random number of them, in a random order of
+        partitions), `budget` in all; {} when every partition is at its end."""
+        pending: dict[TP, list[InputRecord]] = {}
+        for topic in topics:
+            for p in sorted(self.assigned(topic)):
+                tp = TP(topic, p)
+                log = self.log(topic, p)
+                self._highwaters[tp] = len(log)
+                position = self._positions.get(tp, self.committed_offsets.get(tp, 0))
+                if position < len(log):
+                    pending[tp] = log[position:]
+        if not pending:
+            return {}
+        counts = {tp: len(records) if batch is None else min(batch, len(records))
+                  for tp, records in pending.items()}  # fmt: skip
+        order = list(pending)
+        if rng is not None:
+            rng.shuffle(order)
+            counts = {tp: rng.randint(0, counts[tp]) for tp in order}
+            if not any(counts.values()):
+                counts[order[0]] = 1
+        fetched: dict[TP, list[InputRecord]] = {}
+        left = budget
+        for tp in order:
+            take = counts[tp] if left is None else min(counts[tp], left)
+            if take > 0:
+                fetched[tp] = pending[tp][:take]
+                self._positions[tp] = pending[tp][take - 1].offset + 1
+                left = None if left is None else left - take
+        return fetched
+
+    def rebalance(self, assigned: Iterable[int] | None = None) -> None:
+        """A new generation; positions go back to the committed offsets."""
+        self._generation += 1
+        if assigned is not None:
+            self._assigned = set(assigned)
+        self._positions.clear()
+        self._highwaters.clear()
+
+
+class TestDriver:
+    """One processor, its in-memory broker and its runner (see the module docstring)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        processor: Processor,
+        partitions: int = 1,
+        commit_s: float = 1.0,
+        idle_s: float = 0.0,
+        ticks_by: str | None = None,
+        max_skew_ms: int = 0,
+        *,
+        clock: VirtualClock | None = None,
+        topic_partitions: dict[str, int] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.clock = clock or VirtualClock()
+        self.broker = MemoryBroker(self.clock, partitions, topic_partitions)
+        self.config = RunnerConfig(commit_s, idle_s, ticks_by, max_skew_ms)
+        self.runner = self._start()
+        self.restarts = 0
+
+    def _start(self) -> Runner:
+        clock = self.clock
+        broker = self.broker
+        return Runner(
+            self.processor, broker, broker, self.config, monotonic=clock.monotonic, wall=clock.wall
+        )
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        partition: int = 0,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = (),
+    ) -> int:
+        return self.broker.produce(topic, value, partition, key, timestamp_ms, headers)
+
+    async def pump(
+        self,
+        max_records: int | None = None,
+        *,
+        batch: int | None = None,
+        rng: random.Random | None = None,
+        topics: Sequence[str] | None = None,
+    ) -> int:
+        """Deliver every undelivered record of the processor's inputs (or of `topics`), fetch
+        by fetch, committing when the runner finds it due; the number of records delivered."""
+        names = tuple(topics or self.processor.inputs.topics())
+        delivered = 0
+        while max_records is None or delivered < max_records:
+            budget = None if max_records is None else max_records - delivered
+            fetched = self.broker.fetch(names, batch, rng, budget)
+            if not fetched:
+                break
+            delivered += sum(len(records) for records in fetched.values())
+            await self.runner.deliver(fetched)
+        return delivered
+
+    async def commit(self) -> None:
+        """Commit what is staged now (Runner.deliver_now of nothing)."""
+        await self.runner.deliver_now({})
+
+    async def commit_if_due(self) -> None:
+        await self.runner.commit_if_due()
+
+    async def tick(self) -> dict[int, int]:
+        return await self.runner.tick_idle_partitions()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    async def crash(self, land: int | None = None) -> None:
+        """The worker dies (with `land`: during a commit, after its derived records and first
+        `land` state writes); a new one starts from what was committed."""
+        if land is not None:
+            self.broker.cut = land
+            try:
+                await self.runner.deliver_now({})
+            except WorkerDied:
+                pass
+            finally:
+                self.broker.cut = None
+        for partition in range(self.broker.partitions):
+            self.processor.forget(partition)
+        self.broker.rebalance()  # the new worker joins: a new generation, from committed offsets
+        self.runner = self._start()
+        self.restarts += 1
+
+    def rebalance(self, assigned: Iterable[int] | None = None) -> None:
+        self.broker.rebalance(assigned)
+
+    def outputs(self, name: str, partition: int | None = None) -> list[InputRecord]:
+        """The records sent to output `name`'s topic, by partition then offset."""
+        return self.broker.records(self.processor.outputs[name], partition)
+
+    def state(self, partition: int) -> dict[bytes, bytes]:
+        return dict(sorted(self.broker.committed_state.get(partition, {}).items()))
+
+    def committed(self, topic: str, partition: int = 0) -> int | None:
+        """The consumer group's committed offset of a partition (None: none yet)."""
+        return self.broker.committed_offsets.get(TP(topic, partition))
