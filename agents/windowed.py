@@ -226,7 +226,8 @@ class WindowedMetrics:
         """What one outcome sends, encoded, by output name."""
         config, stream = self.config, self.kind.stream
         partitions = config.topics.clicks.partitions  # orders: the same (co-partitioned)
-        sends = self._attribution_sends(out)
+        find = _RecordsByOffset(records, self._log_of)  # indexes only when first asked
+        sends = self._attribution_sends(out, find)
         for window in out.closed:
             result = window_result(stream, out.partition, partitions, window, config.spec.size_ms)
             key = window_key(result["kind"], window.start_ms)
@@ -241,9 +242,6 @@ class WindowedMetrics:
         for session in out.sessions:
             value = orjson.dumps(session_summary(out.partition, session))
             sends.append(Send("sessions", session.user.encode(), value))
-        if not out.dead_letters and not out.late:
-            return sends
-        find = _RecordsByOffset(records, self._log_of)
         for rejected in out.dead_letters:
             letter = dead_letter(
                 find(rejected.log, rejected.offset), rejected.reason, rejected.detail
@@ -258,7 +256,7 @@ class WindowedMetrics:
             sends.append(Send("late_events", source.key, late_value))
         return sends
 
-    def _attribution_sends(self, out: BatchOutcome) -> list[Send]:
+    def _attribution_sends(self, out: BatchOutcome, find: _RecordsByOffset) -> list[Send]:
         """Orders side: the batch's accepted orders and watermark, forwarded to the clicks
         partition of the same number. Clicks side: attribution results and late orders."""
         config, sends = self.config, []
@@ -274,26 +272,13 @@ class WindowedMetrics:
             result = window_result(ATTRIBUTION, out.partition, partitions, window, size_ms)
             key = window_key("tumbling", pane.start_ms)
             sends.append(Send("results", key, orjson.dumps(result)))
-        facts = _FactsRecord(config.topics.order_facts.name, out.partition)
         for late in out.late_orders:
             value = late_event_value(
-                facts.at(late.offset), ORDER_LATE, late.event_id, late.time_ms, late.pane_ms,
+                find(FACTS, late.offset), ORDER_LATE, late.event_id, late.time_ms, late.pane_ms,
                 late.joined_watermark_ms, within=True,
             )  # fmt: skip
             sends.append(Send("late_events", late.event_id.encode(), value))
         return sends
-
-
-@dataclass(frozen=True)
-class _FactsRecord:
-    """Where a late order's facts came from (its late-event id names the facts record)."""
-
-    topic: str
-    partition: int
-    offset: int = -1
-
-    def at(self, offset: int) -> _FactsRecord:
-        return _FactsRecord(self.topic, self.partition, offset)
 
 
 class _RecordsByOffset:
@@ -301,12 +286,15 @@ class _RecordsByOffset:
     (input, offset), without indexing them all for the few dead letters and late events."""
 
     def __init__(self, records: Sequence[Record | Poisoned], log_of: dict[Any, str]) -> None:
-        self.by_log: dict[str, list[Record]] = {}
-        for record in records:
-            source = record.record if isinstance(record, Poisoned) else record
-            self.by_log.setdefault(log_of.get(source.topic, SOURCE), []).append(source)
+        self.records, self.log_of = records, log_of
+        self.by_log: dict[str, list[Record]] | None = None
 
     def __call__(self, log: str, offset: int) -> Record:
+        if self.by_log is None:
+            self.by_log = {}
+            for record in self.records:
+                source = record.record if isinstance(record, Poisoned) else record
+                self.by_log.setdefault(self.log_of.get(source.topic, SOURCE), []).append(source)
         records = self.by_log[log]
         at = offset - records[0].offset
         if not (0 <= at < len(records) and records[at].offset == offset):

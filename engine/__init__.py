@@ -9,5 +9,6 @@ knows Faust's and aiokafka's private names (pinned by tests/unit/test_engine_con
   engine.state       the table behind a processor and its staged view
   engine.delivery    fetched record lists handed to runners inside Faust's consumer
   engine.topology    attach processors to a Faust app
+  engine.internals   Faust's recovery and RocksDB details that clickstream/ reads (start logs)
   engine.testing     a processor, an in-memory runner and a virtual clock, without a broker
 """

@@ -1,11 +1,11 @@
 """Control records (ticks, order facts) move event time, so they are trusted like events.
 
-Rule: a control record is taken only when it was written by this app (`by` = the app id) and
-none of its times is later than its Kafka record's timestamp plus the future skew, the bound
-every event obeys (streams.validation). Anything else is a dead letter: `foreign_<kind>` when
-another app wrote it, `bad_<kind>` when its times run ahead of its record. Judged against the
-record's own timestamp, so a replay gives the same verdict.
-"""
+Rule: a control record is taken only when it was written by the app that owns its log (`by` =
+that app id: this app for order facts, CLICKSTREAM_CLOCK_APP_ID's for ticks) and none of its
+times is later than its Kafka record's timestamp plus the future skew, the bound every event
+obeys (streams.validation). Anything else is a dead letter: `foreign_<kind>` when another app
+wrote it, `bad_<kind>` when its times run ahead of its record. Judged against the record's own
+timestamp, so a replay gives the same verdict."""
 
 from __future__ import annotations
 
