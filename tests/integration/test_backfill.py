@@ -12,8 +12,8 @@ starts. Black box: the generator's events go into the input topics, and only der
 - Once the worker has consumed the backfill, each window's results and total are out within
   the event time from its stream's last event to the window's end + grace, plus idle + two
   tick rounds + a commit per processor + a margin (tables/event_clock.py's bound): a window
-  the backfill's own events closed, within that slack. A funnel needs both streams: input has stopped, so the
-  same bound runs from the input's last event, whichever stream had it.
+  the backfill's own events closed, within that slack. A funnel needs both streams: input has
+  stopped, so the same bound runs from the input's last event, whichever stream had it.
 """
 
 from __future__ import annotations
