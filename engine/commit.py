@@ -1,6 +1,7 @@
 """The commit step: one interface for everything a commit makes durable, in a crash-safe order.
 
-    1. the derived records of the staged batches, acks awaited;
+    1. the derived records of the staged batches, acks awaited; then the sink (Redis), so what
+       a reader sees there has its derived records out already;
     2. each staged key once, to changelog partition = source partition, in the keyspace's
        write order, acks awaited; then exactly those acked records applied to the local
        store (`Table.apply_changelog_batch`, the path recovery takes), so the local store
@@ -25,6 +26,7 @@ from engine.processor import Store
 from engine.state import PartitionState
 
 Ack = Callable[[TP, Sequence[int]], Awaitable[None]]  # (partition, offsets in order)
+Flush = Callable[[], Awaitable[object]]  # the sink's flush (Redis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,9 @@ class Committer(Protocol):
         """Write one record now (a tick); its offset."""
         ...
 
-    async def commit(self, step: CommitStep, owner: Callable[[], bool]) -> None:
-        """Make `step` durable; `owner()` False (a rebalance): stop before what is left."""
+    async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
+        """Make `step` durable, calling `flush` once its derived records are out; `owner()`
+        False (a rebalance): stop before what is left."""
         ...
 
 
@@ -73,13 +76,14 @@ class KafkaCommitter:
         ack = await self.app.producer.send(topic, None, value, partition, None, None)
         return cast(int, (await ack).offset)
 
-    async def commit(self, step: CommitStep, owner: Callable[[], bool]) -> None:
+    async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
         send = self.app.producer.send
         acks = [
             await send(d.topic, d.key, d.value, d.partition, None, d.headers) for d in step.sends
         ]
         for ack in acks:
             await ack
+        await flush()
         if not owner():
             return
         await write_changelog(self.app, self.table, step.writes)

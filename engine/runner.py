@@ -4,8 +4,8 @@ Per delivery (whole fetched record lists of the processor's input topics, many p
 per partition, ticks are placed among the source records (engine.time_log) and the processor
 applies the records to its state overlaid with what earlier batches staged; the writes are
 staged, the records to send and the input offsets are kept for the commit. Once per commit
-interval the sink is flushed (Redis) and one commit step (engine.commit) makes it all durable:
-derived records, each staged key once in the keyspace's write order, then the input offsets.
+interval one commit step (engine.commit) makes it all durable: derived records, then the sink
+(Redis), each staged key once in the keyspace's write order, then the input offsets.
 A rebalance in between discards what was staged: the partition's next owner redoes it from the
 committed offsets, and the offsets kept in the state make that exact.
 
@@ -233,19 +233,17 @@ class Runner:
         return Derived(topic, send.key, send.value, send.partition, send.headers)
 
     async def _commit(self) -> None:
-        """Flush the sink, then one commit step; then nothing is staged."""
+        """One commit step (the sink is flushed once its derived records are out); then
+        nothing is staged."""
         if self._discard_if_rebalanced() or self._staged.since is None:
             return
-        sink = self.processor.sink
-        if sink is not None:
-            await sink.flush()
-        if self._discard_if_rebalanced():  # checked again just before the commit step
-            return
-        staged, keyspace = self._staged, self.processor.keyspace
+        staged, keyspace, sink = self._staged, self.processor.keyspace, self.processor.sink
         staged.step.writes = {p: keyspace.ordered(w) for p, w in staged.writes.items()}
         generation = self._generation
         await self.committer.commit(
-            staged.step, owner=lambda: self.consumer.generation() == generation
+            staged.step,
+            owner=lambda: self.consumer.generation() == generation,
+            flush=sink.flush if sink is not None else _nothing,
         )
         self._staged = _Staged()
 
@@ -287,6 +285,10 @@ class Runner:
     def _state(self, partition: int) -> StagedState:
         staged = self._staged.writes.setdefault(partition, {})
         return StagedState(self.committer.stored(partition), staged)
+
+
+async def _nothing() -> None:
+    pass
 
 
 def _check_sizes(out: Outcome, sends: list[Derived]) -> None:

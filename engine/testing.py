@@ -43,7 +43,7 @@ from typing import Any
 
 from faust.types import TP
 
-from engine.commit import CommitStep, Derived
+from engine.commit import CommitStep, Derived, Flush
 from engine.processor import InputRecord, Processor
 from engine.runner import Runner, RunnerConfig
 
@@ -149,12 +149,13 @@ class MemoryBroker:
     async def append(self, topic: str, partition: int, value: bytes) -> int:
         return self.produce(topic, value, partition)
 
-    async def commit(self, step: CommitStep, owner: Callable[[], bool]) -> None:
+    async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
         cut, self.cut = self.cut, None
         record = CommitRecord(self.clock.monotonic(), step)
         self.commits.append(record)
         for derived in step.sends:
             self.send(derived)
+        await flush()
         if not owner():
             return
         writes = [

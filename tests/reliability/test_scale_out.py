@@ -100,7 +100,13 @@ def test_two_workers_share_partitions_and_survive_losing_one(
     lines += produce_lines(settings, SECOND_HALF, tmp_path / "second.jsonl")
     expected = expectation(settings, lines)
     wait_until(
-        lambda: processed(client, app, "clicks") == expected.messages[settings.clicks_topic],
+        lambda: all(
+            processed(client, app, stream) == expected.messages[topic]
+            for stream, topic in (
+                ("clicks", settings.clicks_topic),
+                ("orders", settings.orders_topic),
+            )
+        ),
         within=300,
         why="the survivor finished every partition",
         alive=first.alive,
