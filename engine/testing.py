@@ -2,8 +2,10 @@
 real engine.runner.Runner, unchanged, over an in-memory broker and a virtual clock.
 
     driver = TestDriver(processor, partitions=2, commit_s=5, idle_s=10, ticks_by="app")
+    driver = TestDriver([forward, read], ...)  # a topology: one worker, several processors
     driver.produce(processor.inputs.source, b"...", partition=1)  # -> its offset
     await driver.pump()                # every undelivered input record, in fetch-like batches
+    await driver.settle()              # pump and commit until no processor has more to read
     driver.advance(5)                  # virtual time, monotonic and wall
     await driver.commit_if_due()       # the commit timer's round; `commit()`: commit now
     await driver.tick()                # the tick timer's round: partition -> tick time
@@ -13,24 +15,26 @@ real engine.runner.Runner, unchanged, over an in-memory broker and a virtual clo
     driver.rebalance()                 # a new generation
 
 - `VirtualClock`: monotonic and wall seconds that move only by `advance(seconds)`.
-- `MemoryBroker`: Kafka and the worker's consumer, as both an engine.runner.ConsumerView and
-  an engine.commit.Committer. Topics are in-memory logs of InputRecord (timestamps in ms from
-  the virtual wall clock unless given). `commit(step, owner)` does what KafkaCommitter does:
-  it appends the derived records (partition given, else crc32 of the key, else 0), and if the
-  worker still owns its partitions applies the state writes in order to the committed state
-  (None deletes), then records the consumer's committed offsets (last acked + 1 per TP).
-  Every commit is logged in `commits` (when, the step, how many writes landed, whether the
-  offsets were). The consumer fetches each assigned partition of the inputs from its position,
-  which a rebalance or a restart resets to the committed offset (uncommitted records are
-  delivered again); a fetch updates the highwaters the runner reads.
-- `TestDriver`: one processor, its broker and its runner. `pump` hands the runner whole fetched
-  batches as the Faust consumer does (`batch`: at most that many records per partition and
-  fetch; `rng`: random split across partitions and topics; `topics`: fetch only those, e.g.
-  the source before its time log). `crash(land)`: with `land`, a commit starts now and only its
-  derived records and first `land` state writes land (no offsets); then the worker dies: its
-  staged state and the processor's indexes (`forget`) are lost and a new Runner over the same
-  broker starts from the committed offsets. `rebalance(assigned)` bumps the generation: the
-  runner discards what it staged, the consumer fetches again from the committed offsets.
+- `MemoryBroker`: Kafka and the worker's consumer, as an engine.runner.ConsumerView, and per
+  table an engine.commit.Committer (`committer(table)`). Topics are in-memory logs of
+  InputRecord (timestamps in ms from the virtual wall clock unless given). A commit does what
+  KafkaCommitter does: it appends the derived records (partition given, else crc32 of the key,
+  else 0), and if the worker still owns its partitions applies the state writes in order to
+  the table's committed state (None deletes), then records the consumer's committed offsets
+  (last acked + 1 per TP). Every commit is logged in `commits` (when, the step, how many
+  writes landed, whether the offsets were). The consumer fetches each assigned partition of
+  the inputs from its position, which a rebalance or a restart resets to the committed offset
+  (uncommitted records are delivered again); a fetch updates the highwaters the runner reads.
+- `TestDriver`: processors, their broker and a runner each, as in one worker (one consumer
+  group and generation, one event clock); a fetch goes to the runner reading its topic.
+  `pump` hands the runners whole fetched batches as the Faust consumer does (`batch`: at most
+  that many records per partition and fetch; `rng`: random split across partitions and
+  topics; `topics`: fetch only those, e.g. the source before its time log). `crash(land)`:
+  with `land`, the next commit (of the first processor with something staged) lands only its
+  derived records and first `land` state writes (no offsets); then the worker dies: its
+  staged state and the processors' indexes (`forget`) are lost and new runners over the same
+  broker start from the committed offsets. `rebalance(assigned)` bumps the generation: the
+  runners discard what they staged, the consumer fetches again from the committed offsets.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from faust.types import TP
 from engine.commit import CommitStep, Derived, Flush
 from engine.processor import InputRecord, Processor
 from engine.runner import Runner, RunnerConfig
+from tables.event_clock import EventClock
 
 
 class VirtualClock:
@@ -90,6 +95,7 @@ class CommitRecord:
     step: CommitStep
     landed: int = 0  # state writes applied
     acked: bool = False  # input offsets committed
+    table: str = ""  # whose commit
 
 
 class MemoryBroker:
@@ -105,7 +111,7 @@ class MemoryBroker:
         self.partitions = partitions
         self.topic_partitions = dict(topic_partitions or {})
         self.logs: dict[TP, list[InputRecord]] = {}
-        self.committed_state: dict[int, dict[bytes, bytes]] = {}
+        self.tables: dict[str, dict[int, dict[bytes, bytes]]] = {}  # table -> partition -> state
         self.committed_offsets: dict[TP, int] = {}  # the consumer group's: next offset to read
         self.commits: list[CommitRecord] = []
         self.cut: int | None = None  # the next commit lands this many state writes, then dies
@@ -141,17 +147,19 @@ class MemoryBroker:
         partitions = range(self.partitions_of(topic)) if partition is None else [partition]
         return [record for p in partitions for record in self.log(topic, p)]
 
-    # engine.commit.Committer
+    # engine.commit.Committer, one per table
 
-    def stored(self, partition: int) -> DictStore:
-        return DictStore(self.committed_state.setdefault(partition, {}))
+    def committer(self, table: str) -> TableCommitter:
+        return TableCommitter(self, table)
 
-    async def append(self, topic: str, partition: int, value: bytes) -> int:
-        return self.produce(topic, value, partition)
+    def committed_state(self, table: str) -> dict[int, dict[bytes, bytes]]:
+        return self.tables.setdefault(table, {})
 
-    async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
+    async def _commit(
+        self, table: str, step: CommitStep, owner: Callable[[], bool], flush: Flush
+    ) -> None:
         cut, self.cut = self.cut, None
-        record = CommitRecord(self.clock.monotonic(), step)
+        record = CommitRecord(self.clock.monotonic(), step, table=table)
         self.commits.append(record)
         for derived in step.sends:
             self.send(derived)
@@ -162,7 +170,7 @@ class MemoryBroker:
             (p, k, v) for p, partition_writes in step.writes.items() for k, v in partition_writes
         ]
         for partition, key, value in writes if cut is None else writes[:cut]:
-            state = self.committed_state.setdefault(partition, {})
+            state = self.committed_state(table).setdefault(partition, {})
             if value is None:
                 state.pop(key, None)
             else:
@@ -242,6 +250,15 @@ class MemoryBroker:
                 left = None if left is None else left - take
         return fetched
 
+    def fetch_pending(self, topics: Sequence[str]) -> bool:
+        """Whether an assigned partition of `topics` has records past its fetch position."""
+        return any(
+            self._positions.get(TP(t, p), self.committed_offsets.get(TP(t, p), 0))
+            < len(self.log(t, p))
+            for t in topics
+            for p in self.assigned(t)
+        )
+
     def rebalance(self, assigned: Iterable[int] | None = None) -> None:
         """A new generation; positions go back to the committed offsets."""
         self._generation += 1
@@ -251,14 +268,31 @@ class MemoryBroker:
         self._highwaters.clear()
 
 
+class TableCommitter:
+    """An engine.commit.Committer of one table's state on the memory broker."""
+
+    def __init__(self, broker: MemoryBroker, table: str) -> None:
+        self.broker, self.table = broker, table
+
+    def stored(self, partition: int) -> DictStore:
+        return DictStore(self.broker.committed_state(self.table).setdefault(partition, {}))
+
+    async def append(self, topic: str, partition: int, value: bytes) -> int:
+        return self.broker.produce(topic, value, partition)
+
+    async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
+        await self.broker._commit(self.table, step, owner, flush)
+
+
 class TestDriver:
-    """One processor, its in-memory broker and its runner (see the module docstring)."""
+    """Processors (one, or a topology of several sharing the broker and a worker), their
+    in-memory broker and their runners (see the module docstring)."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(
         self,
-        processor: Processor,
+        processor: Processor | Sequence[Processor],
         partitions: int = 1,
         commit_s: float = 1.0,
         idle_s: float = 0.0,
@@ -268,19 +302,33 @@ class TestDriver:
         clock: VirtualClock | None = None,
         topic_partitions: dict[str, int] | None = None,
     ) -> None:
-        self.processor = processor
+        self.processors = list(processor) if isinstance(processor, Sequence) else [processor]
+        self.processor = self.processors[0]
         self.clock = clock or VirtualClock()
         self.broker = MemoryBroker(self.clock, partitions, topic_partitions)
         self.config = RunnerConfig(commit_s, idle_s, ticks_by, max_skew_ms)
-        self.runner = self._start()
+        self.runners = self._start()
         self.restarts = 0
 
-    def _start(self) -> Runner:
-        clock = self.clock
-        broker = self.broker
-        return Runner(
-            self.processor, broker, broker, self.config, monotonic=clock.monotonic, wall=clock.wall
-        )
+    @property
+    def runner(self) -> Runner:
+        return self.runners[0]
+
+    def _start(self) -> list[Runner]:
+        clock, broker = self.clock, self.broker
+        events = EventClock(self.config.idle_s)  # one per worker, as engine.topology has it
+        return [
+            Runner(
+                processor,
+                broker.committer(processor.table),
+                broker,
+                self.config,
+                monotonic=clock.monotonic,
+                wall=clock.wall,
+                clock=events,
+            )
+            for processor in self.processors
+        ]
 
     def produce(
         self,
@@ -301,9 +349,11 @@ class TestDriver:
         rng: random.Random | None = None,
         topics: Sequence[str] | None = None,
     ) -> int:
-        """Deliver every undelivered record of the processor's inputs (or of `topics`), fetch
-        by fetch, committing when the runner finds it due; the number of records delivered."""
-        names = tuple(topics or self.processor.inputs.topics())
+        """Deliver every undelivered record of the processors' inputs (or of `topics`), fetch
+        by fetch, each to the runner reading it, committing when a runner finds it due; the
+        number of records delivered."""
+        owner = {t: r for r in self.runners for t in r.processor.inputs.topics()}
+        names = tuple(topics or owner)
         delivered = 0
         while max_records is None or delivered < max_records:
             budget = None if max_records is None else max_records - delivered
@@ -311,48 +361,78 @@ class TestDriver:
             if not fetched:
                 break
             delivered += sum(len(records) for records in fetched.values())
-            await self.runner.deliver(fetched)
+            for runner in self.runners:
+                mine = {tp: rs for tp, rs in fetched.items() if owner[tp.topic] is runner}
+                if mine:
+                    await runner.deliver(mine)
         return delivered
 
+    async def settle(self, **pump: Any) -> int:
+        """Pump and commit until nothing is left to deliver (a topology: what one processor
+        sends, the next one reads); the number of records delivered."""
+        total = 0
+        while True:
+            delivered = await self.pump(**pump)
+            await self.commit()
+            total += delivered
+            if delivered == 0 and not self.broker.fetch_pending(self._topics()):
+                return total
+
+    def _topics(self) -> list[str]:
+        return [t for p in self.processors for t in p.inputs.topics()]
+
     async def commit(self) -> None:
-        """Commit what is staged now (Runner.deliver_now of nothing)."""
-        await self.runner.deliver_now({})
+        """Commit what is staged now, processor by processor (Runner.deliver_now of nothing)."""
+        for runner in self.runners:
+            await runner.deliver_now({})
 
     async def commit_if_due(self) -> None:
-        await self.runner.commit_if_due()
+        for runner in self.runners:
+            await runner.commit_if_due()
 
     async def tick(self) -> dict[int, int]:
-        return await self.runner.tick_idle_partitions()
+        """The tick timer's round; partition -> tick time (of the processors with time logs)."""
+        due: dict[int, int] = {}
+        for runner in self.runners:
+            due.update(await runner.tick_idle_partitions())
+        return due
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
     async def crash(self, land: int | None = None) -> None:
-        """The worker dies (with `land`: during a commit, after its derived records and first
-        `land` state writes); a new one starts from what was committed."""
+        """The worker dies (with `land`: during the next commit, after its derived records and
+        first `land` state writes); a new one starts from what was committed."""
         if land is not None:
             self.broker.cut = land
             try:
-                await self.runner.deliver_now({})
+                for runner in self.runners:  # the first with something staged is cut short
+                    await runner.deliver_now({})
             except WorkerDied:
                 pass
             finally:
                 self.broker.cut = None
-        for partition in range(self.broker.partitions):
-            self.processor.forget(partition)
+        for processor in self.processors:
+            for partition in range(self.broker.partitions):
+                processor.forget(partition)
         self.broker.rebalance()  # the new worker joins: a new generation, from committed offsets
-        self.runner = self._start()
+        self.runners = self._start()
         self.restarts += 1
 
     def rebalance(self, assigned: Iterable[int] | None = None) -> None:
         self.broker.rebalance(assigned)
 
-    def outputs(self, name: str, partition: int | None = None) -> list[InputRecord]:
-        """The records sent to output `name`'s topic, by partition then offset."""
-        return self.broker.records(self.processor.outputs[name], partition)
+    def outputs(
+        self, name: str, partition: int | None = None, processor: Processor | None = None
+    ) -> list[InputRecord]:
+        """The records sent to output `name`'s topic (of `processor`, else the first), by
+        partition then offset."""
+        return self.broker.records((processor or self.processor).outputs[name], partition)
 
-    def state(self, partition: int) -> dict[bytes, bytes]:
-        return dict(sorted(self.broker.committed_state.get(partition, {}).items()))
+    def state(self, partition: int, processor: Processor | None = None) -> dict[bytes, bytes]:
+        """A partition's committed state (of `processor`, else the first)."""
+        table = (processor or self.processor).table
+        return dict(sorted(self.broker.committed_state(table).get(partition, {}).items()))
 
     def committed(self, topic: str, partition: int = 0) -> int | None:
         """The consumer group's committed offset of a partition (None: none yet)."""

@@ -40,6 +40,7 @@ class Topology:
     orders_ticks: TopicSpec
     order_facts: TopicSpec
     changelogs: tuple[TopicSpec, ...]
+    repartitions: tuple[TopicSpec, ...] = ()  # repartition_topic(...), one per re-keyed view
 
     def inputs(self) -> tuple[TopicSpec, ...]:
         """The topics the app reads and never writes."""
@@ -58,6 +59,7 @@ class Topology:
             self.orders_ticks,
             self.order_facts,
             *self.changelogs,
+            *self.repartitions,
         )
 
 
@@ -113,6 +115,17 @@ def topology(
             TopicSpec(f"{app_id}-{table}-changelog", "state key", "state value", partitions, True)
             for table in TABLES
         ),
+    )
+
+
+def repartition_topic(app_id: str, name: str, key: str, partitions: int) -> TopicSpec:
+    """A stream re-keyed by `key` (engine.repartition, streams.repartition): the inputs' partition
+    count, partition = Kafka's default partitioner of the new key."""
+    return TopicSpec(
+        f"{app_id}-{name}-repartition",
+        f"{key} (partition: murmur2 of it, as Kafka's default partitioner)",
+        "the entry's bytes, headers id and at; and marks (source partition, watermark)",
+        partitions,
     )
 
 
