@@ -1,167 +1,112 @@
 """The worker stages several batches and commits them at once; a crash can cut that commit
-short anywhere (a prefix of its writes in the keyspace's order lands). Redelivering from the
-committed offsets must then emit exactly what an uninterrupted run emits: the same window
-results, session summaries and attributions, nothing missing and nothing different under the
-same id."""
+short anywhere (its derived records went out, a prefix of its writes in the keyspace's order
+landed, its offsets did not). Redelivering from the committed offsets must then emit exactly
+what an uninterrupted run emits: the same window results, session summaries, attributions,
+late events and dead letters, nothing missing and nothing different under the same id, and
+leave the same counters and the same numbers in Redis.
+
+The clicks processor over two partitions, through the real runner's staging, commits and
+redelivery (engine.testing; tests/unit/partition_rig.py). Duplicates are sent while their
+ids are remembered; ids expire (the closing tick passes the dedup horizon) only in traffic
+without duplicates: test_windowed_dedup_horizon.py shows why."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
-from engine.state import StagedState
-from tables import sketch
-from tables.attribution import OrderFacts
-from tables.dedup import SeenIndex, seen_prefix
-from tables.sessions import Visit
-from tables.window_state import (
-    KEYSPACE,
-    Observation,
-    Progress,
-    Tick,
-    apply_batch,
-    load_sessions,
-    progress_key,
-)
+import pytest
+
+from tables.window_state import KEYSPACE
 from tables.windows import WindowSpec
+from tests.unit.partition_rig import (
+    HOPPING,
+    MIN,
+    ClicksRig,
+    Emitted,
+    Input,
+    chaotic,
+    steady,
+    traffic,
+)
 
-SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000, dedup_horizon_ms=3_600_000, hop_ms=180_000)
-GAP = 120_000
-MIN = 60_000
-
-
-class DictStore(dict):
-    def items(self, prefix: bytes = b""):  # type: ignore[override]
-        return [(k, v) for k, v in sorted(super().items()) if k.startswith(prefix)]
-
-
-def click(offset: int, time_ms: int, user: str, url: str, event_id: str) -> Observation:
-    register, rank = sketch.position(user)
-    return Observation(
-        offset,
-        event_id,
-        time_ms,
-        ((url, (1,)),),
-        (("users", register, rank),),
-        Visit(user, True, url),
-    )
+FORGETTING = replace(HOPPING, dedup_horizon_ms=60 * MIN)  # the closing tick expires ids
+FLAVOURS = {  # name -> (spec, duplicates in the traffic)
+    "duplicates": (HOPPING, True),
+    "expiring ids": (FORGETTING, False),
+}
 
 
-class Worker:
-    """The committed store, and what one worker process stages over it (lost in a crash)."""
-
-    def __init__(self) -> None:
-        self.store = DictStore()
-        self.restart()
-
-    def restart(self) -> None:
-        self.staged: dict[bytes, bytes | None] = {}
-        self.final_panes: dict = {}  # closed panes kept in memory, as the worker keeps them
-        self.seen = SeenIndex.load(self.store.items(seen_prefix(0)))
-        self.sessions = load_sessions(0, SPEC, GAP, self.store)
-
-    def committed(self) -> Progress:
-        return Progress.decode(self.store.get(progress_key(0)))
-
-    def apply(self, items):
-        state = StagedState(self.store, self.staged)  # type: ignore[arg-type]
-        settled = self.committed()
-        out = apply_batch(
-            0, items, SPEC, state, self.seen, self.sessions, settled, self.final_panes
-        )
-        self.staged.update(out.writes)
-        for bucket in out.new_buckets:
-            self.seen.add(*bucket)
-        self.seen.drop(out.expired_buckets)
-        return out
-
-    def commit(self, land: int | None = None) -> None:
-        """All staged writes in the keyspace's order, or only the first `land` (then the
-        worker dies)."""
-        writes = KEYSPACE.ordered(self.staged)
-        for key, value in writes if land is None else writes[:land]:
-            if value is None:
-                self.store.pop(key, None)
-            else:
-                self.store[key] = value
-        self.staged.clear()
-        if land is not None:
-            self.restart()
+def kinds(emitted: Emitted) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for rid in emitted.results:
+        stream, kind = rid.split("/")[:2]
+        found[f"{stream}/{kind}"] = found.get(f"{stream}/{kind}", 0) + 1
+    return found
 
 
-def traffic(rng: random.Random) -> list:
-    """Clicks (some duplicated, out of order or late) and order facts forwarded among them
-    (some twice), as an orders partition lagging or leading the clicks would send them."""
-    users = [f"u{i}" for i in range(8)]
-    times = sorted(rng.randrange(0, 60 * MIN) for _ in range(600))
-    events: list = []
-    orders_watermark, forwarded = -1, None
-    for t in times:
-        offset = len(events)
-        if rng.random() < 0.08:
-            if forwarded is not None and rng.random() < 0.3:  # forwarded again
-                events.append(OrderFacts(offset, forwarded.orders, forwarded.watermark_ms))
-                continue
-            # orders on time on their own side: not older than the watermark they follow
-            shift = rng.choice([-3 * MIN, 0, 2 * MIN])
-            at = [max(t + shift + rng.randrange(-5_000, 5_000), orders_watermark, 0)]
-            at += [at[0] + rng.randrange(0, 5_000) for _ in range(rng.randint(0, 3))]
-            orders = [
-                (f"o{offset}.{i}", rng.choice(users), time, rng.choice(["USD", "EUR"]), 100)
-                for i, time in enumerate(at)
-            ]
-            orders_watermark = max(orders_watermark, *at)
-            forwarded = OrderFacts(offset, orders, orders_watermark)
-            events.append(forwarded)
-            continue
-        clicks = [e for e in events if isinstance(e, Observation)]
-        if clicks and rng.random() < 0.05:  # a duplicate of an earlier event
-            copy = rng.choice(clicks)
-            events.append(click(offset, copy.time_ms, *_who(copy), copy.event_id))
-            continue
-        t += rng.choice([0, 0, 0, -20_000, -65_000, -200_000])
-        events.append(click(offset, t, rng.choice(users), rng.choice("ab"), f"e{offset}"))
-    end = len(events)  # offsets (of every input) are positions in the list
-    return [*events, Tick(end, 200 * MIN), OrderFacts(end + 1, [], 200 * MIN)]
+@pytest.mark.parametrize(
+    ("flavour", "seed"), [("duplicates", 0), ("duplicates", 1), ("expiring ids", 2)]
+)
+async def test_commits_cut_short_anywhere_emit_exactly_what_an_uninterrupted_run_does(
+    flavour, seed
+):
+    spec, duplicates = FLAVOURS[flavour]
+    rng = random.Random(seed)
+    inputs = traffic(rng, clicks=600, duplicates=duplicates)
+    expected = await steady(inputs, spec=spec, partitions=2)
+    found = kinds(expected)
+    assert found["clicks/tumbling"] > 100 and found["clicks/hopping"] > 100
+    assert found["attribution/tumbling"] > 20 and len(expected.sessions) > 40
+    assert expected.late_events and expected.dead_letters
+    if duplicates:
+        assert all(counters["duplicates"] > 0 for counters in expected.counters.values())
+    for _ in range(3):
+        assert await chaotic(inputs, rng, spec=spec, partitions=2) == expected
 
 
-def _next(progress: Progress) -> int:
-    """Where a restart resumes: every input's offsets are positions in the one list here."""
-    return max(progress.offset, progress.ticks_offset, progress.facts_offset) + 1
+async def cut_after(
+    inputs: list[Input], spec: WindowSpec, committed: int, land: int, seed: int
+) -> ClicksRig:
+    """The first `committed` inputs delivered and committed; the rest delivered in batches
+    staged for one commit, which a crash cuts short after `land` state writes; then everything
+    redelivered from the committed offsets, in random fetches, and committed."""
+    rng = random.Random(seed)
+    rig = ClicksRig(spec=spec, partitions=2)
+    rig.produce(inputs[:committed])
+    await rig.driver.pump()
+    await rig.commit()
+    rig.produce(inputs[committed:])
+    while await rig.driver.pump(batch=4, rng=rng):
+        pass
+    await rig.crash(land=land)
+    await rig.driver.pump(batch=20, rng=rng)
+    await rig.commit()
+    assert rig.caught_up()
+    return rig
 
 
-def _who(event: Observation) -> tuple[str, str]:
-    assert event.visit is not None
-    return event.visit.user, event.visit.entry_host
-
-
-def emitted(events: list, rng: random.Random | None) -> tuple[dict, dict, dict]:
-    """Window results, session summaries and attributions by id; `rng` None: one batch per
-    event, each committed."""
-    worker, windows, sessions, attributions = Worker(), {}, {}, {}
-    while (start := _next(worker.committed())) < len(events):
-        for _ in range(rng.randint(1, 6) if rng else 1):  # batches staged in one interval
-            size = rng.randint(1, 25) if rng else 1
-            out = worker.apply(events[start : start + size])
-            for w in out.closed:
-                content = (w.counts, w.sketches)
-                assert windows.setdefault((w.start_ms, w.end_ms), content) == content
-            for s in out.sessions:
-                assert sessions.setdefault((s.user, s.start_ms), s) == s
-            for a in out.attributions:
-                assert attributions.setdefault(a.start_ms, a.counts) == a.counts
-            start += size
-        if rng and rng.random() < 0.3:
-            worker.commit(land=rng.randint(0, len(worker.staged)))  # crash mid-commit
-        else:
-            worker.commit()
-    return windows, sessions, attributions
-
-
-def test_a_commit_cut_short_anywhere_emits_exactly_what_an_uninterrupted_run_does():
-    rng = random.Random(2026)
-    for _ in range(8):
-        events = traffic(rng)
-        steady = emitted(events, None)
-        assert len(steady[0]) > 60 and len(steady[1]) > 20 and len(steady[2]) > 10
-        for _ in range(5):
-            assert emitted(events, rng) == steady
+@pytest.mark.parametrize(
+    ("flavour", "seed"), [("duplicates", 0), ("duplicates", 1), ("expiring ids", 2)]
+)
+async def test_a_commit_cut_short_after_each_of_its_writes_then_redelivered_emits_the_same(
+    flavour, seed
+):
+    spec, duplicates = FLAVOURS[flavour]
+    rng = random.Random(100 + seed)
+    inputs = traffic(rng, users=4, clicks=20, span_ms=8 * MIN, duplicates=duplicates)
+    expected = await steady(inputs, spec=spec, partitions=2)
+    committed = len(inputs) - 12  # the cut commit holds the last inputs and the closing ones
+    probe = await cut_after(inputs, spec, committed, 10**6, seed)  # every write, no offsets
+    first, cut = probe.driver.broker.commits[:2]
+    writes = [(key, value) for partition in cut.step.writes.values() for key, value in partition]
+    assert first.acked and cut.landed == len(writes) and not cut.acked
+    assert set(cut.step.writes) == {0, 1} and cut.step.sends
+    assert {key[:1] for key, _ in writes} == set(KEYSPACE.prefixes)  # every kind of state
+    assert any(value is None for _, value in writes)  # deletes too
+    if not duplicates:
+        assert any(key[:1] == b"S" and value is None for key, value in writes)  # ids expire
+    for land in range(len(writes) + 1):
+        rig = await cut_after(inputs, spec, committed, land, seed)
+        assert rig.driver.broker.commits[1].landed == land
+        assert rig.emitted() == expected, f"cut after {land} of {len(writes)} writes"
