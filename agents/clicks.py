@@ -22,8 +22,8 @@ from streams.records import ClickEvent, ClickType
 from streams.topics import CLICK_TABLE
 from streams.validation import ClickFields, parse_click_fields
 from tables import sketch
+from tables.panes import Increments, Uniques
 from tables.sessions import Visit
-from tables.window_state import Increments, Uniques
 
 ONE = (1,)
 PAGE_VIEW = ClickType.PAGE_VIEW  # a module constant: enum member lookups cost per click

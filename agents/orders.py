@@ -16,7 +16,7 @@ from streams.topics import ORDER_TABLE
 from streams.validation import parse_order
 from tables import sketch
 from tables.attribution import OrderFact
-from tables.window_state import Increments, Uniques
+from tables.panes import Increments, Uniques
 
 BUYERS = f"{keys.UNIQUES}|buyers"
 

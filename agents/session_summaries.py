@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.eventtime import format_timestamp
 from tables.sessions import is_bounce
-from tables.window_state import SessionSummary
+from tables.user_sessions import SessionSummary
 
 
 def session_summary(partition: int, session: SessionSummary) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from serving import keys
 from streams.eventtime import format_timestamp
 from tables import sketch
 from tables.bounded import bounded
-from tables.window_state import ClosedWindow
+from tables.panes import ClosedWindow
 from tables.windows import MAX_COUNT
 
 # a result's fields that are not metrics

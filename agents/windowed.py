@@ -41,7 +41,9 @@ from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
 from tables.attribution import OrderFacts
 from tables.dedup import SeenIndex, seen_prefix
+from tables.panes import ClosedWindow
 from tables.sessions import SessionIndex
+from tables.user_sessions import load_sessions
 from tables.window_state import (
     FACTS,
     KEYSPACE,
@@ -49,13 +51,11 @@ from tables.window_state import (
     SOURCE,
     TICKS,
     BatchOutcome,
-    ClosedWindow,
     Observation,
     Progress,
     Rejected,
     Tick,
     apply_batch,
-    load_sessions,
     progress_key,
 )
 from tables.windows import WindowSpec
@@ -101,6 +101,7 @@ class WindowedSink:
         return await self.projection.flush()
 
     def assigned(self, partitions: set[int]) -> None:
+        self.projection.keep_only(partitions)
         forget_unassigned(self.stream, partitions)
 
 

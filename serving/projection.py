@@ -73,6 +73,13 @@ class RedisProjection:
                 stats[keys.field(out.partition, name)] = getattr(progress, name)
             self.keep_from = max(self.keep_from, progress.watermark_ms - self.retention_ms)
 
+    def keep_only(self, partitions: set[int]) -> None:
+        """After a rebalance: drop what is pending for partitions this worker no longer owns
+        (their new owner writes them; a stale value sent later could overwrite its newer one)."""
+        for fields in self.pending.values():
+            for name in [n for n in fields if keys.split_field(str(n))[0] not in partitions]:
+                del fields[name]
+
     async def flush(self) -> bool:
         """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
         if not self.pending:

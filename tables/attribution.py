@@ -19,7 +19,7 @@ into it is older than the pane, hence late. Sessions that close while orders lag
 records) until the orders watermark passes them too. Result per pane and clicks partition:
 one WindowResult of stream "attribution" (tumbling only).
 
-State in the clicks partition's key space (written in window_state.WRITE_ORDER):
+State in the clicks partition's key space (written in window_state.KEYSPACE's order):
   O|p|<pane>|<order id>        -> [user, time, currency, cents]   awaits its pane's close
   A|p|<pane>                   -> {"v": {dimension: [orders, cents]}}  (one key, so a
                                    redone close finds all of it or nothing; deleted once the

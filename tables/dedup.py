@@ -2,18 +2,25 @@
 
 Stored shape: S|p|<first offset of batch> -> [[event_id, source offset, event time], ...], the
 ids first seen in one batch (split into records of at most RESULT_BYTES; S|p|f<offset>: order
-facts' ids, by their own topic's offsets). In memory, per source
-partition: event_id -> offset, and each bucket's newest event time. A bucket is dropped
-(tombstoned) once the partition's watermark is more than the horizon past its newest event: a
-duplicate later than that counts again.
+facts' ids, by their own topic's offsets). In memory, per source partition: event_id -> offset,
+and each bucket's offsets and newest event time.
+
+Rule, at each event's place in the log (so the verdict depends on neither batching nor
+crashes): an event is a duplicate when its event_id was first seen at another offset, with an
+event time no more than the horizon before the watermark at this event. An id older than that
+is forgotten: seen again, it counts as new. A bucket is deleted (tombstoned) once the committed
+watermark is more than the horizon past its newest event: no event still to be applied, nor
+redone after a commit cut short, can need it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Callable, Iterable
 
 import orjson
 
+from engine.processor import Store
 from tables.bounded import RESULT_BYTES
 
 Entry = tuple[str, int, int]  # event_id, source offset, event time (ms)
@@ -50,9 +57,13 @@ def seen_bucket_key(partition: int, first_offset: int, log: str = "") -> bytes:
 
 
 class SeenIndex:
+    """One partition's stored ids, in memory (see the module docstring)."""
+
     def __init__(self) -> None:
         self.offsets: dict[str, int] = {}
-        self.buckets: dict[bytes, tuple[int, list[str]]] = {}  # key -> (newest time, ids)
+        # key -> (newest time, first offset, last offset, ids)
+        self.buckets: dict[bytes, tuple[int, int, int, list[str]]] = {}
+        self._firsts: list[tuple[int, bytes]] = []  # source buckets: (first offset, key), sorted
         self._no_newest_before = NO_BUCKET  # no bucket's newest time is earlier than this
 
     @classmethod
@@ -69,21 +80,106 @@ class SeenIndex:
     def add(self, key: bytes, entries: list[Entry]) -> None:
         event_ids, offsets, times = zip(*entries, strict=True)
         newest = max(times)
-        self.buckets[key] = (newest, list(event_ids))
+        self.buckets[key] = (newest, min(offsets), max(offsets), list(event_ids))
         self._no_newest_before = min(self._no_newest_before, newest)
         self.offsets.update(zip(event_ids, offsets, strict=True))
+        if not _is_facts(key):
+            bisect.insort(self._firsts, (min(offsets), key))
+
+    def time_of(self, offset: int, store: Store) -> int:
+        """The event time of the source event first seen at `offset` (read from its bucket:
+        asked only for a duplicate, rarely)."""
+        at = bisect.bisect_right(self._firsts, (offset, b"\xff")) - 1
+        if at >= 0:
+            raw = store.get(self._firsts[at][1])
+            for _, entry_offset, time_ms in orjson.loads(raw or b"[]"):
+                if entry_offset == offset:
+                    return int(time_ms)
+        return NO_BUCKET  # unknown here: taken for recent (a duplicate)
 
     def expired(self, before_ms: int) -> list[bytes]:
         """Keys of the buckets whose newest event is older than `before_ms`."""
         if before_ms <= self._no_newest_before:  # most batches: no scan
             return []
         self._no_newest_before = min(
-            (newest for newest, _ in self.buckets.values()), default=NO_BUCKET
+            (newest for newest, *_ in self.buckets.values()), default=NO_BUCKET
         )
-        return [key for key, (newest, _) in self.buckets.items() if newest < before_ms]
+        return [key for key, (newest, *_) in self.buckets.items() if newest < before_ms]
 
     def drop(self, keys: Iterable[bytes]) -> None:
+        dropped = set()
         for key in keys:
-            _, ids = self.buckets.pop(key, (0, []))
-            for event_id in ids:
-                self.offsets.pop(event_id, None)
+            if key not in self.buckets:
+                continue
+            _, first, last, ids = self.buckets.pop(key)
+            dropped.add(key)
+            for event_id in ids:  # unless seen anew since, in a later bucket
+                if first <= self.offsets.get(event_id, -1) <= last:
+                    del self.offsets[event_id]
+        if dropped:
+            self._firsts = [(o, k) for o, k in self._firsts if k not in dropped]
+
+
+class BatchIds:
+    """The dedup of one batch of one partition: a verdict per event, then the batch's new ids
+    as bucket records and the buckets the committed watermark lets go."""
+
+    def __init__(self, partition: int, seen: SeenIndex, store: Store, horizon_ms: int) -> None:
+        self.partition, self.seen, self.store, self.horizon_ms = partition, seen, store, horizon_ms
+        self.new: dict[str, tuple[int, int]] = {}  # event_id -> (offset, time), first seen here
+        self.source: list[Entry] = []
+        self.facts: list[Entry] = []  # order facts' ids (offsets in their own topic)
+
+        self.duplicate = self._judge()
+
+    def _judge(self) -> Callable[[str, int, int, int], bool]:
+        """duplicate(event_id, offset, time_ms, watermark_ms): whether the source event at
+        `offset` is a duplicate (the rule above); a new one is remembered. A closure: called
+        once per event, it reads only its locals."""
+        stored_offset_of, new, entries = self.seen.offsets.get, self.new, self.source
+        time_of, store, horizon = self.seen.time_of, self.store, self.horizon_ms
+
+        def duplicate(event_id: str, offset: int, time_ms: int, watermark_ms: int) -> bool:
+            first = stored_offset_of(event_id)
+            if first is not None:
+                if first == offset:
+                    return False  # its own record, redone after a commit cut short
+                if time_of(first, store) >= watermark_ms - horizon:
+                    return True
+            again = new.get(event_id)
+            if again is not None and again[1] >= watermark_ms - horizon:
+                return True
+            new[event_id] = (offset, time_ms)
+            entries.append((event_id, offset, time_ms))
+            return False
+
+        return duplicate
+
+    def fact_is_new(self, event_id: str, offset: int, time_ms: int) -> bool:
+        """For order facts: True unless `event_id` was seen at another offset."""
+        first = self.seen.offsets.get(event_id)
+        if first is None and event_id in self.new:
+            first = self.new[event_id][0]
+        if first is None:
+            self.new[event_id] = (offset, time_ms)
+            self.facts.append((event_id, offset, time_ms))
+        return first is None or first == offset
+
+    def finish(
+        self, settled_ms: int, writes: dict[bytes, bytes | None]
+    ) -> tuple[list[tuple[bytes, list[Entry]]], list[bytes]]:
+        """Write the new buckets and the tombstones of the expired ones; (new, expired)."""
+        new = []
+        for entries, log in ((self.source, ""), (self.facts, "f")):
+            for chunk, encoded in seen_chunks(entries):  # one record, unless ids are long
+                key = seen_bucket_key(self.partition, chunk[0][1], log)
+                new.append((key, chunk))
+                writes[key] = encoded
+        expired = self.seen.expired(settled_ms - self.horizon_ms)
+        for key in expired:
+            writes[key] = None
+        return new, expired
+
+
+def _is_facts(key: bytes) -> bool:
+    return key[key.rindex(b"|") + 1 :][:1] == b"f"

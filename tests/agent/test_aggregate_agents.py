@@ -24,7 +24,8 @@ from serving import keys
 from serving.projection import RedisProjection
 from streams.order_facts import order_facts_value, read_order_facts
 from streams.ticks import tick_value
-from tables.window_state import Progress, cell_key, progress_key
+from tables.panes import cell_key
+from tables.window_state import Progress, progress_key
 from tests.agent.conftest import until
 from tests.builders import T0, click_bytes, order_json
 

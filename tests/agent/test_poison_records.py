@@ -17,7 +17,8 @@ from faust.types import TP
 
 from agents.clicks import aggregate_clicks
 from agents.window_results import window_result
-from tables.window_state import ClosedWindow, Progress, cell_key, progress_key
+from tables.panes import ClosedWindow, cell_key
+from tables.window_state import Progress, progress_key
 from tables.windows import MAX_COUNT
 from tests.agent.test_aggregate_agents import clicks_runner
 from tests.builders import T0, click_bytes

@@ -103,27 +103,28 @@ def test_sigkill_while_repartitioning_then_restart_counts_each_order_once(kafka,
         target=produce_paced, args=(kafka.bootstrap, orders, random.Random(3)), daemon=True
     )
     producer.start()
-    # each worker dies: inside a commit of the forwarder or the reader, just after its records
-    # went out (so they go out twice), or by a SIGKILL at a random moment
-    deaths = ["forward", "read", None, "forward", "read"]
-    for kill, runner in enumerate(deaths):
-        worker = start(f"{runner}:{rng.randrange(2, 8)}" if runner else None)
-        if runner:
-            wait_until(lambda w=worker: w.poll() is not None, 180, f"death {kill} in {runner}")
-            continue
-        before = out_count()
-        wait_until(  # at work: counts coming out
-            lambda b=before: out_count() >= b + 40,
-            within=180,
-            why=f"counts coming out before kill {kill}",
-            alive=lambda w=worker: w.poll() is None,
-        )
-        time.sleep(rng.uniform(0, 1.5))
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-
-    worker = start()
+    workers: list[subprocess.Popen[bytes]] = []
     try:
+        # each worker dies: inside a commit of the forwarder or the reader, just after its
+        # records went out (so they go out twice), or by a SIGKILL at a random moment
+        for kill, runner in enumerate(["forward", "read", None, "forward", "read"]):
+            worker = start(f"{runner}:{rng.randrange(2, 8)}" if runner else None)
+            workers.append(worker)
+            if runner:
+                wait_until(lambda w=worker: w.poll() is not None, 180, f"death {kill} in {runner}")
+                continue
+            before = out_count()
+            wait_until(  # at work: counts coming out
+                lambda b=before: out_count() >= b + 40,
+                within=180,
+                why=f"counts coming out before kill {kill}",
+                alive=lambda w=worker: w.poll() is None,
+            )
+            time.sleep(rng.uniform(0, 1.5))
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        worker = start()
+        workers.append(worker)
         producer.join(TOTAL / ORDERS_PER_S + 120)
         wait_until(
             lambda: len(counted(read_to_end(kafka.bootstrap, outputs))) >= TOTAL,
@@ -132,8 +133,13 @@ def test_sigkill_while_repartitioning_then_restart_counts_each_order_once(kafka,
             alive=lambda: worker.poll() is None,
         )
     finally:
-        worker.send_signal(signal.SIGINT)
-        worker.wait(60)
+        for worker in workers:  # the last one stops as a user stops it; any other is dead
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGINT)
+                try:
+                    worker.wait(60)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
 
     by_partition: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     for topic in (orders, f"{app_id}-{orders}-ticks"):

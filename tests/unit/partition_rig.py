@@ -46,7 +46,9 @@ from streams.order_facts import order_facts_value
 from streams.ticks import tick_value
 from streams.topics import topology
 from streams.validation import Limits
-from tables.window_state import SESSIONS_ENDED, BatchOutcome, Progress, cell_key, progress_key
+from tables.panes import cell_key
+from tables.user_sessions import SESSIONS_ENDED
+from tables.window_state import BatchOutcome, Progress, progress_key
 from tables.windows import WindowSpec
 from tests.builders import T0, click_bytes, order_json
 
@@ -179,7 +181,7 @@ class Emitted:
     shown: dict[str, dict[Any, Any]]  # the Redis projection: key -> field -> value
 
 
-class _NoRedis:
+class NoRedis:
     """The client RedisProjection is built with; this sink never sends through it."""
 
     def register_script(self, script: str) -> None:
@@ -191,7 +193,7 @@ class ProjectionSink:
     into a dict as its HSETs would leave Redis (no retention). A crash loses what is pending."""
 
     def __init__(self, stream: str, shown: dict[str, dict[Any, Any]]) -> None:
-        self.projection = RedisProjection(_NoRedis(), APP, stream, retention_ms=1 << 60)
+        self.projection = RedisProjection(NoRedis(), APP, stream, retention_ms=1 << 60)
         self.shown = shown  # Redis, shared by the worker's sinks
         self.staged: list[BatchOutcome] = []  # since the last flush
 
@@ -208,7 +210,8 @@ class ProjectionSink:
         return True
 
     def assigned(self, partitions: set[int]) -> None:
-        self.staged.clear()  # the runner discarded them (the projection keeps its pending)
+        self.staged.clear()  # the runner discarded them
+        self.projection.keep_only(partitions)  # as agents.windowed.WindowedSink does
 
     def lost(self) -> None:
         """The worker died: its memory is gone."""

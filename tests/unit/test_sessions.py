@@ -12,7 +12,7 @@ import pytest
 
 from agents.window_results import counts_of
 from tables.sessions import Visit, absorb
-from tables.window_state import SESSIONS_ENDED, user_key
+from tables.user_sessions import SESSIONS_ENDED, user_key
 from tests.unit.partition_rig import GAP, MIN, ClicksRig, Summary, chaotic, click, steady, tick
 
 

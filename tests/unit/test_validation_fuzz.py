@@ -33,7 +33,8 @@ from streams.validation import (
     parse_order,
 )
 from tables.dedup import SeenIndex, seen_prefix
-from tables.window_state import SESSIONS_ENDED, Observation, Tick, apply_batch, load_sessions
+from tables.user_sessions import SESSIONS_ENDED, load_sessions
+from tables.window_state import Observation, Tick, apply_batch
 from tables.windows import WindowSpec
 from tests.builders import T0, click_json, legacy_order_json, make_order, order_json
 from tests.unit.test_validation import LOG_TIME, verdict_agreed

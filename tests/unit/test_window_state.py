@@ -10,17 +10,8 @@ import orjson
 
 from tables import sketch
 from tables.dedup import SeenIndex, seen_prefix
-from tables.window_state import (
-    Observation,
-    Progress,
-    Rejected,
-    Tick,
-    apply_batch,
-    cell_key,
-    panes_key,
-    progress_key,
-    sketch_key,
-)
+from tables.panes import cell_key, panes_key, sketch_key
+from tables.window_state import Observation, Progress, Rejected, Tick, apply_batch, progress_key
 from tables.windows import WindowSpec
 
 SPEC = WindowSpec(size_ms=60_000, grace_ms=10_000, dedup_horizon_ms=600_000, hop_ms=180_000)
