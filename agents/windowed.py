@@ -22,6 +22,7 @@ from agents.metrics import forget_unassigned, record_progress
 from agents.session_summaries import session_summary
 from agents.window_results import progress_record, window_key, window_result
 from engine.processor import (
+    InputRecord,
     Inputs,
     Outcome,
     Poisoned,
@@ -39,7 +40,7 @@ from streams.order_facts import order_facts_values, read_order_facts
 from streams.ticks import read_tick
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
-from tables.attribution import OrderFacts
+from tables.attribution import LateOrder, OrderFacts
 from tables.dedup import SeenIndex, seen_prefix
 from tables.panes import ClosedWindow
 from tables.sessions import SessionIndex
@@ -275,11 +276,19 @@ class WindowedMetrics:
             sends.append(Send("results", key, orjson.dumps(result)))
         for late in out.late_orders:
             value = late_event_value(
-                find(FACTS, late.offset), ORDER_LATE, late.event_id, late.time_ms, late.pane_ms,
-                late.joined_watermark_ms, within=True,
+                self._order_source(find, late), ORDER_LATE, late.event_id, late.time_ms,
+                late.pane_ms, late.joined_watermark_ms, within=late.source_offset < 0,
             )  # fmt: skip
             sends.append(Send("late_events", late.event_id.encode(), value))
         return sends
+
+    def _order_source(self, find: _RecordsByOffset, late: LateOrder) -> Record:
+        """A late order's source: the order's own record (the same in every version of the app,
+        however its facts were batched), or its facts record when the facts predate that."""
+        if late.source_offset < 0:
+            return find(FACTS, late.offset)
+        orders, partition = self.config.topics.orders.name, find(FACTS, late.offset).partition
+        return InputRecord(orders, partition, late.source_offset, -1, None, None)
 
 
 class _RecordsByOffset:

@@ -4,7 +4,7 @@ for attribution (tables/attribution.py). Kept in the app's own topic `<app>-orde
 which belong to their producers.
 
   key: none
-  value: {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents], ...],
+  value: {"orders": [[event_id, user_id, occurred_at ms, currency, amount cents, offset], ...],
           "watermark_ms": the orders partition's watermark after them, "by": "<app id>"}
 
 The join reads facts in their own order, as they come beside the clicks: its result depends
@@ -21,7 +21,9 @@ import orjson
 
 from tables.bounded import RESULT_BYTES
 
-Fact = tuple[str, str, int, str, int]  # event_id, user, time ms, currency, cents
+# event_id, user, time ms, currency, cents, and the order's offset in its orders partition (-1 in
+# facts written before it was forwarded)
+Fact = tuple[str, str, int, str, int, int]
 
 
 def order_facts_value(facts: Iterable[Fact], watermark_ms: int, app_id: str) -> bytes:
@@ -54,12 +56,15 @@ def read_order_facts(value: bytes | None) -> tuple[list[Fact], int, str] | None:
 
 
 def _fact(raw: Any) -> Fact:
-    event_id, user, time_ms, currency, cents = raw
+    event_id, user, time_ms, currency, cents, *rest = raw
+    if len(rest) > 1:
+        raise TypeError("not an order fact")
+    offset = rest[0] if rest else -1
     if not (isinstance(event_id, str) and isinstance(user, str) and isinstance(currency, str)):
         raise TypeError("not an order fact")
-    if not (_is_int(time_ms) and _is_int(cents)):
+    if not (_is_int(time_ms) and _is_int(cents) and _is_int(offset)):
         raise TypeError("not an order fact")
-    return event_id, user, time_ms, currency, cents
+    return event_id, user, time_ms, currency, cents, offset
 
 
 def _is_int(value: Any) -> bool:

@@ -58,7 +58,8 @@ class OrderFacts:
     """Not an event: an orders partition's accepted orders and its watermark after them."""
 
     offset: int
-    orders: list[tuple[str, str, int, str, int]]  # event_id, user, time, currency, cents
+    # event_id, user, time, currency, cents, offset in the orders partition (-1: unknown)
+    orders: list[tuple[str, str, int, str, int, int]]
     watermark_ms: int
 
 
@@ -67,11 +68,12 @@ class LateOrder:
     """Facts of an order whose pane's attribution had already closed (not expected: the orders
     side forwards every order before the watermark that closes its pane)."""
 
-    offset: int
+    offset: int  # of its facts record
     event_id: str
     time_ms: int
     pane_ms: int
     joined_watermark_ms: int
+    source_offset: int = -1  # of the order in its orders partition (-1: unknown)
 
 
 class Store(Protocol):
@@ -157,13 +159,14 @@ class OrderJoin:
         """Facts at their place in the log; `clicks_watermark` is the clicks watermark there."""
         progress = self.progress
         joined = min(clicks_watermark, progress.orders_watermark_ms)
-        for event_id, user, time_ms, currency, cents in item.orders:
+        for event_id, user, time_ms, currency, cents, source_offset in item.orders:
             if not first_seen(FACT_ID_PREFIX + event_id, item.offset, time_ms):
                 continue  # forwarded again (the orders side redid a batch)
             pane = self.spec.start_of(time_ms)
             if joined >= self.spec.closes_at(pane):
                 progress.late_orders += 1
-                self.out.late.append(LateOrder(item.offset, event_id, time_ms, pane, joined))
+                late = LateOrder(item.offset, event_id, time_ms, pane, joined, source_offset)
+                self.out.late.append(late)
                 continue
             self.new.setdefault(pane, {})[event_id] = [user, time_ms, currency, cents]
             self.out.writes[fact_key(self.partition, pane, event_id)] = orjson.dumps(

@@ -164,7 +164,7 @@ class BatchOutcome:
     late: list[LateEvent] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
     sessions: list[SessionSummary] = field(default_factory=list)  # closed now
-    facts: list[tuple[str, str, int, str, int]] = field(default_factory=list)  # orders accepted
+    facts: list[tuple[str, str, int, str, int, int]] = field(default_factory=list)  # accepted
     attributions: list[Attribution] = field(default_factory=list)  # panes attributed now
     late_orders: list[LateOrder] = field(default_factory=list)
     new_buckets: list[tuple[bytes, list[Entry]]] = field(default_factory=list)  # dedup, written
@@ -244,7 +244,8 @@ def apply_batch(
         take((start, item))
         if item.order is not None:
             order = item.order
-            out.facts.append((item.event_id, order.user, time_ms, order.currency, order.cents))
+            fact = (item.event_id, order.user, time_ms, order.currency, order.cents, offset)
+            out.facts.append(fact)
         if time_ms > watermark:
             watermark = time_ms
             rises.append((watermark, (offset, -1)))

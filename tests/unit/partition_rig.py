@@ -103,7 +103,8 @@ class Order:
     partition: int = 0
 
 
-Fact = tuple[str, str, int, str, int]  # order id, user, time, currency, cents
+# order id, user, time, currency, cents[, the order's offset in its orders partition]
+Fact = tuple[str, str, int, str, int] | tuple[str, str, int, str, int, int]
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def tick(time_ms: int, partition: int = 0, stream: str = "clicks") -> Tick:
 
 
 def facts(watermark_ms: int, *orders: Fact, partition: int = 0) -> Facts:
-    """orders: (order id, user, time, currency, cents)."""
+    """orders: (order id, user, time, currency, cents[, orders offset])."""
     return Facts(watermark_ms, tuple(orders), partition)
 
 
@@ -290,7 +291,7 @@ class ClicksRig:
                 after = len(driver.broker.log(source.name, p)) - 1
                 driver.produce(time_log.name, tick_value(at(item.time_ms), after, APP), p)
             else:
-                orders = [(i, u, at(t), c, cents) for i, u, t, c, cents in item.orders]
+                orders = [(i, u, at(t), c, cents, *o) for i, u, t, c, cents, *o in item.orders]
                 value = order_facts_value(orders, at(item.watermark_ms), APP)
                 driver.produce(facts_topic, value, p)
 

@@ -5,6 +5,8 @@ sessions kept for lagging orders, facts forwarded twice, late facts."""
 
 from __future__ import annotations
 
+import orjson
+
 from tables.attribution import NO_SESSION, retained_key
 from tests.unit.partition_rig import GAP, MIN, ClicksRig, at, click, facts, tick
 
@@ -78,6 +80,19 @@ async def test_facts_after_their_panes_attribution_closed_are_late_not_merged():
     step = await p.apply([facts(5 * MIN, ("o1", "u1", 2_000, "USD", 100))])
     assert step.progress.late_orders == 1 and step.late_orders == ["o1"]
     assert step.attributed == {}
+
+
+async def test_a_late_orders_id_is_its_own_records_however_its_facts_were_batched():
+    p = ClicksRig()
+    await p.apply([click(1_000), tick(5 * MIN), facts(5 * MIN)])
+    await p.apply([facts(5 * MIN, ("o1", "u1", 2_000, "USD", 100, 41))])
+    await p.apply([facts(5 * MIN, ("o2", "u1", 2_000, "USD", 100))])  # facts of old: no offset
+    late = [orjson.loads(r.value) for r in p.driver.outputs("late_events")]
+    facts_topic = p.topics.order_facts.name
+    assert [(e["id"], e["source"]["topic"]) for e in late] == [
+        ("orders/0/41", "orders"),
+        (f"{facts_topic}/0/2/o2", facts_topic),
+    ]
 
 
 async def test_order_facts_are_counted_as_such_never_as_clicks():
