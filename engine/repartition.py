@@ -208,23 +208,24 @@ class Alignment:
         last, seq = (tuple(cursor[0]) if cursor[0] else None), cursor[1]
         marks: dict[int, int] = {}
         for record in records:
-            source = record.record if isinstance(record, Poisoned) else record
             if isinstance(record, Poisoned):
-                out.foreign.append(source)
-            elif is_mark(source.headers):
+                out.foreign.append(record.record)
+                continue
+            source = record
+            if is_mark(source.headers):
                 mark = read_mark(source.value)
                 if mark is None or mark.partition >= self.partitions:
                     out.foreign.append(source)
                 else:
-                    marks[mark.partition] = max(marks.get(mark.partition, NO_WATERMARK),
-                                                mark.watermark_ms)  # fmt: skip
+                    before = marks.get(mark.partition, NO_WATERMARK)
+                    marks[mark.partition] = max(before, mark.watermark_ms)
             else:
                 head = read_entry(source.headers)
                 if head is None or source.key is None:
                     out.foreign.append(source)
                     continue
                 order = _release_order(head)
-                if last is None or order > last:
+                if last is None or order > last:  # else released already: a repeat
                     writes[_queued_key(partition, order)] = _encode(head, source.key, source.value)
         for q, watermark in marks.items():
             key = _mark_key(partition, q)
