@@ -20,6 +20,9 @@ may rebuild from its state at any time:
   watermark (idle ticks and the time log need them).
 - `forget(partition)`: drop the in-memory indexes of a partition (after a rebalance, or a
   batch that raised half-way); they are rebuilt from `state` when next needed.
+
+State keyed by something other than the input's key (a card, an IP) is read from a repartition
+topic: engine.repartition forwards and aligns it.
 """
 
 from __future__ import annotations
