@@ -129,7 +129,6 @@ class BatchIds:
         self.new: dict[str, tuple[int, int]] = {}  # event_id -> (offset, time), first seen here
         self.source: list[Entry] = []
         self.facts: list[Entry] = []  # order facts' ids (offsets in their own topic)
-
         self.duplicate = self._judge()
 
     def _judge(self) -> Callable[[str, int, int, int], bool]:
