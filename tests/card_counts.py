@@ -39,7 +39,7 @@ from engine.processor import (
     Send,
     Store,
 )
-from engine.repartition import ALIGNMENT_PREFIXES, Alignment, Entry, Repartition
+from engine.repartition import ALIGNMENT_PREFIXES, EFFECTS, Alignment, Entry, Repartition
 from engine.topology import Engine, EngineConfig
 from streams.ticks import read_tick
 from streams.topics import TopicSpec, repartition_topic
@@ -74,7 +74,7 @@ class CountByCard:
     sequence number of the entry it last applied."""
 
     name, table, sink = "count_by_card", "card_counts", None
-    keyspace = Keyspace(*ALIGNMENT_PREFIXES, Prefix("C", "orders per card", 1))
+    keyspace = Keyspace(*ALIGNMENT_PREFIXES, Prefix("C", "orders per card", EFFECTS.start))
 
     def __init__(self, app_id: str, partitions: int) -> None:
         self.inputs = Inputs(by_card_topic(app_id, partitions).name)
