@@ -16,7 +16,7 @@ redone after a commit cut short, can need it.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import orjson
 
@@ -122,46 +122,41 @@ class SeenIndex:
 
 class BatchIds:
     """The dedup of one batch of one partition: a verdict per event, then the batch's new ids
-    as bucket records and the buckets the committed watermark lets go."""
+    as bucket records and the buckets the committed watermark lets go.
+
+    Per event, the fold looks the id up itself (the hot path): an id in neither `known` (the
+    stored ids) nor `new` (this batch's) is new, and the fold records it in `new`; only a
+    known one is judged by `duplicate`."""
 
     def __init__(self, partition: int, seen: SeenIndex, store: Store, horizon_ms: int) -> None:
         self.partition, self.seen, self.store, self.horizon_ms = partition, seen, store, horizon_ms
+        self.known = seen.offsets
         self.new: dict[str, tuple[int, int]] = {}  # event_id -> (offset, time), first seen here
-        self.source: list[Entry] = []
-        self.facts: list[Entry] = []  # order facts' ids (offsets in their own topic)
-        self.duplicate = self._judge()
+        self.facts: dict[str, tuple[int, int]] = {}  # order facts' ids (offsets: their topic's)
 
-    def _judge(self) -> Callable[[str, int, int, int], bool]:
-        """duplicate(event_id, offset, time_ms, watermark_ms): whether the source event at
-        `offset` is a duplicate (the rule above); a new one is remembered. A closure: called
-        once per event, it reads only its locals."""
-        stored_offset_of, new, entries = self.seen.offsets.get, self.new, self.source
-        time_of, store, horizon = self.seen.time_of, self.store, self.horizon_ms
-
-        def duplicate(event_id: str, offset: int, time_ms: int, watermark_ms: int) -> bool:
-            first = stored_offset_of(event_id)
-            if first is not None:
-                if first == offset:
-                    return False  # its own record, redone after a commit cut short
-                if time_of(first, store) >= watermark_ms - horizon:
-                    return True
-            again = new.get(event_id)
-            if again is not None and again[1] >= watermark_ms - horizon:
+    def duplicate(self, event_id: str, offset: int, time_ms: int, watermark_ms: int) -> bool:
+        """Whether the source event at `offset`, whose id is known, is a duplicate (the rule
+        above); if it is not, it is remembered as first seen here."""
+        first = self.known.get(event_id)
+        forget_before = watermark_ms - self.horizon_ms
+        if first is not None:
+            if first == offset:
+                return False  # its own record, redone after a commit cut short
+            if self.seen.time_of(first, self.store) >= forget_before:
                 return True
-            new[event_id] = (offset, time_ms)
-            entries.append((event_id, offset, time_ms))
-            return False
-
-        return duplicate
+        again = self.new.get(event_id)
+        if again is not None and again[1] >= forget_before:
+            return True
+        self.new[event_id] = (offset, time_ms)
+        return False
 
     def fact_is_new(self, event_id: str, offset: int, time_ms: int) -> bool:
         """For order facts: True unless `event_id` was seen at another offset."""
-        first = self.seen.offsets.get(event_id)
-        if first is None and event_id in self.new:
-            first = self.new[event_id][0]
+        first = self.known.get(event_id)
+        if first is None and event_id in self.facts:
+            first = self.facts[event_id][0]
         if first is None:
-            self.new[event_id] = (offset, time_ms)
-            self.facts.append((event_id, offset, time_ms))
+            self.facts[event_id] = (offset, time_ms)
         return first is None or first == offset
 
     def finish(
@@ -169,7 +164,8 @@ class BatchIds:
     ) -> tuple[list[tuple[bytes, list[Entry]]], list[bytes]]:
         """Write the new buckets and the tombstones of the expired ones; (new, expired)."""
         new = []
-        for entries, log in ((self.source, ""), (self.facts, "f")):
+        for ids, log in ((self.new, ""), (self.facts, "f")):
+            entries = sorted(((i, o, t) for i, (o, t) in ids.items()), key=_offset)
             for chunk, encoded in seen_chunks(entries):  # one record, unless ids are long
                 key = seen_bucket_key(self.partition, chunk[0][1], log)
                 new.append((key, chunk))
@@ -178,6 +174,10 @@ class BatchIds:
         for key in expired:
             writes[key] = None
         return new, expired
+
+
+def _offset(entry: Entry) -> int:
+    return entry[1]
 
 
 def _is_facts(key: bytes) -> bool:

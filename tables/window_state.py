@@ -203,7 +203,7 @@ def apply_batch(
         join = OrderJoin(partition, spec, sessions.gap_ms, store, progress, sessions.retained)
     # the per-event loop: locals, and the window rules inlined (spec.start_of, spec.is_closed)
     size, open_for = spec.size_ms, spec.size_ms + spec.grace_ms
-    duplicate = ids.duplicate
+    known, new_ids, duplicate = ids.known, ids.new, ids.duplicate
     # (pane start, event) of the accepted events: panes and sessions take them after this loop,
     # in one loop each (a call per event and concern cost ~10% of the fold)
     taken: list[tuple[int, Observation]] = []
@@ -232,19 +232,22 @@ def apply_batch(
         if offset <= applied[SOURCE]:
             continue
         applied[SOURCE] = offset
-        time_ms = item.time_ms
-        if duplicate(item.event_id, offset, time_ms, watermark):
-            progress.duplicates += 1
-            continue
+        time_ms, event_id = item.time_ms, item.event_id
+        if event_id in known or event_id in new_ids:  # seen before: a duplicate, or forgotten
+            if duplicate(event_id, offset, time_ms, watermark):
+                progress.duplicates += 1
+                continue
+        else:
+            new_ids[event_id] = (offset, time_ms)  # first seen (tables.dedup.BatchIds)
         start = time_ms - time_ms % size
         if watermark >= start + open_for:
             progress.late += 1
-            out.late.append(LateEvent(offset, item.event_id, time_ms, start, watermark))
+            out.late.append(LateEvent(offset, event_id, time_ms, start, watermark))
             continue
         take((start, item))
         if item.order is not None:
             order = item.order
-            fact = (item.event_id, order.user, time_ms, order.currency, order.cents, offset)
+            fact = (event_id, order.user, time_ms, order.currency, order.cents, offset)
             out.facts.append(fact)
         if time_ms > watermark:
             watermark = time_ms
