@@ -2,7 +2,7 @@
 
     engine = Engine(app, EngineConfig(...))
     engine.attach(processor, help="...")    # its table, its agent, its runner
-    engine.install()                        # batched delivery, the commit and tick timers
+    engine.install()                        # batched delivery, the commit and tick rounds
 
 Each processor gets a changelog-backed table (partition p holds input partition p's state), a
 Faust agent over its input topics (so Faust subscribes them and co-partitions the table; under
@@ -13,7 +13,7 @@ of its topics skip Faust's per-message path (engine.delivery) and go to its runn
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from engine.state import declare_state_table
 from tables.event_clock import EventClock
 
 log = logging.getLogger(__name__)
+Round = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ class Engine:
         return runner
 
     def install(self) -> None:
-        """Batched delivery for every attached processor's topics, and the engine's timers."""
+        """Batched delivery for every attached processor's topics, and the engine's rounds."""
         app, config, runners = self.app, self.config, self.runners
         setattr(app.transport, "Consumer", batch_delivering_consumer(self._handlers))  # noqa: B010
 
-        @app.timer(max(config.commit_s / 2, 0.1))
+        @_every(app, max(config.commit_s / 2, 0.1))
         async def commit_staged_state() -> None:
             """Commit what quiet partitions staged (busy ones commit as their batches come)."""
             for runner in runners:
@@ -102,7 +103,7 @@ class Engine:
 
         if config.idle_s > 0 and config.ticks_by is not None:
 
-            @app.timer(max(config.idle_s / 2, 0.5))
+            @_every(app, max(config.idle_s / 2, 0.5))
             async def tick_idle_partitions() -> None:
                 """Advance event time on quiet partitions (engine.time_log, streams.ticks)."""
                 for runner in runners:
@@ -110,6 +111,24 @@ class Engine:
                         await runner.tick_idle_partitions()
                     except Exception as exc:  # a rebalance or a broker hiccup: next round
                         log.warning("no ticks this round: %r", exc)
+
+
+def _every(app: faust.App, interval_s: float) -> Callable[[Round], Round]:
+    """A task running a round `interval_s` after the previous one ended. Not a Faust timer: a
+    commit round can outlast its interval under load (acks awaited), which Faust's timers log
+    as a warning ("overlapping"); here the next round just starts later."""
+
+    def schedule(fun: Round) -> Round:
+        async def rounds() -> None:
+            while not app.should_stop:
+                await app.sleep(interval_s)
+                await fun()
+
+        rounds.__qualname__ = rounds.__name__ = fun.__name__  # how Faust logs the task
+        app.task(rounds)
+        return fun
+
+    return schedule
 
 
 def _records_of(events: Sequence[EventT], topics: Sequence[str]) -> dict[TP, list[Record]]:
