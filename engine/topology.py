@@ -120,8 +120,10 @@ def _every(app: faust.App, interval_s: float) -> Callable[[Round], Round]:
 
     def schedule(fun: Round) -> Round:
         async def rounds() -> None:
-            while not app.should_stop:
-                await app.sleep(interval_s)
+            while True:
+                await app.sleep(interval_s)  # returns early when the worker stops
+                if app.should_stop:
+                    return
                 await fun()
 
         rounds.__qualname__ = rounds.__name__ = fun.__name__  # how Faust logs the task
