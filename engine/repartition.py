@@ -2,7 +2,7 @@
 each entry counted once and read in one order, whatever the crashes and the interleaving.
 
     Repartition(name, topic, inputs, rekey, ...)   the processor that forwards (upstream)
-    Alignment(partitions)                           the fold of a processor reading the topic
+    Alignment({source topic: partitions, ...})      the fold of a processor reading the topic
 
 Forwarding, over source partition p and its time log:
   - `rekey(record)` gives the record's entries (new key, value, event time): none for a record
@@ -12,18 +12,22 @@ Forwarding, over source partition p and its time log:
     time, p's watermark before it); the watermark = max of entries' times and trusted ticks
     (an untrusted tick is skipped: the stream's own processor dead-letters it);
   - after a batch that raised the watermark, a mark of it goes to every partition.
+  Several forwarders (one per source topic) may write one repartition topic.
   State, F|p -> [source offset, tick offset, watermark]. A crash after the sends and before the
   state redoes the batch from the committed offsets: the same entries, ids, release times and
   marks (the watermark before each comes from the same committed state).
 
 Reading (Alignment, for partition d of the topic):
-  - a mark raises M|d|q, source partition q's watermark (max: a repeated mark changes nothing);
-  - an entry waits in Q|d|<release key> (release key = release ms, q, offset, index: a repeated
-    entry lands on the same key), unless the cursor N|d has passed its key (released already);
-  - entries leave in key order while release ms < F = min over q of M|d|q; each gets the next
-    sequence number, and N|d keeps the last key and number.
-  Invariant: an entry arriving after F reached f has release ms >= f (q's mark >= f came before
-  it), so the released entries are a prefix of all entries in key order, in every run.
+  - a mark raises M|d|s|q, partition q of source s's watermark (max: a repeated mark changes
+    nothing);
+  - an entry waits in Q|d|<release key> (release key = release ms, s's rank among the sources'
+    sorted names, q, offset, index: a repeated entry lands on the same key), unless the cursor
+    N|d has passed its key (released already);
+  - entries leave in key order while release ms < F = min over s, q of M|d|s|q; each gets the
+    next sequence number, and N|d keeps the last key and number.
+  Invariant: an entry arriving after F reached f has release ms >= f (its source partition's
+  mark >= f came before it), so the released entries are a prefix of all entries in key order,
+  in every run.
   Write order (a recovered changelog holds a prefix of a commit's writes): Q puts, then the
   reading processor's effects (ranks EFFECTS), then N and M, then Q deletes. An effect keeps
   the sequence number of the entry it last applied, and skips entries not newer: a commit cut
@@ -33,7 +37,7 @@ Reading (Alignment, for partition d of the topic):
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -135,7 +139,7 @@ class Repartition:
             else:
                 watermark = self._forward(partition, source, watermark, sends)
         if watermark > before:
-            mark = mark_value(partition, watermark)
+            mark = mark_value(self.inputs.source, partition, watermark)
             sends += [
                 Send("repartition", None, mark, to, list(MARK)) for to in range(self.partitions)
             ]
@@ -198,8 +202,10 @@ class Aligned:
 class Alignment:
     """The reading side's fold over partition d of a repartition topic (see the docstring)."""
 
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions  # of the source, hence of the marks to wait for
+    def __init__(self, sources: Mapping[str, int]) -> None:
+        """`sources`: source topic -> its partition count (the marks to wait for)."""
+        self.sources = dict(sources)
+        self.rank = {topic: rank for rank, topic in enumerate(sorted(sources))}
 
     def take(self, partition: int, records: Sequence[Record | Poisoned], state: Store) -> Aligned:
         out = Aligned()
@@ -214,33 +220,33 @@ class Alignment:
             source = record
             if is_mark(source.headers):
                 mark = read_mark(source.value)
-                if mark is None or mark.partition >= self.partitions:
+                if mark is None or mark.partition >= self.sources.get(mark.source, 0):
                     out.foreign.append(source)
                 else:
-                    before = marks.get(mark.partition, NO_WATERMARK)
-                    marks[mark.partition] = max(before, mark.watermark_ms)
+                    at = (mark.source, mark.partition)
+                    marks[at] = max(marks.get(at, NO_WATERMARK), mark.watermark_ms)
             else:
                 head = read_entry(source.headers)
-                if head is None or source.key is None:
+                if head is None or source.key is None or head.topic not in self.rank:
                     out.foreign.append(source)
                     continue
-                order = _release_order(head)
+                order = self._release_order(head)
                 if last is None or order > last:  # else released already: a repeat
                     writes[_queued_key(partition, order)] = _encode(head, source.key, source.value)
-        for q, watermark in marks.items():
-            key = _mark_key(partition, q)
+        for (topic, q), watermark in marks.items():
+            key = _mark_key(partition, topic, q)
             if watermark > _int(state.get(key)):
                 writes[key] = str(watermark).encode()
         fronts = []
-        for q in range(self.partitions):
-            key = _mark_key(partition, q)
+        for topic, q in self._marks():
+            key = _mark_key(partition, topic, q)
             fronts.append(_int(writes[key] if key in writes else state.get(key)))
         out.watermark_ms = front = min(fronts)
         queued = dict(state.items(_queued_prefix(partition)))
         queued.update((k, v) for k, v in writes.items() if v is not None and k[:1] == b"Q")
         for key in sorted(queued):
             head, entry_key, value = _decode(queued[key])
-            order = _release_order(head)
+            order = self._release_order(head)
             if last is not None and order <= last:
                 writes[key] = None  # released by a commit whose deletes did not all land
                 continue
@@ -255,11 +261,16 @@ class Alignment:
         return out
 
     def watermark(self, partition: int, state: Store) -> int:
-        return min(_int(state.get(_mark_key(partition, q))) for q in range(self.partitions))
+        return min(_int(state.get(_mark_key(partition, *at))) for at in self._marks())
+
+    def _marks(self) -> list[tuple[str, int]]:
+        return [(topic, q) for topic, n in self.sources.items() for q in range(n)]
+
+    def _release_order(self, head: EntryHeader) -> ReleaseOrder:
+        return (head.release_ms, self.rank[head.topic], head.partition, head.offset, head.index)
 
 
-def _release_order(head: EntryHeader) -> tuple[int, int, int, int]:
-    return (head.release_ms, head.partition, head.offset, head.index)
+ReleaseOrder = tuple[int, int, int, int, int]  # release ms, source rank, partition, offset, index
 
 
 def _forward_key(partition: int) -> bytes:
@@ -270,17 +281,17 @@ def _cursor_key(partition: int) -> bytes:
     return b"N|%d" % partition
 
 
-def _mark_key(partition: int, source: int) -> bytes:
-    return b"M|%d|%d" % (partition, source)
+def _mark_key(partition: int, topic: str, source: int) -> bytes:
+    return b"M|%d|%s|%d" % (partition, topic.encode(), source)
 
 
 def _queued_prefix(partition: int) -> bytes:
     return b"Q|%d|" % partition
 
 
-def _queued_key(partition: int, order: tuple[int, int, int, int]) -> bytes:
+def _queued_key(partition: int, order: ReleaseOrder) -> bytes:
     """Sorted as the release order (fixed widths; event times are epoch ms, never negative)."""
-    return b"Q|%d|%016d|%06d|%020d|%06d" % (partition, *order)
+    return b"Q|%d|%016d|%03d|%06d|%020d|%06d" % (partition, *order)
 
 
 _HEAD = struct.Struct(">qqqiiI")  # offset, time, release, partition, index, key length

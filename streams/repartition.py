@@ -9,12 +9,13 @@ topic (engine.repartition), with the source's partition count.
                    at  "<event ms>/<release ms>": the entry's event time, and the source
                        partition's watermark before it, raised to the event time
   mark:   key: none, to every partition; headers: mark "1"
-          value: {"partition": q, "watermark_ms": W}: source partition q has passed W; every
-                 entry it sends later has release time >= W
+          value: {"source": topic, "partition": q, "watermark_ms": W}: partition q of the
+                 source topic has passed W; every entry it sends later has release time >= W
 
-A reader releases entries in the order (release ms, source partition, offset, index) once
-every source partition's mark has passed their release time: one order, however the source
-partitions' records interleaved in the topic (engine.repartition.Alignment).
+Several sources may forward into one topic (clicks and orders by user, for fraud). A reader
+releases entries in the order (release ms, source, source partition, offset, index) once every
+source partition's mark has passed their release time: one order, however the sources'
+records interleaved in the topic (engine.repartition.Alignment).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class EntryHeader:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
+    source: str  # the source topic
     partition: int
     watermark_ms: int
 
@@ -51,8 +53,8 @@ def entry_headers(head: EntryHeader) -> list[tuple[str, bytes]]:
     return [("id", head.id.encode()), ("at", f"{head.time_ms}/{head.release_ms}".encode())]
 
 
-def mark_value(partition: int, watermark_ms: int) -> bytes:
-    return orjson.dumps({"partition": partition, "watermark_ms": watermark_ms})
+def mark_value(source: str, partition: int, watermark_ms: int) -> bytes:
+    return orjson.dumps({"source": source, "partition": partition, "watermark_ms": watermark_ms})
 
 
 def is_mark(headers: Iterable[tuple[str, bytes]]) -> bool:
@@ -75,9 +77,9 @@ def read_entry(headers: Iterable[tuple[str, bytes]]) -> EntryHeader | None:
 def read_mark(value: bytes | None) -> Mark | None:
     try:
         body = orjson.loads(value or b"")
-        partition, watermark_ms = body["partition"], body["watermark_ms"]
+        source, partition, watermark_ms = body["source"], body["partition"], body["watermark_ms"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    if type(partition) is int and type(watermark_ms) is int and partition >= 0:
-        return Mark(partition, watermark_ms)
+    if type(source) is str and type(partition) is int and type(watermark_ms) is int:
+        return Mark(source, partition, watermark_ms) if partition >= 0 else None
     return None

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import faust
 import orjson
@@ -61,9 +61,12 @@ def by_card_topic(app_id: str, partitions: int) -> TopicSpec:
     return repartition_topic(app_id, "by_card", "card", partitions)
 
 
-def forwarder(app_id: str, orders: str, partitions: int) -> Repartition:
+def forwarder(
+    app_id: str, orders: str, partitions: int, name: str = "rekey_orders_by_card"
+) -> Repartition:
+    """Forwards one source topic of orders; several may write the one by_card topic."""
     return Repartition(
-        "rekey_orders_by_card", by_card_topic(app_id, partitions).name,
+        name, by_card_topic(app_id, partitions).name,
         Inputs(orders, time_log=f"{app_id}-{orders}-ticks"), by_card, partitions,
         f"{app_id}-dead-letters", clock_app_id=app_id, max_skew_ms=60_000,
     )  # fmt: skip
@@ -76,10 +79,11 @@ class CountByCard:
     name, table, sink = "count_by_card", "card_counts", None
     keyspace = Keyspace(*ALIGNMENT_PREFIXES, Prefix("C", "orders per card", EFFECTS.start))
 
-    def __init__(self, app_id: str, partitions: int) -> None:
+    def __init__(self, app_id: str, sources: Sequence[str], partitions: int) -> None:
+        """`sources`: the topics of orders forwarded to the by_card topic."""
         self.inputs = Inputs(by_card_topic(app_id, partitions).name)
         self.outputs = {"counts": f"{app_id}-card-counts", "dead_letters": f"{app_id}-dead-letters"}
-        self.alignment = Alignment(partitions)
+        self.alignment = Alignment(dict.fromkeys(sources, partitions))
 
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
@@ -107,11 +111,27 @@ class CountByCard:
         pass
 
 
-def expected_counts(
-    orders: Sequence[Sequence[Record]], ticks: Sequence[Sequence[Record]]
-) -> dict[str, int]:
-    """The oracle: entry id -> the order's running count on its card, from each source
-    partition's orders and ticks, in the release order."""
+Log = tuple[Sequence[Sequence[Record]], Sequence[Sequence[Record]]]  # records, ticks; by partition
+
+
+def expected_counts(logs: Mapping[str, Log]) -> dict[str, int]:
+    """The oracle: entry id -> the order's running count on its card, from each source topic's
+    partitions' orders and ticks, in the release order (release ms, source topic's rank by name,
+    partition, offset)."""
+    entries = []
+    for rank, topic in enumerate(sorted(logs)):
+        entries += _releases(rank, *logs[topic])
+    counts: dict[str, int] = defaultdict(int)
+    running = {}
+    for _, card, record in sorted(entries, key=lambda e: e[0]):
+        counts[card] += 1
+        running[f"{record.topic}/{record.partition}/{record.offset}/0"] = counts[card]
+    return running
+
+
+def _releases(
+    rank: int, orders: Sequence[Sequence[Record]], ticks: Sequence[Sequence[Record]]
+) -> list[tuple[tuple[int, int, int, int], str, Record]]:
     entries = []
     for p, (records, tick_records) in enumerate(zip(orders, ticks, strict=True)):
         after: dict[int, int] = defaultdict(lambda: -1)
@@ -127,15 +147,10 @@ def expected_counts(
                 order = None
             if order is not None:
                 release = max(order["t"], watermark)
-                entries.append(((release, p, record.offset), order["card"], record))
+                entries.append(((release, rank, p, record.offset), order["card"], record))
                 watermark = max(watermark, order["t"])
             watermark = max(watermark, after[record.offset])
-    counts: dict[str, int] = defaultdict(int)
-    running = {}
-    for _, card, record in sorted(entries, key=lambda e: e[0]):
-        counts[card] += 1
-        running[f"{record.topic}/{record.partition}/{record.offset}/0"] = counts[card]
-    return running
+    return entries
 
 
 def counted(records: Iterable[Record]) -> dict[str, int]:
@@ -175,7 +190,7 @@ def main() -> None:
         ticks_by=app_id, max_skew_ms=60_000,
     )  # fmt: skip
     engine = Engine(app, config)
-    forward, read = forwarder(app_id, orders, partitions), CountByCard(app_id, partitions)
+    forward, read = forwarder(app_id, orders, partitions), CountByCard(app_id, [orders], partitions)
     runners = {
         "forward": engine.attach(forward, help="source partition -> forwarding position"),
         "read": engine.attach(read, help="repartition partition -> entries, marks, card counts"),

@@ -22,12 +22,12 @@ T0 = 1_767_225_600_000
 
 
 def topology() -> tuple[TestDriver, CountByCard]:
-    reader = CountByCard(APP, PARTITIONS)
+    reader = CountByCard(APP, [ORDERS], PARTITIONS)
     forward = forwarder(APP, ORDERS, PARTITIONS)
     return TestDriver([forward, reader], partitions=PARTITIONS, commit_s=60.0), reader
 
 
-def produce_orders(driver: TestDriver, rng: random.Random, n: int) -> None:
+def produce_orders(driver: TestDriver, rng: random.Random, n: int, topic: str = ORDERS) -> None:
     """n orders over the source partitions, each partition's times mostly rising, some late."""
     clocks = [T0] * PARTITIONS
     for i in range(n):
@@ -36,20 +36,20 @@ def produce_orders(driver: TestDriver, rng: random.Random, n: int) -> None:
         t = clocks[p] - (rng.randrange(100_000) if rng.random() < 0.1 else 0)
         card = f"card-{rng.randrange(7)}"
         value = orjson.dumps({"id": f"o{i}", "card": card, "t": max(t, 0)})
-        driver.produce(ORDERS, value, p, key=f"user-{p}".encode(), timestamp_ms=clocks[p])
+        driver.produce(topic, value, p, key=f"user-{p}".encode(), timestamp_ms=clocks[p])
 
 
-def tick_all(driver: TestDriver, at_ms: int) -> None:
+def tick_all(driver: TestDriver, at_ms: int, topic: str = ORDERS) -> None:
     """A tick past every order on each source partition, after its last record."""
     for p in range(PARTITIONS):
-        after = len(driver.broker.log(ORDERS, p)) - 1
-        driver.produce(TICKS, tick_value(at_ms, after, APP), p, timestamp_ms=at_ms)
+        after = len(driver.broker.log(topic, p)) - 1
+        driver.produce(f"{APP}-{topic}-ticks", tick_value(at_ms, after, APP), p, timestamp_ms=at_ms)
 
 
 def expected(driver: TestDriver) -> dict[str, int]:
     log = driver.broker.log
     orders = [log(ORDERS, p) for p in range(PARTITIONS)]
-    return expected_counts(orders, [log(TICKS, p) for p in range(PARTITIONS)])
+    return expected_counts({ORDERS: (orders, [log(TICKS, p) for p in range(PARTITIONS)])})
 
 
 def output(driver: TestDriver, reader: CountByCard) -> dict[str, int]:
@@ -61,7 +61,7 @@ O1, O2 = f"{ORDERS}/0/0/0", f"{ORDERS}/1/0/0"  # entry ids: the first order of p
 
 async def run(seed: int, crashes: bool) -> tuple[TestDriver, CountByCard]:
     rng = random.Random(seed)
-    reader = CountByCard(APP, PARTITIONS)
+    reader = CountByCard(APP, [ORDERS], PARTITIONS)
     forward = forwarder(APP, ORDERS, PARTITIONS)
     driver = TestDriver([forward, reader], partitions=PARTITIONS, commit_s=3.0)
     produce_orders(driver, rng, 120)
@@ -153,7 +153,9 @@ async def test_a_record_the_rekeying_raises_on_is_a_dead_letter_and_the_rest_go_
 
 
 async def test_a_record_in_the_repartition_topic_that_the_engine_did_not_write_is_a_dead_letter():
-    driver = TestDriver(CountByCard(APP, PARTITIONS), partitions=PARTITIONS, commit_s=60.0)
+    driver = TestDriver(
+        CountByCard(APP, [ORDERS], PARTITIONS), partitions=PARTITIONS, commit_s=60.0
+    )
     driver.produce(TOPIC, b"stray", 1, key=b"k")
     await driver.settle()
     assert [r.value for r in driver.outputs("dead_letters")] == [b"stray"]
@@ -180,6 +182,38 @@ async def test_a_release_cut_short_after_any_write_counts_each_entry_once(land):
     tick_all(driver, T0 + 120_000)
     await driver.settle()
     assert output(driver, reader) == {f"{ORDERS}/{i % 2}/{i // 2}/0": i // 2 + 1 for i in range(10)}
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_two_sources_into_one_topic_release_in_one_order_whatever_the_crashes(seed):
+    rng = random.Random(seed)
+    sources = [ORDERS, "reorders"]
+    reader = CountByCard(APP, sources, PARTITIONS)
+    forwards = [forwarder(APP, topic, PARTITIONS, name=f"rekey_{topic}") for topic in sources]
+    driver = TestDriver([*forwards, reader], partitions=PARTITIONS, commit_s=3.0)
+    produce_orders(driver, rng, 80)
+    produce_orders(driver, rng, 80, topic="reorders")
+    for _ in range(40):
+        await driver.pump(rng.randrange(1, 20), rng=rng)
+        driver.advance(rng.random() * 2)
+        await driver.commit_if_due()
+        if rng.random() < 0.15:
+            await driver.crash(land=rng.randrange(0, 12))
+    for topic in sources:
+        tick_all(driver, T0 + 10**9, topic)
+    await driver.settle(rng=rng)
+    log = driver.broker.log
+    logs = {
+        topic: (
+            [log(topic, p) for p in range(PARTITIONS)],
+            [log(f"{APP}-{topic}-ticks", p) for p in range(PARTITIONS)],
+        )
+        for topic in sources
+    }
+    got = output(driver, reader)
+    assert got == expected_counts(logs)
+    assert {i.split("/")[0] for i in got} == set(sources)
+    assert driver.restarts > 0
 
 
 def test_the_partition_of_a_key_is_the_one_kafkas_default_partitioner_picks():
