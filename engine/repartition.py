@@ -212,7 +212,7 @@ class Alignment:
         writes = out.writes
         cursor = orjson.loads(state.get(_cursor_key(partition)) or b"[null, 0]")
         last, seq = (tuple(cursor[0]) if cursor[0] else None), cursor[1]
-        marks: dict[int, int] = {}
+        marks: dict[tuple[str, int], int] = {}  # (source, partition) -> watermark
         for record in records:
             if isinstance(record, Poisoned):
                 out.foreign.append(record.record)
