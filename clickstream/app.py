@@ -5,6 +5,8 @@ Nothing runs at import time; `create_app(settings)` builds it.
                                                                 late events
   orders ──(+ orders ticks)───────────────► aggregate_orders ──► results, order facts, ...
   window results ─────────────────────────► combine_window_parts ──► window totals
+  clicks, orders (+ ticks) ─► rekey_*_for_fraud ─► profile_orders ─► score_orders ──► scored
+                                                                        orders, fraud alerts
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.clicks import aggregate_clicks
+from agents.fraud import ProfileOrders, ScoreOrders, click_forwarder, order_forwarder
 from agents.orders import aggregate_orders
 from agents.window_totals import WindowTotals
 from agents.windowed import EventKind, WindowedConfig, WindowedMetrics, WindowedSink
@@ -78,6 +81,14 @@ def create_app(settings: Settings) -> faust.App:
     engine.attach(
         WindowTotals(settings.topics, settings.top_k),
         help="window -> its parts until totalled; stream -> its partitions' progress",
+    )
+    topics, limits, clock = settings.topics, settings.limits, settings.clock
+    position = "source partition -> forwarding position (offsets, watermark)"
+    engine.attach(click_forwarder(topics, limits, clock), help=position)
+    engine.attach(order_forwarder(topics, limits, clock), help=position)
+    engine.attach(ProfileOrders(topics), help="user, card, IP, device -> its feature state")
+    engine.attach(
+        ScoreOrders(topics, settings.fraud_policy), help="order -> its feature parts until scored"
     )
     engine.install()
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from fraud.features import FEATURES
+from fraud.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from serving import keys
 from streams.topics import Topology, topology
 from streams.validation import Limits
@@ -100,6 +102,12 @@ class Settings:
         3600,
         "event time an event_id is remembered for dedup (at least window + grace)",
     )
+    fraud_policy_file: str = _var(
+        "CLICKSTREAM_FRAUD_POLICY",
+        "",
+        "the fraud scoring policy (TOML, fraud/policies/default.toml shows the form); empty = "
+        "that default",
+    )
     store: str = _var(
         "CLICKSTREAM_STORE", "rocksdb://", "Faust table store: rocksdb:// or memory://"
     )
@@ -184,6 +192,13 @@ class Settings:
         if self.metrics.strip() == "all":
             return frozenset(keys.CLICK_METRICS)
         return frozenset(name.strip() for name in self.metrics.split(",") if name.strip())
+
+    @property
+    def fraud_policy(self) -> Policy:
+        try:
+            return load_policy(Path(self.fraud_policy_file or DEFAULT_POLICY), FEATURES)
+        except PolicyError as exc:
+            raise SettingsError(f"CLICKSTREAM_FRAUD_POLICY: {exc}") from None
 
     @property
     def window_ms(self) -> int:
@@ -328,6 +343,7 @@ def _check(s: Settings) -> None:
             f"CLICKSTREAM_WORKER_ID={s.worker_id!r} may hold only letters, digits, '.', '-' "
             f"and '_' (at most 100)"
         )
+    s.fraud_policy  # noqa: B018 - raises SettingsError for a policy that cannot be used
     for name, app_id in (("APP_ID", s.app_id), ("CLOCK_APP_ID", s.clock)):
         if not app_id.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(

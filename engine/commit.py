@@ -62,6 +62,52 @@ class Committer(Protocol):
         ...
 
 
+class SharedOffsets:
+    """Input offsets of topics that several processors read (each its own runner and commits):
+    an offset is done once every reader has acked it. Readers get the same records in the same
+    order and ack them in that order, so what all have acked is a common prefix; it is passed
+    on in order, and forgotten at a new generation (every reader starts again from the
+    committed offsets)."""
+
+    def __init__(self) -> None:
+        self.bits: dict[str, dict[str, int]] = {}  # topic -> reader -> its bit
+        self._pending: dict[TP, dict[int, int]] = {}  # offset -> readers that acked it
+        self._done: dict[TP, int] = {}  # the highest offset passed on
+        self._generation: int | None = None
+
+    def reads(self, reader: str, topic: str) -> None:
+        """Processor `reader` reads `topic` (before anything is delivered)."""
+        bits = self.bits.setdefault(topic, {})
+        bits.setdefault(reader, 1 << len(bits))
+
+    def acked(
+        self, reader: str, tp: TP, offsets: Sequence[int], generation: int | None
+    ) -> list[int]:
+        """The offsets every reader of `tp` has now acked, `reader`'s `offsets` included."""
+        bits = self.bits.get(tp.topic, {})
+        if len(bits) < 2:
+            return list(offsets)
+        if generation != self._generation:
+            self._pending.clear()
+            self._done.clear()
+            self._generation = generation
+        pending, bit, full = self._pending.setdefault(tp, {}), bits[reader], sum(bits.values())
+        passed = self._done.get(tp, -1)
+        for offset in offsets:
+            if offset > passed:  # else acked again (a redelivery): done already
+                pending[offset] = pending.get(offset, 0) | bit
+        done = []
+        for offset, mask in pending.items():
+            if mask != full:
+                break
+            done.append(offset)
+        for offset in done:
+            del pending[offset]
+        if done:
+            self._done[tp] = done[-1]
+        return done
+
+
 class KafkaCommitter:
     """The commit step on Faust's producer and table."""
 

@@ -11,7 +11,6 @@ never pass saved state.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,8 +30,12 @@ FETCH_MAX_WAIT_MS = 100
 BatchHandler = Callable[[Mapping[TP, list[Any]], Ack], Awaitable[object]]
 
 
-def batch_delivering_consumer(handlers: Mapping[str, BatchHandler]) -> type[Consumer]:
-    """A Faust consumer class that hands fetched records of `handlers`' topics to them."""
+def batch_delivering_consumer(
+    readers: Sequence[tuple[BatchHandler, Sequence[str]]],
+) -> type[Consumer]:
+    """A Faust consumer class that hands fetched records of the readers' topics to them, reader
+    by reader in order (a topic several processors read goes to each)."""
+    read = {topic for _, topics in readers for topic in topics}
 
     class BatchDeliveringConsumer(Consumer):
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
@@ -42,10 +45,10 @@ def batch_delivering_consumer(handlers: Mapping[str, BatchHandler]) -> type[Cons
             records, active = await super()._wait_next_records(timeout)
             if not records or not self.flow_active or self.should_stop:
                 return records, active
-            ours = {tp: batch for tp, batch in records.items() if tp.topic in handlers}
+            ours = {tp: batch for tp, batch in records.items() if tp.topic in read}
             if not ours:
                 return records, active
-            rest = {tp: batch for tp, batch in records.items() if tp.topic not in handlers}
+            rest = {tp: batch for tp, batch in records.items() if tp.topic not in read}
             mine = {tp: batch for tp, batch in ours.items() if active is None or tp in active}
             await self._deliver(mine)
             return rest, active
@@ -60,11 +63,10 @@ def batch_delivering_consumer(handlers: Mapping[str, BatchHandler]) -> type[Cons
             return await super()._commit(offsets)
 
         async def _deliver(self, batches: dict[TP, list[Any]]) -> None:
-            by_handler: dict[BatchHandler, dict[TP, list[Any]]] = defaultdict(dict)
-            for tp, records in batches.items():  # one call per handler, with all its topics
-                by_handler[handlers[tp.topic]][tp] = records
-            for handler, batch in by_handler.items():
-                await handler(batch, self._ack_offsets)
+            for handler, topics in readers:  # one call per reader, with all its topics
+                batch = {tp: records for tp, records in batches.items() if tp.topic in topics}
+                if batch:
+                    await handler(batch, self._ack_offsets)
 
         async def _ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
             """What `ack()` does per message, once per run of offsets; gaps as

@@ -96,6 +96,11 @@ class Runner:
         self._merges: dict[int, TimeLogMerge] = {}  # partition -> its time log merge
         self._merges_generation: int | None = None
         self._known: set[int] = set()  # partitions the processor may keep indexes of
+        # runners of this worker that read the time log this one writes: each tick written
+        # goes to them at once, as to this one (engine.time_log: only the writer's ticks are
+        # known before they are fetched)
+        self.followers: list[Runner] = []
+        self._written: dict[int, Record] = {}  # ticks applied before fetched, by id: acked then
 
     async def deliver(self, fetched: Mapping[TP, Sequence[Record]], gate: bool = True) -> None:
         """Whole fetched record lists of the processor's inputs; committed when due.
@@ -169,10 +174,25 @@ class Runner:
                 tick = InputRecord(
                     time_log, partition, offset, round(self.wall() * 1000), None, value
                 )
-                records = self._ordered(partition, {time_log: [tick]})
-                self._advance(partition, records, written=tick)  # acked once fetched
+                self._written[id(tick)] = tick  # acked once fetched
+                self._advance(partition, self._ordered(partition, {time_log: [tick]}))
+                for follower in self.followers:
+                    await follower.take_tick(partition, tick)
                 due[partition] = min(at, ceiling)
             return due
+
+    async def take_tick(self, partition: int, tick: Record) -> None:
+        """A tick that the runner writing this processor's time log just wrote, placed among
+        the source records by its `after` (acked once fetched)."""
+        time_log = self.processor.inputs.time_log
+        assert time_log is not None and tick.topic == time_log, "a tick of this time log"
+        async with self._lock:
+            await self._on_generation()
+            if partition in self.consumer.assigned(self.processor.inputs.source):
+                self._written[id(tick)] = tick
+                records = self._ordered(partition, {time_log: [tick]})
+                if records:
+                    self._advance(partition, records)
 
     def _ordered(self, partition: int, topics: Mapping[str, Sequence[Record]]) -> list[Record]:
         """The records to apply now: side inputs as they came, then the source records with
@@ -187,14 +207,8 @@ class Runner:
         ticks = topics.get(inputs.time_log, ())
         return [*sides, *merge.take(source, ticks, position.offset, position.ticks_offset)]
 
-    def _advance(
-        self,
-        partition: int,
-        records: Sequence[Record | Poisoned],
-        written: Record | None = None,
-    ) -> None:
-        """Apply `records` to the partition's staged state; split them when that raises.
-        `written`: a tick this runner wrote, whose offset is acked when it is fetched."""
+    def _advance(self, partition: int, records: Sequence[Record | Poisoned]) -> None:
+        """Apply `records` to the partition's staged state; split them when that raises."""
         processor = self.processor
         self._known.add(partition)
         try:
@@ -207,21 +221,24 @@ class Runner:
             processor.forget(partition)  # indexes advanced half-way: rebuilt from the state
             if len(records) > 1:
                 half = len(records) // 2
-                self._advance(partition, records[:half], written)
-                self._advance(partition, records[half:], written)
+                self._advance(partition, records[:half])
+                self._advance(partition, records[half:])
                 return
             record = records[0] if records else None
             if record is None or type(record) is Poisoned:
                 raise
-            self._advance(partition, [Poisoned(cast(Record, record), exc)], written)
+            self._advance(partition, [Poisoned(cast(Record, record), exc)])
             return
         staged = self._staged
         staged.writes.setdefault(partition, {}).update(out.writes)
         staged.step.sends += sends
         offsets = staged.step.offsets
+        written = self._written
         for record in records:
             source = record.record if type(record) is Poisoned else record
-            if source is not written:
+            if written and written.get(id(source)) is source:
+                del written[id(source)]  # a tick written here: acked once fetched
+            else:
                 offsets.setdefault(TP(source.topic, partition), []).append(source.offset)
         if processor.sink is not None:
             processor.sink.stage([out.staged])
@@ -262,6 +279,7 @@ class Runner:
         self._known.clear()
         self._staged = _Staged()
         self._merges.clear()
+        self._written.clear()
         return dropped
 
     async def _on_generation(self) -> None:

@@ -30,8 +30,9 @@ real engine.runner.Runner, unchanged, over an in-memory broker and a virtual clo
   `pump` hands the runners whole fetched batches as the Faust consumer does (`batch`: at most
   that many records per partition and fetch; `rng`: random split across partitions and
   topics; `topics`: fetch only those, e.g. the source before its time log). `crash(land)`:
-  with `land`, the next commit (of the first processor with something staged) lands only its
-  derived records and first `land` state writes (no offsets); then the worker dies: its
+  with `land`, the next commit (of the first processor with something staged; `after=n`: the
+  one after n full ones) lands only its derived records and first `land` state writes (no
+  offsets); then the worker dies: its
   staged state and the processors' indexes (`forget`) are lost and new runners over the same
   broker start from the committed offsets. `rebalance(assigned)` bumps the generation: the
   runners discard what they staged, the consumer fetches again from the committed offsets.
@@ -42,12 +43,12 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from faust.types import TP
 
-from engine.commit import CommitStep, Derived, Flush
+from engine.commit import CommitStep, Derived, Flush, SharedOffsets
 from engine.processor import InputRecord, Processor
 from engine.runner import Runner, RunnerConfig
 from tables.event_clock import EventClock
@@ -113,8 +114,10 @@ class MemoryBroker:
         self.logs: dict[TP, list[InputRecord]] = {}
         self.tables: dict[str, dict[int, dict[bytes, bytes]]] = {}  # table -> partition -> state
         self.committed_offsets: dict[TP, int] = {}  # the consumer group's: next offset to read
+        self.shared = SharedOffsets()  # topics several processors (tables) read
         self.commits: list[CommitRecord] = []
         self.cut: int | None = None  # the next commit lands this many state writes, then dies
+        self.cut_after = 0  # commits that land in full before the one `cut` cuts short
         self._generation = 1
         self._assigned = set(range(partitions))
         self._positions: dict[TP, int] = {}  # the consumer's fetch positions
@@ -158,7 +161,11 @@ class MemoryBroker:
     async def _commit(
         self, table: str, step: CommitStep, owner: Callable[[], bool], flush: Flush
     ) -> None:
-        cut, self.cut = self.cut, None
+        if self.cut is not None and self.cut_after > 0:
+            self.cut_after -= 1
+            cut = None
+        else:
+            cut, self.cut = self.cut, None
         record = CommitRecord(self.clock.monotonic(), step, table=table)
         self.commits.append(record)
         for derived in step.sends:
@@ -180,7 +187,8 @@ class MemoryBroker:
             raise WorkerDied(f"a commit cut short after {record.landed} of {len(writes)} writes")
         if not owner():
             return
-        for tp, offsets in step.offsets.items():
+        for tp, acked in step.offsets.items():
+            offsets = self.shared.acked(table, tp, acked, self._generation)
             if offsets:
                 self.committed_offsets[tp] = max(
                     self.committed_offsets.get(tp, 0), max(offsets) + 1
@@ -315,20 +323,34 @@ class TestDriver:
         return self.runners[0]
 
     def _start(self) -> list[Runner]:
+        """The worker's runners, wired as engine.topology wires them: the first reader of a
+        time log writes its ticks and hands them to the others; a topic several read is done
+        once all have committed it."""
         clock, broker = self.clock, self.broker
         events = EventClock(self.config.idle_s)  # one per worker, as engine.topology has it
-        return [
-            Runner(
+        runners: list[Runner] = []
+        writers: dict[str, Runner] = {}
+        for processor in self.processors:
+            time_log = processor.inputs.time_log
+            writer = writers.get(time_log) if time_log else None
+            config = self.config if writer is None else replace(self.config, ticks_by=None)
+            runner = Runner(
                 processor,
                 broker.committer(processor.table),
                 broker,
-                self.config,
+                config,
                 monotonic=clock.monotonic,
                 wall=clock.wall,
                 clock=events,
             )
-            for processor in self.processors
-        ]
+            if writer is not None:
+                writer.followers.append(runner)
+            elif time_log is not None:
+                writers[time_log] = runner
+            for topic in processor.inputs.topics():
+                broker.shared.reads(processor.table, topic)
+            runners.append(runner)
+        return runners
 
     def produce(
         self,
@@ -352,8 +374,8 @@ class TestDriver:
         """Deliver every undelivered record of the processors' inputs (or of `topics`), fetch
         by fetch, each to the runner reading it, committing when a runner finds it due; the
         number of records delivered."""
-        owner = {t: r for r in self.runners for t in r.processor.inputs.topics()}
-        names = tuple(topics or owner)
+        reads = {r: set(r.processor.inputs.topics()) for r in self.runners}
+        names = tuple(topics or dict.fromkeys(t for read in reads.values() for t in read))
         delivered = 0
         while max_records is None or delivered < max_records:
             budget = None if max_records is None else max_records - delivered
@@ -361,8 +383,8 @@ class TestDriver:
             if not fetched:
                 break
             delivered += sum(len(records) for records in fetched.values())
-            for runner in self.runners:
-                mine = {tp: rs for tp, rs in fetched.items() if owner[tp.topic] is runner}
+            for runner in self.runners:  # in order: a time log's writer before its followers
+                mine = {tp: rs for tp, rs in fetched.items() if tp.topic in reads[runner]}
                 if mine:
                     await runner.deliver(mine)
         return delivered
@@ -400,18 +422,19 @@ class TestDriver:
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
-    async def crash(self, land: int | None = None) -> None:
+    async def crash(self, land: int | None = None, after: int = 0) -> None:
         """The worker dies (with `land`: during the next commit, after its derived records and
-        first `land` state writes); a new one starts from what was committed."""
+        first `land` state writes; `after`: once that many other commits have landed in full,
+        processor by processor); a new one starts from what was committed."""
         if land is not None:
-            self.broker.cut = land
+            self.broker.cut, self.broker.cut_after = land, after
             try:
                 for runner in self.runners:  # the first with something staged is cut short
                     await runner.deliver_now({})
             except WorkerDied:
                 pass
             finally:
-                self.broker.cut = None
+                self.broker.cut, self.broker.cut_after = None, 0
         for processor in self.processors:
             for partition in range(self.broker.partitions):
                 processor.forget(partition)

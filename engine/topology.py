@@ -20,7 +20,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP, EventT
 
-from engine.commit import Ack, KafkaCommitter
+from engine.commit import Ack, KafkaCommitter, SharedOffsets
 from engine.delivery import BatchHandler, FaustConsumerView, batch_delivering_consumer
 from engine.processor import InputRecord, Processor, Record
 from engine.runner import Runner, RunnerConfig
@@ -47,21 +47,32 @@ class Engine:
         self.app, self.config = app, config
         self.runners: list[Runner] = []
         self.clock = EventClock(config.idle_s)  # one event time for every stream here
-        self._handlers: dict[str, BatchHandler] = {}
+        self._readers: list[tuple[BatchHandler, tuple[str, ...]]] = []  # in attach order
+        self._shared = SharedOffsets()  # topics several processors read
+        self._tick_writers: dict[str, Runner] = {}  # time log -> the runner writing it
 
     def attach(self, processor: Processor, help: str) -> Runner:
         app, config = self.app, self.config
         table = declare_state_table(app, processor.table, help, config.partitions)
         committer = KafkaCommitter(app, table)
+        time_log = processor.inputs.time_log
+        writer = self._tick_writers.get(time_log) if time_log else None
+        ticks_by = config.ticks_by if writer is None else None  # one writer per time log
         runner = Runner(
             processor,
             committer,
             FaustConsumerView(app),
-            RunnerConfig(config.commit_s, config.idle_s, config.ticks_by, config.max_skew_ms),
+            RunnerConfig(config.commit_s, config.idle_s, ticks_by, config.max_skew_ms),
             clock=self.clock,
         )
+        if writer is not None:
+            writer.followers.append(runner)
+        elif time_log is not None:
+            self._tick_writers[time_log] = runner
         self.runners.append(runner)
         topics = processor.inputs.topics()
+        for topic in topics:
+            self._shared.reads(processor.name, topic)
         source = app.topic(
             *topics,
             key_type=bytes,
@@ -80,17 +91,22 @@ class Engine:
         agent.__qualname__ = agent.__name__ = processor.name  # how Faust logs it
         app.agent(source, name=processor.name)(agent)
 
+        shared, name = self._shared, processor.name
+
         async def deliver(fetched: Mapping[TP, list[Any]], ack: Ack) -> None:
-            committer.ack = ack
+            async def ack_shared(tp: TP, offsets: Sequence[int]) -> None:
+                await ack(tp, shared.acked(name, tp, offsets, app.consumer_generation_id))
+
+            committer.ack = ack_shared
             await runner.deliver(fetched)
 
-        self._handlers.update((topic, deliver) for topic in topics)
+        self._readers.append((deliver, topics))
         return runner
 
     def install(self) -> None:
         """Batched delivery for every attached processor's topics, and the engine's rounds."""
         app, config, runners = self.app, self.config, self.runners
-        setattr(app.transport, "Consumer", batch_delivering_consumer(self._handlers))  # noqa: B010
+        setattr(app.transport, "Consumer", batch_delivering_consumer(self._readers))  # noqa: B010
 
         @_every(app, max(config.commit_s / 2, 0.1))
         async def commit_staged_state() -> None:

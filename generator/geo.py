@@ -1,9 +1,12 @@
-"""Where shoppers are: home countries with their currency, and plausible IPv4s per country."""
+"""Where shoppers are: home countries with their currency, and IPv4s per country (from the
+address plan in fraud.geoip)."""
 
 from __future__ import annotations
 
 from itertools import accumulate
 from random import Random
+
+from fraud.geoip import FIRST_OCTETS
 
 # country -> (share of shoppers, currency)
 HOME_COUNTRIES: dict[str, tuple[float, str]] = {
@@ -18,25 +21,8 @@ HOME_COUNTRIES: dict[str, tuple[float, str]] = {
 }
 # Countries shoppers do not live in: where a taken-over account is suddenly used from.
 ELSEWHERE = ("BR", "IN", "VN", "NG", "RO", "ID")
-DATA_CENTER = "DC"  # cloud address space that crawlers and bots run from
+DATA_CENTER = "DC"  # cloud address space that crawlers and bots run from (fraud.geoip)
 
-_FIRST_OCTETS: dict[str, tuple[int, ...]] = {
-    "DE": (46, 79, 84, 91, 217),
-    "FR": (78, 82, 90, 176),
-    "NL": (77, 83, 145),
-    "ES": (81, 83, 88),
-    "IT": (79, 93, 151),
-    "GB": (51, 81, 86, 109),
-    "US": (24, 50, 73, 98, 173),
-    "JP": (60, 126, 133, 153),
-    "BR": (177, 179, 189, 201),
-    "IN": (49, 103, 117),
-    "VN": (14, 113, 171),
-    "NG": (102, 105, 197),
-    "RO": (5, 86, 188),
-    "ID": (36, 103, 114),
-    DATA_CENTER: (34, 35, 52, 54, 104, 138, 159),
-}
 _COUNTRY_NAMES = tuple(HOME_COUNTRIES)
 _COUNTRY_CUM_WEIGHTS = tuple(accumulate(share for share, _ in HOME_COUNTRIES.values()))
 
@@ -57,5 +43,5 @@ def random_foreign_country(rng: Random, home: str) -> str:
 
 
 def random_ip(rng: Random, country: str) -> str:
-    first = rng.choice(_FIRST_OCTETS[country])
+    first = rng.choice(FIRST_OCTETS[country])
     return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"

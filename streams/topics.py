@@ -24,7 +24,14 @@ class TopicSpec:
 CLICK_TABLE = "click_windows"
 ORDER_TABLE = "order_windows"
 PARTS_TABLE = "window_parts"
-TABLES = (CLICK_TABLE, ORDER_TABLE, PARTS_TABLE)
+# fraud (agents.fraud): the forwarders' positions, the feature state, the scorer's collectors
+FRAUD_TABLES = (
+    "rekey_clicks_for_fraud_position",
+    "rekey_orders_for_fraud_position",
+    "fraud_profiles",
+    "fraud_scores",
+)
+TABLES = (CLICK_TABLE, ORDER_TABLE, PARTS_TABLE, *FRAUD_TABLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +46,11 @@ class Topology:
     clicks_ticks: TopicSpec  # time logs: read from the app that CLICKSTREAM_CLOCK_APP_ID names
     orders_ticks: TopicSpec
     order_facts: TopicSpec
+    fraud_repartition: TopicSpec
+    fraud_parts: TopicSpec
+    scored_orders: TopicSpec
+    fraud_alerts: TopicSpec
     changelogs: tuple[TopicSpec, ...]
-    repartitions: tuple[TopicSpec, ...] = ()  # repartition_topic(...), one per re-keyed view
 
     def inputs(self) -> tuple[TopicSpec, ...]:
         """The topics the app reads and never writes."""
@@ -58,8 +68,11 @@ class Topology:
             self.clicks_ticks,
             self.orders_ticks,
             self.order_facts,
+            self.fraud_repartition,
+            self.fraud_parts,
+            self.scored_orders,
+            self.fraud_alerts,
             *self.changelogs,
-            *self.repartitions,
         )
 
 
@@ -107,6 +120,28 @@ def topology(
             f"{app_id}-order-facts",
             "none (partition p: from orders partition p, for clicks partition p)",
             "order facts JSON (streams.order_facts): accepted orders and the orders watermark",
+            partitions,
+        ),
+        # clicks and orders by user, orders by card, IP and device (agents.fraud)
+        fraud_repartition=repartition_topic(
+            app_id, "fraud", "u|<user>, c|<card>, i|<ip> or d|<device>", partitions
+        ),
+        fraud_parts=TopicSpec(
+            f"{app_id}-fraud-parts",
+            "the order's event_id (partition: murmur2 of it)",
+            "fraud part JSON (streams.fraud): one key's features of one order",
+            partitions,
+        ),
+        scored_orders=TopicSpec(
+            f"{app_id}-scored-orders",
+            "the order's event_id",
+            "ScoredOrder JSON: score, policy version, features, contributions, reasons",
+            partitions,
+        ),
+        fraud_alerts=TopicSpec(
+            f"{app_id}-fraud-alerts",
+            "the order's event_id",
+            "FraudAlert JSON: an order scored at or above the policy's threshold",
             partitions,
         ),
         # Created by us before Faust starts (Faust would create them too, racing its own

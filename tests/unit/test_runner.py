@@ -467,3 +467,47 @@ async def test_a_tick_read_while_the_time_log_end_was_unknown_is_kept(monkeypatc
     assert progress(driver, 0)["o"] == 5
     (tick,) = sent(driver, "ticks").values()
     assert orjson.loads(tick)["after"] == 3
+
+
+# processors sharing their inputs (two readers of one source and its time log)
+
+
+class CounterBeside(Counter):
+    """A second Counter on the same source and time log, with a table and outputs of its own."""
+
+    name = "count_numbers_beside"
+    table = "number_counts_beside"
+    outputs = {k: f"{topic}-beside" for k, topic in Counter.outputs.items()}
+
+
+async def test_a_tick_written_by_one_reader_of_a_time_log_is_placed_alike_for_the_other():
+    first, beside = Counter(), CounterBeside()
+    driver = TestDriver([first, beside], commit_s=60.0, idle_s=10.0, ticks_by="app")
+    await tick_then_more(driver)  # the tick "after 2", then 3 and 4 fetched before it
+    await driver.settle()
+    assert len(driver.broker.records(TICKS)) == 1  # written once, by the first reader
+    for reader in (first, beside):
+        (tick,) = driver.outputs("ticks", processor=reader)
+        assert orjson.loads(tick.value)["after"] == 2
+    assert driver.committed(TICKS, 0) == 1  # fetched by both, acked by both
+
+
+@pytest.mark.parametrize("after", [0, 1])
+async def test_a_source_offset_two_readers_read_is_committed_once_both_saved_it(after):
+    first, beside = Counter(), CounterBeside()
+    driver = TestDriver([first, beside], commit_s=60.0)
+    produce_numbers(driver, 0, [1, 2, 3])
+    await driver.pump()
+    await driver.crash(land=0, after=after)  # the first reader's commit, or the second's, cut
+    assert driver.committed(SOURCE, 0) is None  # not before both saved state
+    await driver.settle()
+    assert driver.committed(SOURCE, 0) == 3
+    for reader in (first, beside):
+        assert [r.key for r in driver.outputs("counted", processor=reader)][-3:] == [
+            f"{SOURCE}/0/{i}".encode() for i in range(3)
+        ]
+        prefix = b"v|0|"
+        state = driver.state(0, reader)
+        assert {k: orjson.loads(v)["n"] for k, v in state.items() if k.startswith(prefix)} == {
+            value_key(0, n): 1 for n in (1, 2, 3)
+        }

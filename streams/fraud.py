@@ -1,0 +1,151 @@
+"""Fraud records: what flows between the fraud processors (agents.fraud), and what they emit.
+
+  <app>-fraud-repartition   (engine.repartition; key: "u|<user>", "c|<card>", "i|<ip>",
+                             "d|<device>")
+      click entry  ["c", event id, occurred ms, page view 0/1, add_to_cart 0/1, device, ip]
+      order entry  ["o", event id, order id, user, occurred ms, amount, currency, card,
+                    card country, device, ip]     (one per key the order has)
+  <app>-fraud-parts         key: the order's event id (partition: murmur2 of it)
+      {"id": "<event id>/<kind>", "kind": user|card|ip|device, "of": parts in all,
+       "order": {order fields}, "features": {name: value}}
+  <app>-scored-orders       key: the order's event id
+      ScoredOrder JSON: {"id": "score/<event id>", "order_id", "event_id", "user",
+       "occurred_at", "amount_cents", "currency", "score", "alert", "policy_version",
+       "features", "contributions": [{"feature", "value", "weight", "reason"}], "reasons"}
+  <app>-fraud-alerts        key: the order's event id
+      FraudAlert JSON: {"id": "alert/<event id>", "order_id", "event_id", "user",
+       "occurred_at", "amount_cents", "currency", "score", "policy_version", "reasons"}
+Every id derives from the order's event id: a record repeated after a crash has the same id
+and the same content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fraud.features import Click, Features, Order
+from fraud.policy import FraudScore
+from streams.eventtime import format_timestamp
+from streams.records import ClickEvent, ClickType, OrderCreated
+
+USER, CARD, IP, DEVICE = "u|", "c|", "i|", "d|"  # entry key prefixes, by what they key
+KIND_OF_PREFIX = {USER: "user", CARD: "card", IP: "ip", DEVICE: "device"}
+
+
+def click_entry(click: ClickEvent) -> tuple[bytes, bytes]:
+    """(key, value) of a click's entry."""
+    value = [
+        "c", click.event_id, click.occurred_at_ms, int(click.type is ClickType.PAGE_VIEW),
+        int(click.type is ClickType.ADD_TO_CART), click.device.id, click.device.ip,
+    ]  # fmt: skip
+    return (USER + click.user_id).encode(), orjson.dumps(value)
+
+
+def order_of(event: OrderCreated) -> Order:
+    payment, device = event.payment, event.device
+    return Order(
+        event.event_id,
+        event.order_id,
+        event.user_id,
+        event.occurred_at_ms,
+        event.amount_cents,
+        event.currency,
+        payment.card_fingerprint if payment else None,
+        payment.card_country if payment else None,
+        device.id if device else None,
+        device.ip if device else None,
+    )
+
+
+def order_entries(order: Order) -> list[tuple[bytes, bytes]]:
+    """(key, value) of an order's entries: by user, then card, IP and device when it has them."""
+    value = orjson.dumps(["o", *_order_fields(order)])
+    keys = [(USER, order.user), (CARD, order.card), (IP, order.ip), (DEVICE, order.device)]
+    return [((prefix + of).encode(), value) for prefix, of in keys if of is not None]
+
+
+def parts_of(order: Order) -> int:
+    return 1 + sum(of is not None for of in (order.card, order.ip, order.device))
+
+
+def read_fraud_entry(value: bytes) -> Click | Order:
+    """An entry's click or order (raises ValueError or TypeError when it is neither)."""
+    body = orjson.loads(value)
+    if body[0] == "c":
+        _, event_id, time_ms, page_view, cart, device, ip = body
+        return Click(event_id, time_ms, bool(page_view), bool(cart), device, ip)
+    if body[0] == "o":
+        return Order(*body[1:])
+    raise ValueError(f"not a fraud entry: {value[:40]!r}")
+
+
+def part_value(kind: str, order: Order, features: Features) -> bytes:
+    body = {
+        "id": f"{order.event_id}/{kind}",
+        "kind": kind,
+        "of": parts_of(order),
+        "order": _order_fields(order),
+        "features": features,
+    }
+    return orjson.dumps(body)
+
+
+def read_part(value: bytes | None) -> tuple[str, int, Order, Features] | None:
+    """(kind, parts in all, order, features), or None when the value is not a part's."""
+    try:
+        body = orjson.loads(value or b"")
+        kind, of, order, features = body["kind"], body["of"], body["order"], body["features"]
+        order = Order(*order)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if kind in KIND_OF_PREFIX.values() and type(of) is int and isinstance(features, dict):
+        return kind, of, order, features
+    return None
+
+
+def scored_order_value(order: Order, features: Features, score: FraudScore) -> bytes:
+    body: dict[str, Any] = {
+        "id": f"score/{order.event_id}",
+        **_described(order),
+        "score": score.score,
+        "alert": score.alert,
+        "policy_version": score.version,
+        "features": features,
+        "contributions": [
+            {"feature": c.feature, "value": c.value, "weight": c.weight, "reason": c.reason}
+            for c in score.contributions
+        ],
+        "reasons": score.reasons(),
+    }
+    return orjson.dumps(body)
+
+
+def alert_value(order: Order, score: FraudScore) -> bytes:
+    body = {
+        "id": f"alert/{order.event_id}",
+        **_described(order),
+        "score": score.score,
+        "policy_version": score.version,
+        "reasons": score.reasons(),
+    }
+    return orjson.dumps(body)
+
+
+def _described(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "event_id": order.event_id,
+        "user": order.user,
+        "occurred_at": format_timestamp(order.time_ms),
+        "amount_cents": order.amount,
+        "currency": order.currency,
+    }
+
+
+def _order_fields(order: Order) -> list[Any]:
+    return [
+        order.event_id, order.order_id, order.user, order.time_ms, order.amount, order.currency,
+        order.card, order.card_country, order.device, order.ip,
+    ]  # fmt: skip

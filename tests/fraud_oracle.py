@@ -1,0 +1,218 @@
+"""The fraud oracle: every order's expected features and score, recomputed in plain Python from
+the input logs (clicks, orders and their ticks, by partition) and the policy.
+
+It follows the definitions in fraud.features' docstring, written out directly over lists of
+what was released before each order, not the feature folds: the release order is
+engine.repartition's (release ms = max(event time, the source partition's watermark before
+it), then the source's rank by name, partition, offset); a duplicate event id counts once
+(its first release); a session is a run of the user's clicks, in time order, less than
+30 minutes apart. The score is fraud.policy.score_order of those features.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.processor import Record
+from fraud.geoip import country_of_ip
+from fraud.policy import Policy, score_order
+from streams.records import ClickType
+from streams.ticks import read_tick
+from streams.validation import InvalidEvent, Limits, parse_click, parse_order
+
+MIN = 60_000
+GAP = 30 * MIN
+Log = tuple[Sequence[Sequence[Record]], Sequence[Sequence[Record]]]  # records, ticks by partition
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    user: str
+    time_ms: int
+    device: str | None
+    ip: str | None
+    click: Any = None  # ClickEvent
+    order: Any = None  # OrderCreated
+
+
+def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
+    """The valid events of every source, in the release order."""
+    keyed = []
+    for rank, topic in enumerate(sorted(logs)):
+        records, ticks = logs[topic]
+        for p, (partition, tick_records) in enumerate(zip(records, ticks, strict=True)):
+            after: dict[int, int] = defaultdict(lambda: -1)
+            for tick in tick_records:
+                read = read_tick(tick.value)
+                if read is not None:
+                    after[read.after] = max(after[read.after], read.time_ms)
+            watermark = after[-1]
+            for record in partition:
+                event = _event(record, limits)
+                if event is not None:
+                    keyed.append(((max(event.time_ms, watermark), rank, p, record.offset), event))
+                    watermark = max(watermark, event.time_ms)
+                watermark = max(watermark, after[record.offset])
+    return [event for _, event in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _event(record: Record, limits: Limits) -> Event | None:
+    raw, stamp = record.value or b"", record.timestamp
+    try:
+        if "click" in record.topic:
+            c = parse_click(raw, stamp, limits)
+            return Event(c.event_id, c.user_id, c.occurred_at_ms, c.device.id, c.device.ip, click=c)
+        o = parse_order(raw, stamp, limits)
+    except InvalidEvent:
+        return None
+    device = o.device.id if o.device else None
+    ip = o.device.ip if o.device else None
+    return Event(o.event_id, o.user_id, o.occurred_at_ms, device, ip, order=o)
+
+
+def expected_scores(events: Sequence[Event], policy: Policy) -> dict[str, dict[str, Any]]:
+    """Order event id -> {"features", "score", "alert"}, for each order's first release."""
+    seen: set[str] = set()
+    before: dict[str, list[Event]] = defaultdict(list)  # user -> their events released before
+    on: dict[tuple[str, str], list[Event]] = defaultdict(list)  # (kind, key) -> orders on it
+    out = {}
+    for event in events:
+        if event.event_id in seen:
+            continue
+        seen.add(event.event_id)
+        if event.order is not None:
+            features = _user(event, before[event.user])
+            for kind, key in _keys(event):
+                on[kind, key].append(event)
+                features.update(_key(kind, event, on[kind, key]))
+            features.update(_order(event, features, policy))
+            score = score_order(features, policy)
+            out[event.event_id] = {"features": features, "score": score.score, "alert": score.alert}
+        before[event.user].append(event)
+    return out
+
+
+def _keys(event: Event) -> list[tuple[str, str]]:
+    payment = event.order.payment
+    card = payment.card_fingerprint if payment else None
+    return [(kind, key) for kind, key in (("card", card), ("ip", event.ip), ("device",
+            event.device)) if key is not None]  # fmt: skip
+
+
+def _within(orders: list[Event], t: int, span: int) -> list[Event]:
+    return [o for o in orders if t - span < o.time_ms <= t]
+
+
+def _user(order: Event, history: list[Event]) -> dict[str, float]:
+    t, o = order.time_ms, order.order
+    orders = [e for e in history if e.order is not None] + [order]
+    short, hour = _within(orders, t, 10 * MIN), _within(orders, t, 60 * MIN)
+    same = [e.order.amount_cents for e in orders[:-1] if e.order.currency == o.currency]
+    mean = var = 0.0
+    for i, amount in enumerate(same):
+        if i == 0:
+            mean, var = float(amount), 0.0
+        else:
+            delta = amount - mean
+            mean, var = mean + 0.3 * delta, 0.7 * (var + 0.3 * delta * delta)
+            mean, var = round(mean, 4), round(var, 4)
+    z = (o.amount_cents - mean) / max(var**0.5, mean / 4, 1.0) if same else 0.0
+    session = _session(sorted(e.time_ms for e in history if e.click is not None), t)
+    clicks = [e for e in history if e.click is not None and session and
+              session[0] <= e.time_ms <= session[1]]  # fmt: skip
+    first_seen: dict[tuple[str, str | None], int] = {}
+    for e in history:
+        for field in (("d", e.device), ("i", e.ip)):
+            first_seen[field] = min(first_seen.get(field, e.time_ms), e.time_ms)
+    since = session[0] if session else t
+    history_start = min((e.time_ms for e in history), default=None)
+    known = history_start is not None and history_start < since
+
+    def new(field: tuple[str, str | None]) -> int:
+        return int(known and field[1] is not None and first_seen.get(field, since) >= since)
+
+    times = sorted(e.time_ms for e in clicks)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return {
+        "user_orders_10m": len(short),
+        "user_orders_1h": len(hour),
+        "user_amount_1h": sum(e.order.amount_cents for e in hour if e.order.currency == o.currency),
+        "user_cards_10m": len({c for e in short if (c := _card(e)) is not None}),
+        "amount_z": round(z, 4) if same else 0.0,
+        "first_order": 0 if same else 1,
+        "no_recent_session": 0 if session else 1,
+        "session_pages": sum(e.click.type is ClickType.PAGE_VIEW for e in clicks),
+        "session_age_s": round((t - session[0]) / 1000, 3) if session else 0.0,
+        "no_cart": 0 if any(e.click.type is ClickType.ADD_TO_CART for e in clicks) else 1,
+        "fast_click_share": round(sum(g < 1000 for g in gaps) / len(gaps), 4)
+        if len(gaps) >= 4
+        else 0.0,
+        "new_device": new(("d", order.device)),
+        "new_ip": new(("i", order.ip)),
+    }
+
+
+def _session(click_times: list[int], t: int) -> tuple[int, int] | None:
+    """(first, last) of the latest run of clicks less than 30 min apart, if its last click is
+    no more than 30 min before t."""
+    if not click_times:
+        return None
+    first = last = click_times[0]
+    for time_ms in click_times[1:]:
+        if time_ms - last >= GAP:
+            first = time_ms
+        last = time_ms
+    return (first, last) if t - last <= GAP else None
+
+
+def _card(event: Event) -> str | None:
+    payment = event.order.payment
+    return payment.card_fingerprint if payment else None
+
+
+def _key(kind: str, order: Event, orders: list[Event]) -> dict[str, float]:
+    t = order.time_ms
+    hour, short = _within(orders, t, 60 * MIN), _within(orders, t, 10 * MIN)
+    everyone = list(dict.fromkeys(e.user for e in orders))[:16]
+    if kind == "card":
+        currency = order.order.currency
+        amount = sum(e.order.amount_cents for e in hour if e.order.currency == currency)
+        return {
+            "card_orders_10m": len(short), "card_orders_1h": len(hour), "card_amount_1h": amount,
+            "card_users": len(everyone),
+        }  # fmt: skip
+    if kind == "ip":
+        return {
+            "ip_orders_10m": len(short), "ip_orders_1h": len(hour),
+            "ip_users_1h": len({e.user for e in hour}),
+        }  # fmt: skip
+    return {
+        "device_orders_10m": len(short), "device_orders_1h": len(hour),
+        "device_users": len(everyone),
+    }  # fmt: skip
+
+
+def _order(order: Event, features: dict[str, float], policy: Policy) -> dict[str, float]:
+    o = order.order
+    rate = policy.rates.get(o.currency)
+
+    def eur(amount: float) -> float:
+        return -1.0 if rate is None else round(amount * rate, 2)
+
+    card_country = o.payment.card_country if o.payment else None
+    ip_country = country_of_ip(order.ip) if order.ip else None
+    amount_eur = eur(o.amount_cents)
+    return {
+        "amount_eur": amount_eur,
+        "small_order": int(0 <= amount_eur <= policy.small_order_eur_cents),
+        "ip_card_country_mismatch": int(
+            ip_country is not None and card_country is not None and ip_country != card_country
+        ),
+        "user_amount_1h_eur": eur(features.get("user_amount_1h", 0)),
+        "card_amount_1h_eur": eur(features.get("card_amount_1h", 0)),
+    }

@@ -1,0 +1,218 @@
+"""The fraud processors (agents.fraud) as one worker's topology on the in-memory broker: seeded
+traffic with its fraud scenarios, duplicates, late and malformed events, fetched in random
+interleavings, with crashes in the middle of commits; every accepted order scored once, each
+score and feature equal to the oracle's (tests.fraud_oracle)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from agents.clicks import aggregate_clicks
+from agents.fraud import ProfileOrders, ScoreOrders, click_forwarder, order_forwarder
+from agents.orders import aggregate_orders
+from agents.windowed import WindowedConfig, WindowedMetrics
+from engine.testing import TestDriver
+from fraud.features import FEATURES
+from fraud.policy import DEFAULT_POLICY, load_policy
+from generator.config import GeneratorConfig
+from generator.emission import Emission
+from generator.produce import partition_for
+from generator.simulate import simulate
+from streams.ticks import tick_value
+from streams.topics import topology
+from streams.validation import Limits
+from tables.window_state import Progress, progress_key
+from tables.windows import WindowSpec
+from tests.fraud_oracle import expected_scores, released
+
+APP, PARTITIONS = "app", 3
+TOPICS = topology(APP, "clicks", "orders", PARTITIONS)
+LIMITS = Limits(max_future_skew_ms=300_000)
+POLICY = load_policy(DEFAULT_POLICY, FEATURES)
+STREAMS = ((TOPICS.clicks, TOPICS.clicks_ticks), (TOPICS.orders, TOPICS.orders_ticks))
+SPEC = WindowSpec(size_ms=60_000, grace_ms=30_000, dedup_horizon_ms=3_600_000, hop_ms=300_000)
+
+
+def fraud_topology(
+    with_windows: bool = False, ticks: bool = False
+) -> tuple[TestDriver, ScoreOrders]:
+    """The fraud processors; `with_windows`: after the windowed metrics of both streams, as the
+    worker has them (they read the same inputs and time logs, and write the ticks)."""
+    scorer = ScoreOrders(TOPICS, POLICY)
+    processors: list = [
+        click_forwarder(TOPICS, LIMITS, APP),
+        order_forwarder(TOPICS, LIMITS, APP),
+        ProfileOrders(TOPICS),
+        scorer,
+    ]
+    if with_windows:
+        config = WindowedConfig(SPEC, LIMITS, TOPICS, APP, APP, 1_800_000)
+        processors[:0] = [
+            WindowedMetrics(aggregate_clicks(), config, None),
+            WindowedMetrics(aggregate_orders(True), replace(config, session_gap_ms=None), None),
+        ]
+    idle = {"idle_s": 1.0, "ticks_by": APP, "max_skew_ms": LIMITS.max_future_skew_ms}
+    driver = TestDriver(processors, partitions=PARTITIONS, commit_s=2.0, **(idle if ticks else {}))
+    return driver, scorer
+
+
+def traffic(seed: int, count: int) -> list[Emission]:
+    config = GeneratorConfig(seed=seed, count=count, events_per_second=50, fraud_rate=0.15)
+    return list(simulate(config))
+
+
+def produce(driver: TestDriver, emissions: list[Emission]) -> None:
+    """Each record to the partition of its key."""
+    for e in emissions:
+        topic = TOPICS.clicks.name if e.stream == "clicks" else TOPICS.orders.name
+        partition = partition_for(e.key, list(range(PARTITIONS)))
+        driver.produce(topic, e.value, partition, key=e.key, timestamp_ms=e.emit_at_ms)
+
+
+def tick_everything(driver: TestDriver, at_ms: int) -> None:
+    for spec, ticks in STREAMS:
+        for p in range(PARTITIONS):
+            after = len(driver.broker.log(spec.name, p)) - 1
+            driver.produce(ticks.name, tick_value(at_ms, after, APP), p, timestamp_ms=at_ms)
+
+
+def expected(driver: TestDriver) -> dict:
+    log = driver.broker.log
+    logs = {
+        spec.name: (
+            [log(spec.name, p) for p in range(PARTITIONS)],
+            [log(ticks.name, p) for p in range(PARTITIONS)],
+        )
+        for spec, ticks in (
+            (TOPICS.clicks, TOPICS.clicks_ticks),
+            (TOPICS.orders, TOPICS.orders_ticks),
+        )
+    }
+    return expected_scores(released(logs, LIMITS), POLICY)
+
+
+def scored(driver: TestDriver, scorer: ScoreOrders) -> dict[str, dict]:
+    """Event id -> the scored order; a repeated one must repeat the same record."""
+    out: dict[str, dict] = {}
+    for record in driver.outputs("scored", processor=scorer):
+        body = orjson.loads(record.value)
+        assert out.setdefault(body["event_id"], body) == body, body["event_id"]
+    return out
+
+
+def compared(got: dict[str, dict], want: dict[str, dict]) -> None:
+    assert got.keys() == want.keys()
+    for event_id, body in got.items():
+        assert body["features"] == want[event_id]["features"], event_id
+        assert (body["score"], body["alert"]) == (want[event_id]["score"], want[event_id]["alert"])
+
+
+async def run(
+    seed: int, crashes: bool, with_windows: bool = False, ticks: bool = False
+) -> tuple[TestDriver, ScoreOrders]:
+    """`ticks`: idle partitions get ticks as they go (written by the first reader of each time
+    log, handed to the others at once); the crashes cut any processor's commit short."""
+    rng = random.Random(seed)
+    driver, scorer = fraud_topology(with_windows, ticks)
+    emissions = traffic(seed, 5000)
+    last = max(e.emit_at_ms for e in emissions)
+    rounds = 60
+    for i in range(rounds):  # the traffic comes while the worker runs: partitions catch up
+        produce(
+            driver, emissions[i * len(emissions) // rounds : (i + 1) * len(emissions) // rounds]
+        )
+        await driver.pump(rng.randrange(20, 200), rng=rng)
+        driver.advance(rng.random() * 2)
+        await driver.commit_if_due()
+        if ticks and rng.random() < 0.3:
+            await driver.tick()
+        if crashes and rng.random() < 0.1:
+            await driver.crash(land=rng.randrange(0, 20), after=rng.randrange(0, 4))
+    tick_everything(driver, last + 3_600_000)
+    await driver.settle(rng=rng)
+    return driver, scorer
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_every_order_is_scored_once_as_the_oracle_scores_it(seed):
+    driver, scorer = await run(seed, crashes=False)
+    got, want = scored(driver, scorer), expected(driver)
+    compared(got, want)
+    assert len(got) > 20 and any(b["alert"] for b in got.values())
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_crashes_in_the_middle_of_commits_change_no_score(seed):
+    driver, scorer = await run(seed + 10, crashes=True)
+    assert driver.restarts > 0
+    compared(scored(driver, scorer), expected(driver))
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_beside_the_windowed_metrics_on_the_same_inputs_both_stay_exact(seed):
+    """Two processors per input topic and time log: a topic's offsets are committed only once
+    both have saved what they read, so no crash loses a record for either."""
+    calm, _ = await run(seed + 30, crashes=False, with_windows=True)
+    driver, scorer = await run(seed + 30, crashes=True, with_windows=True)
+    assert driver.restarts > 0
+    compared(scored(driver, scorer), expected(driver))
+    for i in range(2):
+        calm_windowed, windowed = calm.processors[i], driver.processors[i]
+        assert windowed_counts(driver, windowed) == windowed_counts(calm, calm_windowed)
+        assert results(driver, windowed) == results(calm, calm_windowed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_idle_ticks_written_by_one_reader_of_a_time_log_place_alike_for_all(seed):
+    """The windowed metrics write the ticks; the fraud forwarders get each one at once, at the
+    offset it follows, as a replay of the time log applies it: scores equal the oracle's over
+    the logs, and every record is counted once by the windowed side, crashes or not."""
+    calm, _ = await run(seed + 40, crashes=False, with_windows=True)
+    driver, scorer = await run(seed + 40, crashes=True, with_windows=True, ticks=True)
+    ticks = [r for _, t in STREAMS for r in driver.broker.records(t.name)]
+    assert driver.restarts > 0 and len(ticks) > 2 * PARTITIONS  # more than the closing ones
+    compared(scored(driver, scorer), expected(driver))
+    for i in range(2):  # each record once: accepted, duplicate, late or a dead letter
+        calm_windowed, windowed = calm.processors[i], driver.processors[i]
+        assert records_counted(driver, windowed) == records_counted(calm, calm_windowed)
+
+
+def records_counted(driver: TestDriver, windowed) -> int:
+    counts = windowed_counts(driver, windowed)
+    return sum(c["accepted"] + c["duplicates"] + c["late"] + c["dead_letters"] for c in counts)
+
+
+EXACT_COUNTERS = ("accepted", "duplicates", "late", "dead_letters", "late_orders")  # not records
+
+
+def windowed_counts(driver: TestDriver, windowed) -> list[dict]:
+    progress = [Progress.decode(driver.state(p, windowed)[progress_key(p)]) for p in range(3)]
+    return [{c: getattr(pr, c) for c in EXACT_COUNTERS} for pr in progress]
+
+
+def results(driver: TestDriver, windowed) -> dict[str, dict]:
+    """The window results by id (progress records depend on batching: not compared)."""
+    out: dict[str, dict] = {}
+    for record in driver.outputs("results", processor=windowed):
+        body = orjson.loads(record.value)
+        if body["kind"] != "progress":
+            assert out.setdefault(body["id"], body) == body, body["id"]
+    return out
+
+
+async def test_alerts_are_the_scored_orders_at_or_over_the_threshold_with_their_reasons():
+    driver, scorer = await run(20, crashes=False)
+    got = scored(driver, scorer)
+    alerts = {orjson.loads(r.value)["event_id"]: orjson.loads(r.value)
+              for r in driver.outputs("alerts", processor=scorer)}  # fmt: skip
+    assert alerts.keys() == {i for i, b in got.items() if b["score"] >= POLICY.threshold}
+    for event_id, alert in alerts.items():
+        assert alert["id"] == f"alert/{event_id}" and alert["reasons"] == got[event_id]["reasons"]
+        assert alert["reasons"], alert
+    reasons = Counter(reason for body in got.values() for reason in body["reasons"])
+    assert reasons  # what fires, for a reader of a failure
