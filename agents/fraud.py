@@ -22,6 +22,8 @@ order's parts (one collector per order id, keyed by it) and scores it once all a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -56,16 +58,20 @@ from streams.fraud import (
     alert_value,
     click_entry,
     order_entries,
+    order_fields,
     order_of,
     part_value,
+    policy_entry,
     read_fraud_entry,
     read_part,
     scored_order_value,
 )
+from streams.fraud_policy import read_policy_record
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
 
 PROFILE_TABLE, SCORE_TABLE = "fraud_profiles", "fraud_scores"
+POLICY_LEAD_MS = 20_000  # a published version takes effect this long after it is written
 HOUR_MS = 3_600_000
 ABANDON_MS = 24 * HOUR_MS  # a collector still incomplete this long after newer orders
 
@@ -97,6 +103,38 @@ def order_forwarder(topics: Topology, limits: Limits, clock_app_id: str) -> Repa
     return _forwarder("rekey_orders_for_fraud", topics, False, rekey, limits, clock_app_id)
 
 
+def policy_forwarder(topics: Topology, limits: Limits, clock_app_id: str) -> Repartition:
+    """Each usable policy version to the fraud topic's partition of the same number (every
+    policy partition holds every version), released by when it takes effect. The policy log
+    is a control log: its ticks are the wall clock plus half of POLICY_LEAD_MS, every 5 s
+    (engine.processor.Inputs), so they never hold orders back, and a version is stamped
+    POLICY_LEAD_MS after it is written (clickstream.fraud_policy): later than every tick
+    before it."""
+
+    def rekey(record: Record) -> list[Entry]:
+        read = read_policy_record(record.value)
+        if read is None:
+            return []  # score_orders, reading the same log, dead-letters it
+        key, value = policy_entry(read.policy.version)
+        return [Entry(key, value, read.effective_ms, partition=record.partition)]
+
+    return Repartition(
+        "rekey_policy_for_fraud",
+        topics.fraud_repartition.name,
+        Inputs(
+            topics.fraud_policy.name,
+            time_log=topics.fraud_policy_ticks.name,
+            wall_ticks_lead_ms=POLICY_LEAD_MS // 2,
+        ),
+        rekey,
+        topics.fraud_repartition.partitions,
+        topics.dead_letters.name,
+        clock_app_id,
+        limits.max_future_skew_ms,
+        entries_move_clock=False,
+    )
+
+
 def _forwarder(
     name: str, topics: Topology, clicks: bool, rekey: Rekey, limits: Limits, clock_app_id: str
 ) -> Repartition:
@@ -117,19 +155,20 @@ def _forwarder(
 
 class ProfileOrders:
     """The feature state of users, cards, IPs and devices, folded in the release order; each
-    released order's parts to the scorer."""
+    released order's parts to the scorer, the user part with the policy version in force."""
 
     name, table, sink = "profile_orders", PROFILE_TABLE, None
     keyspace = Keyspace(
         *ALIGNMENT_PREFIXES,
         Prefix("P", "profiles: <u|c|i|d>|<user, card, IP, device> -> feature state", EFFECTS[0]),
+        Prefix("V", "the policy version in force, and the entry that set it", EFFECTS[0]),
     )
 
     def __init__(self, topics: Topology) -> None:
         self.inputs = Inputs(topics.fraud_repartition.name)
         self.outputs = {"parts": topics.fraud_parts.name, "dead_letters": topics.dead_letters.name}
         self.partitions = topics.fraud_parts.partitions
-        sources = (topics.clicks, topics.orders)
+        sources = (topics.clicks, topics.orders, topics.fraud_policy)
         self.alignment = Alignment({topic.name: topic.partitions for topic in sources})
 
     def apply(
@@ -139,25 +178,33 @@ class ProfileOrders:
         writes, sends = aligned.writes, []
         for record in aligned.foreign:
             sends.append(_letter(record, "foreign_record", "not an entry or mark of the engine"))
+        in_force_key = b"V|%d" % partition
+        raw = state.get(in_force_key)
+        policy, policy_seq = orjson.loads(raw) if raw else (0, 0)
         for entry in aligned.released:
+            event = read_fraud_entry(entry.value)
+            if isinstance(event, int):  # a policy version: in force from here on
+                if entry.seq > policy_seq:
+                    policy, policy_seq = event, entry.seq
+                    writes[in_force_key] = orjson.dumps([policy, policy_seq])
+                continue
             key = b"P|%d|%s" % (partition, entry.key)
             raw = writes[key] if key in writes else state.get(key)
             profile = orjson.loads(raw) if raw else None
             if profile is not None and entry.seq <= profile["q"]:
                 continue  # applied by a commit cut short: its part went out before its state
-            event = read_fraud_entry(entry.value)
             prefix = entry.key[:2].decode()
             if profile is None:
                 profile = rules.new_user() if prefix == USER else rules.new_key()
-            features: Features | None = None
             if isinstance(event, Order):
                 kind = KIND_OF_PREFIX[prefix]
                 if prefix == USER:
                     features = rules.add_user_order(profile, event)
+                    version = policy
                 else:
-                    features = rules.add_key_order(kind, profile, event)
+                    features, version = rules.add_key_order(kind, profile, event), None
                 if features is not None:
-                    value = part_value(kind, event, features)
+                    value = part_value(kind, event, features, version)
                     sends.append(Send("parts", event.event_id.encode(), value, self._to(event)))
             else:
                 rules.add_click(profile, event)
@@ -177,7 +224,9 @@ class ProfileOrders:
 
 class ScoreOrders:
     """Collects each order's parts and scores it once all have come (one collector per order
-    id): S|p|<event id> -> {"t": order time, "parts": {kind: features}} until then.
+    id), under the policy version its user part names: S|p|<event id> -> {"t": order time,
+    "parts": {kind: features}, "v": version} until then; a version not read yet (it comes
+    beside, from the policy log) keeps the collector waiting for it.
 
     A part sent again after its order was scored (the profile's commit cut short) starts a
     collector that may never fill: collectors of orders more than ABANDON_MS older than the
@@ -186,66 +235,133 @@ class ScoreOrders:
 
     name, table, sink = "score_orders", SCORE_TABLE, None
     keyspace = Keyspace(
-        Prefix("S", "orders awaiting parts: event id -> order time, parts so far", 0),
-        Prefix("W", "the newest order time seen, for dropping abandoned collectors", 0),
+        Prefix("L", "the policy versions read: version -> its record", 0),
+        Prefix("S", "orders awaiting parts: event id -> order time, parts so far", 1),
+        Prefix("W", "the newest order time seen, for dropping abandoned collectors", 1),
     )
 
     def __init__(self, topics: Topology, policy: Policy) -> None:
-        self.inputs = Inputs(topics.fraud_parts.name)
+        self.inputs = Inputs(topics.fraud_parts.name, sides=(topics.fraud_policy.name,))
         self.outputs = {
             "scored": topics.scored_orders.name,
             "alerts": topics.fraud_alerts.name,
             "dead_letters": topics.dead_letters.name,
         }
-        self.policy = policy
+        self.policy = policy  # before any version is published (version 0 in the parts)
+        self._policies: dict[int, Policy] = {}  # versions read, parsed (they never change)
 
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
     ) -> Outcome:
-        writes: dict[bytes, bytes | None] = {}
-        sends: list[Send] = []
+        batch = _Batch(partition, state)
         newest_key = b"W|%d" % partition
         before = newest = int(state.get(newest_key) or -1)
+        arrived = set()
         for record in records:
             source = record.record if isinstance(record, Poisoned) else record
+            if source.topic != self.inputs.source:
+                version = self._read_policy(batch, source)
+                if version is not None:
+                    arrived.add(version)
+                continue
             part = None if isinstance(record, Poisoned) else read_part(source.value)
             if part is None:
-                sends.append(_letter(source, "foreign_record", "not a fraud part"))
+                batch.sends.append(_letter(source, "foreign_record", "not a fraud part"))
                 continue
-            kind, of, order, features = part
-            newest = max(newest, order.time_ms)
-            key = b"S|%d|%s" % (partition, order.event_id.encode())
-            raw = writes[key] if key in writes else state.get(key)
-            parts = orjson.loads(raw)["parts"] if raw else {}
-            parts[kind] = features
-            if len(parts) < of:
-                writes[key] = orjson.dumps({"t": order.time_ms, "parts": parts})
-                continue
-            writes[key] = None
-            merged = order_features(order, parts, self.policy)
-            score = score_order(merged, self.policy)
-            event_key = order.event_id.encode()
-            sends.append(Send("scored", event_key, scored_order_value(order, merged, score)))
-            if score.alert:
-                sends.append(Send("alerts", event_key, alert_value(order, score)))
+            newest = max(newest, part.order.time_ms)
+            key = b"S|%d|%s" % (partition, part.order.event_id.encode())
+            raw = batch.get(key)
+            collector: dict[str, Any] = (
+                orjson.loads(raw) if raw else {"t": part.order.time_ms, "parts": {}}
+            )
+            collector["parts"][part.kind] = part.features
+            collector["order"], collector["of"] = order_fields(part.order), part.of
+            if part.policy is not None:
+                collector["v"] = part.policy
+            self._score_or_keep(batch, key, collector)
+        if arrived:
+            self._score_waiting(batch, arrived)
         if newest > before:
-            writes[newest_key] = str(newest).encode()
+            batch.writes[newest_key] = str(newest).encode()
             if newest // HOUR_MS > before // HOUR_MS:
-                self._drop_abandoned(partition, newest - ABANDON_MS, state, writes)
-        return Outcome(partition, writes, sends)
+                self._drop_abandoned(batch, newest - ABANDON_MS)
+        return Outcome(partition, batch.writes, batch.sends)
 
-    def _drop_abandoned(
-        self, partition: int, cutoff_ms: int, state: Store, writes: dict[bytes, bytes | None]
-    ) -> None:
-        for key, raw in state.items(b"S|%d|" % partition):
-            if key not in writes and orjson.loads(raw)["t"] < cutoff_ms:
-                writes[key] = None
+    def _score_or_keep(self, batch: _Batch, key: bytes, collector: dict[str, Any]) -> None:
+        policy = self._version(batch, collector.get("v"))
+        if len(collector["parts"]) < collector["of"] or policy is None:
+            batch.writes[key] = orjson.dumps(collector)
+            return
+        batch.writes[key] = None
+        order = Order(*collector["order"])
+        merged = order_features(order, collector["parts"], policy)
+        score = score_order(merged, policy)
+        event_key = order.event_id.encode()
+        batch.sends.append(Send("scored", event_key, scored_order_value(order, merged, score)))
+        if score.alert:
+            batch.sends.append(Send("alerts", event_key, alert_value(order, score)))
+
+    def _score_waiting(self, batch: _Batch, versions: set[int]) -> None:
+        """Score the complete collectors that waited for one of `versions` (rare: a version is
+        read beside well before the orders released after it come)."""
+        prefix = b"S|%d|" % batch.partition
+        waiting = {k: v for k, v in batch.state.items(prefix) if k not in batch.writes}
+        waiting.update((k, v) for k, v in batch.writes.items() if k.startswith(prefix) and v)
+        for key, raw in sorted(waiting.items()):
+            collector = orjson.loads(raw)
+            if collector.get("v") in versions:
+                self._score_or_keep(batch, key, collector)
+
+    def _read_policy(self, batch: _Batch, record: Record) -> int | None:
+        """A version read beside: kept (L|p|<version>); its number, if new here."""
+        read = read_policy_record(record.value)
+        if read is None:
+            batch.sends.append(_letter(record, "bad_policy", "not a usable fraud policy record"))
+            return None
+        version = read.policy.version
+        key = b"L|%d|%d" % (batch.partition, version)
+        if batch.get(key) is not None:
+            return None  # read before (a redelivery)
+        batch.writes[key] = record.value
+        self._policies[version] = read.policy
+        return version
+
+    def _version(self, batch: _Batch, version: int | None) -> Policy | None:
+        """The policy of a version (0 or none yet: the configured one); None: not read yet."""
+        if not version:
+            return self.policy
+        policy = self._policies.get(version)
+        if policy is None:
+            raw = batch.get(b"L|%d|%d" % (batch.partition, version))
+            read = read_policy_record(raw) if raw else None
+            if read is None:
+                return None
+            policy = self._policies[version] = read.policy
+        return policy
+
+    def _drop_abandoned(self, batch: _Batch, cutoff_ms: int) -> None:
+        for key, raw in batch.state.items(b"S|%d|" % batch.partition):
+            if key not in batch.writes and orjson.loads(raw)["t"] < cutoff_ms:
+                batch.writes[key] = None
 
     def position(self, partition: int, state: Store) -> Position:
         return Position(-1)
 
     def forget(self, partition: int) -> None:
-        pass
+        pass  # the parsed policies are the same for every partition, and never change
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One partition's batch in the scorer: its state, and what it writes and sends."""
+
+    partition: int
+    state: Store
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    sends: list[Send] = field(default_factory=list)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.writes[key] if key in self.writes else self.state.get(key)
 
 
 def order_features(order: Order, parts: dict[str, Features], policy: Policy) -> Features:

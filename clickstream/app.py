@@ -5,8 +5,8 @@ Nothing runs at import time; `create_app(settings)` builds it.
                                                                 late events
   orders ──(+ orders ticks)───────────────► aggregate_orders ──► results, order facts, ...
   window results ─────────────────────────► combine_window_parts ──► window totals
-  clicks, orders (+ ticks) ─► rekey_*_for_fraud ─► profile_orders ─► score_orders ──► scored
-                                                                        orders, fraud alerts
+  clicks, orders, fraud policy (+ ticks) ─► rekey_*_for_fraud ─► profile_orders ─►
+                                                  score_orders ──► scored orders, fraud alerts
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.clicks import aggregate_clicks
-from agents.fraud import ProfileOrders, ScoreOrders, click_forwarder, order_forwarder
+from agents.fraud import (
+    ProfileOrders,
+    ScoreOrders,
+    click_forwarder,
+    order_forwarder,
+    policy_forwarder,
+)
 from agents.orders import aggregate_orders
 from agents.window_totals import WindowTotals
 from agents.windowed import EventKind, WindowedConfig, WindowedMetrics, WindowedSink
@@ -86,6 +92,7 @@ def create_app(settings: Settings) -> faust.App:
     position = "source partition -> forwarding position (offsets, watermark)"
     engine.attach(click_forwarder(topics, limits, clock), help=position)
     engine.attach(order_forwarder(topics, limits, clock), help=position)
+    engine.attach(policy_forwarder(topics, limits, clock), help=position)
     engine.attach(ProfileOrders(topics), help="user, card, IP, device -> its feature state")
     engine.attach(
         ScoreOrders(topics, settings.fraud_policy), help="order -> its feature parts until scored"

@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -104,6 +105,55 @@ def dead_letters(last: int) -> None:
         preview = letter.payload[:80].decode(errors="replace")
         click.echo(f"{letter.reason:<24} {letter.source:<28} {letter.detail}\n    {preview!r}")
     click.echo(f"{len(letters)} dead letters in {s.topics.dead_letters.name}", err=True)
+
+
+@cli.group()
+def fraud() -> None:
+    """Fraud scoring: the policy's versions."""
+
+
+@fraud.group()
+def policy() -> None:
+    """The scoring policy (fraud/policies/default.toml shows its form)."""
+
+
+@policy.command("publish")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--effective", help="ISO time it takes effect (event time); default: in 20 s")
+@one_line_errors
+def policy_publish(file: Path, effective: str | None) -> None:
+    """Publish FILE as a new version to every worker, with no restart."""
+    from clickstream.fraud_policy import publish
+    from streams.eventtime import format_timestamp, parse_timestamp
+
+    s = load_settings()
+    try:
+        effective_ms = parse_timestamp(effective) if effective else None
+    except ValueError:
+        raise SettingsError(
+            f"--effective {effective!r} is not an ISO time with its offset, like 2026-12-01T18:00Z"
+        ) from None
+    record = asyncio.run(publish(s, file, effective_ms))
+    click.echo(
+        f"published policy version {record.policy.version} to {s.topics.fraud_policy.name}: "
+        f"orders from {format_timestamp(record.effective_ms)} on are scored under it"
+    )
+
+
+@policy.command("show")
+@one_line_errors
+def policy_show() -> None:
+    """The configured policy and the published versions."""
+    from clickstream.fraud_policy import published
+    from streams.eventtime import format_timestamp
+
+    s = load_settings()
+    click.echo(f"configured (before any published): version {s.fraud_policy.version}")
+    for record in asyncio.run(published(s)):
+        policy = record.policy
+        when = format_timestamp(record.effective_ms)
+        click.echo(f"version {policy.version}: from {when}, {len(policy.signals)} signals, "
+                   f"threshold {policy.threshold}")  # fmt: skip
 
 
 @cli.command()

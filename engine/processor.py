@@ -115,6 +115,9 @@ class Inputs:
     source: str
     time_log: str | None = None
     sides: tuple[str, ...] = ()
+    # a control log (not events): its ticks follow the wall clock plus this lead, every
+    # few seconds, whatever the idle setting; its entries are stamped further ahead than that
+    wall_ticks_lead_ms: int = 0
 
     def topics(self) -> tuple[str, ...]:
         return (self.source, *((self.time_log,) if self.time_log else ()), *self.sides)

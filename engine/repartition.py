@@ -8,14 +8,16 @@ Forwarding, over source partition p and its time log:
   - `rekey(record)` gives the record's entries (new key, value, event time): none for a record
     it does not take (invalid input is the validating processor's to report); a dead letter for
     one it raises on;
-  - each entry goes to the partition of its new key with its id and release time = max(event
-    time, p's watermark before it); the watermark = max of entries' times and trusted ticks
-    (an untrusted tick is skipped: the stream's own processor dead-letters it);
+  - each entry goes to the partition of its new key (or the one it names) with its id and
+    release time = max(event time, p's watermark before it); the watermark = max of entries'
+    times and trusted ticks (an untrusted tick is skipped: the stream's own processor
+    dead-letters it);
   - after a batch that raised the watermark, a mark of it goes to every partition.
   Several forwarders (one per source topic) may write one repartition topic.
-  State, F|p -> [source offset, tick offset, watermark]. A crash after the sends and before the
-  state redoes the batch from the committed offsets: the same entries, ids, release times and
-  marks (the watermark before each comes from the same committed state).
+  State, F|p -> [source offset, tick offset, watermark, the ticks' watermark]. A crash after
+  the sends and before the state redoes the batch from the committed offsets: the same
+  entries, ids, release times and marks (the watermark before each comes from the same
+  committed state).
 
 Reading (Alignment, for partition d of the topic):
   - a mark raises M|d|s|q, partition q of source s's watermark (max: a repeated mark changes
@@ -68,6 +70,7 @@ from streams.repartition import (
 from streams.ticks import read_tick
 
 NO_WATERMARK = -1
+NO_POSITION = b"[-1, -1, -1, -1]"  # F|p: source offset, tick offset, watermark, ticks' watermark
 EFFECTS = range(1, 10)  # write ranks left for a reading processor's own prefixes
 ALIGNMENT_PREFIXES = (
     Prefix("Q", "repartitioned entries waiting for every source partition's mark", 0, 11),
@@ -86,6 +89,7 @@ class Entry:
     key: bytes  # the new key
     value: bytes
     time_ms: int  # event time
+    partition: int | None = None  # None: the partition of the key
 
 
 Rekey = Callable[[Record], Sequence[Entry]]
@@ -107,18 +111,24 @@ class Repartition:
         dead_letters: str,
         clock_app_id: str,
         max_skew_ms: int,
+        entries_move_clock: bool = True,
     ) -> None:
         """`name`: the agent's (a verb, e.g. rekey_orders_by_card); `topic`: the repartition
-        topic; ticks are taken from `clock_app_id` only (streams.control)."""
+        topic; ticks are taken from `clock_app_id` only (streams.control). `entries_move_clock`
+        False: the position's watermark (what the worker's ticks follow) is this source's
+        ticks' only, not its entries' times: a control log, whose entries are stamped with
+        when they take effect, not with when something happened."""
         self.name, self.table, self.inputs, self.rekey = name, f"{name}_position", inputs, rekey
         self.partitions, self.clock_app_id, self.max_skew_ms = partitions, clock_app_id, max_skew_ms
+        self.entries_move_clock = entries_move_clock
         self.outputs = {"repartition": topic, "dead_letters": dead_letters}
 
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
     ) -> Outcome:
         key = _forward_key(partition)
-        offset, ticks_offset, watermark = orjson.loads(state.get(key) or b"[-1, -1, -1]")
+        offset, ticks_offset, watermark, *ticked = orjson.loads(state.get(key) or NO_POSITION)
+        ticked_ms = ticked[0] if ticked else watermark  # the ticks' alone
         before, sends = watermark, []
         for record in records:
             source = record.record if isinstance(record, Poisoned) else record
@@ -135,7 +145,8 @@ class Repartition:
                 )
                 sends.append(Send("dead_letters", letter[0], letter[1], headers=letter[2]))
             elif tick:
-                watermark = max(watermark, self._tick(source))
+                tick_ms = self._tick(source)
+                watermark, ticked_ms = max(watermark, tick_ms), max(ticked_ms, tick_ms)
             else:
                 watermark = self._forward(partition, source, watermark, sends)
         if watermark > before:
@@ -143,7 +154,7 @@ class Repartition:
             sends += [
                 Send("repartition", None, mark, to, list(MARK)) for to in range(self.partitions)
             ]
-        value = orjson.dumps([offset, ticks_offset, watermark])
+        value = orjson.dumps([offset, ticks_offset, watermark, ticked_ms])
         return Outcome(partition, {key: value}, sends)
 
     def _forward(self, partition: int, source: Record, watermark: int, sends: list[Send]) -> int:
@@ -156,7 +167,11 @@ class Repartition:
             head = EntryHeader(
                 source.topic, partition, source.offset, index, entry.time_ms, release_ms
             )
-            to = partition_of(entry.key, self.partitions)
+            to = (
+                partition_of(entry.key, self.partitions)
+                if entry.partition is None
+                else entry.partition
+            )
             sends.append(Send("repartition", entry.key, entry.value, to, entry_headers(head)))
             high = max(high, entry.time_ms)
         return high
@@ -172,9 +187,11 @@ class Repartition:
         return tick.time_ms
 
     def position(self, partition: int, state: Store) -> Position:
-        offset, ticks_offset, watermark = orjson.loads(
-            state.get(_forward_key(partition)) or b"[-1, -1, -1]"
+        offset, ticks_offset, watermark, *ticked = orjson.loads(
+            state.get(_forward_key(partition)) or NO_POSITION
         )
+        if not self.entries_move_clock:
+            watermark = ticked[0] if ticked else NO_WATERMARK
         return Position(offset, ticks_offset, watermark)
 
     def forget(self, partition: int) -> None:

@@ -43,6 +43,7 @@ from streams.ticks import tick_value
 from tables.event_clock import EventClock
 
 log = logging.getLogger(__name__)
+CONTROL_TICK_MS = 5_000  # a control log's ticks (Inputs.wall_ticks_lead_ms) at most this often
 
 
 class ConsumerView(Protocol):
@@ -141,13 +142,15 @@ class Runner:
 
     async def tick_idle_partitions(self) -> dict[int, int]:
         """Append a tick to the time log of each assigned partition that is due one
-        (tables.event_clock) and apply it at once; returns partition -> tick time."""
-        time_log, by = self.processor.inputs.time_log, self.config.ticks_by
-        if time_log is None or by is None:
+        (tables.event_clock; a control log's: engine.processor.Inputs.wall_ticks_lead_ms) and
+        apply it at once; returns partition -> tick time."""
+        inputs, by = self.processor.inputs, self.config.ticks_by
+        time_log, lead = inputs.time_log, inputs.wall_ticks_lead_ms
+        if time_log is None or by is None or not (lead or self.config.idle_s > 0):
             return {}
         async with self._lock:
             await self._on_generation()
-            source = self.processor.inputs.source
+            source = inputs.source
             watermarks: dict[tuple[str, int], int] = {}
             caught_up: dict[tuple[str, int], bool] = {}
             for partition in self.consumer.assigned(source):
@@ -160,20 +163,27 @@ class Runner:
                     and position.offset + 1 >= highwater
                     and not (merge and merge.waiting())
                 )
-            due = {
-                partition: at
-                for (_, partition), at in self.clock.due_ticks(
-                    watermarks, caught_up, self.monotonic()
-                ).items()
-            }
-            ceiling = round(self.wall() * 1000) + self.config.max_skew_ms  # streams.control
+            wall_ms = round(self.wall() * 1000)
+            if lead:  # a control log: its time is the wall clock's, ahead by the lead
+                at = wall_ms + lead
+                due = {
+                    partition: at
+                    for (_, partition), watermark in watermarks.items()
+                    if caught_up[source, partition] and at >= watermark + CONTROL_TICK_MS
+                }
+            else:
+                due = {
+                    partition: at
+                    for (_, partition), at in self.clock.due_ticks(
+                        watermarks, caught_up, self.monotonic()
+                    ).items()
+                }
+            ceiling = wall_ms + self.config.max_skew_ms  # streams.control
             for partition, at in due.items():
                 position = self.processor.position(partition, self._state(partition))
                 value = tick_value(min(at, ceiling), position.offset, by)
                 offset = await self.committer.append(time_log, partition, value)
-                tick = InputRecord(
-                    time_log, partition, offset, round(self.wall() * 1000), None, value
-                )
+                tick = InputRecord(time_log, partition, offset, wall_ms, None, value)
                 self._written[id(tick)] = tick  # acked once fetched
                 self._advance(partition, self._ordered(partition, {time_log: [tick]}))
                 for follower in self.followers:

@@ -374,7 +374,7 @@ class TestDriver:
         """Deliver every undelivered record of the processors' inputs (or of `topics`), fetch
         by fetch, each to the runner reading it, committing when a runner finds it due; the
         number of records delivered."""
-        reads = {r: set(r.processor.inputs.topics()) for r in self.runners}
+        reads = {r: r.processor.inputs.topics() for r in self.runners}  # in order: no sets
         names = tuple(topics or dict.fromkeys(t for read in reads.values() for t in read))
         delivered = 0
         while max_records is None or delivered < max_records:

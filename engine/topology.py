@@ -112,21 +112,28 @@ class Engine:
         async def commit_staged_state() -> None:
             """Commit what quiet partitions staged (busy ones commit as their batches come)."""
             for runner in runners:
+                if app.should_stop:
+                    return  # the producer may be closing: what is staged is redone by the next
                 try:
                     await runner.commit_if_due()
                 except Exception as exc:  # a broker hiccup: staged state and offsets wait
-                    log.warning("commit failed, will retry: %r", exc)
+                    if not app.should_stop:
+                        log.warning("commit failed, will retry: %r", exc)
 
-        if config.idle_s > 0 and config.ticks_by is not None:
+        control = any(runner.processor.inputs.wall_ticks_lead_ms for runner in runners)
+        if (config.idle_s > 0 or control) and config.ticks_by is not None:
 
-            @_every(app, max(config.idle_s / 2, 0.5))
+            @_every(app, max(config.idle_s / 2, 0.5) if config.idle_s > 0 else 0.5)
             async def tick_idle_partitions() -> None:
                 """Advance event time on quiet partitions (engine.time_log, streams.ticks)."""
                 for runner in runners:
+                    if app.should_stop:
+                        return
                     try:
                         await runner.tick_idle_partitions()
                     except Exception as exc:  # a rebalance or a broker hiccup: next round
-                        log.warning("no ticks this round: %r", exc)
+                        if not app.should_stop:
+                            log.warning("no ticks this round: %r", exc)
 
 
 def _every(app: faust.App, interval_s: float) -> Callable[[Round], Round]:

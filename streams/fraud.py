@@ -5,9 +5,12 @@
       click entry  ["c", event id, occurred ms, page view 0/1, add_to_cart 0/1, device, ip]
       order entry  ["o", event id, order id, user, occurred ms, amount, currency, card,
                     card country, device, ip]     (one per key the order has)
+      policy entry ["p", version]   (key "p|"; partition q from policy partition q: the
+                    version in force from there on in the release order)
   <app>-fraud-parts         key: the order's event id (partition: murmur2 of it)
       {"id": "<event id>/<kind>", "kind": user|card|ip|device, "of": parts in all,
-       "order": {order fields}, "features": {name: value}}
+       "order": [order fields], "features": {name: value}, "policy": the version in force
+       (the user part; 0: none published, the configured one)}
   <app>-scored-orders       key: the order's event id
       ScoredOrder JSON: {"id": "score/<event id>", "order_id", "event_id", "user",
        "occurred_at", "amount_cents", "currency", "score", "alert", "policy_version",
@@ -21,7 +24,7 @@ and the same content.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -30,7 +33,7 @@ from fraud.policy import FraudScore
 from streams.eventtime import format_timestamp
 from streams.records import ClickEvent, ClickType, OrderCreated
 
-USER, CARD, IP, DEVICE = "u|", "c|", "i|", "d|"  # entry key prefixes, by what they key
+USER, CARD, IP, DEVICE, POLICY = "u|", "c|", "i|", "d|", "p|"  # entry keys' prefixes
 KIND_OF_PREFIX = {USER: "user", CARD: "card", IP: "ip", DEVICE: "device"}
 
 
@@ -61,7 +64,7 @@ def order_of(event: OrderCreated) -> Order:
 
 def order_entries(order: Order) -> list[tuple[bytes, bytes]]:
     """(key, value) of an order's entries: by user, then card, IP and device when it has them."""
-    value = orjson.dumps(["o", *_order_fields(order)])
+    value = orjson.dumps(["o", *order_fields(order)])
     keys = [(USER, order.user), (CARD, order.card), (IP, order.ip), (DEVICE, order.device)]
     return [((prefix + of).encode(), value) for prefix, of in keys if of is not None]
 
@@ -70,39 +73,57 @@ def parts_of(order: Order) -> int:
     return 1 + sum(of is not None for of in (order.card, order.ip, order.device))
 
 
-def read_fraud_entry(value: bytes) -> Click | Order:
-    """An entry's click or order (raises ValueError or TypeError when it is neither)."""
+def policy_entry(version: int) -> tuple[bytes, bytes]:
+    return POLICY.encode(), orjson.dumps(["p", version])
+
+
+def read_fraud_entry(value: bytes) -> Click | Order | int:
+    """An entry's click, order or policy version (raises ValueError or TypeError when it is
+    none of them)."""
     body = orjson.loads(value)
     if body[0] == "c":
         _, event_id, time_ms, page_view, cart, device, ip = body
         return Click(event_id, time_ms, bool(page_view), bool(cart), device, ip)
     if body[0] == "o":
         return Order(*body[1:])
+    if body[0] == "p" and type(body[1]) is int:
+        return int(body[1])
     raise ValueError(f"not a fraud entry: {value[:40]!r}")
 
 
-def part_value(kind: str, order: Order, features: Features) -> bytes:
+class Part(NamedTuple):
+    kind: str
+    of: int  # parts in all
+    order: Order
+    features: Features
+    policy: int | None  # the user part's: the version in force (0: the configured one)
+
+
+def part_value(kind: str, order: Order, features: Features, policy: int | None = None) -> bytes:
     body = {
         "id": f"{order.event_id}/{kind}",
         "kind": kind,
         "of": parts_of(order),
-        "order": _order_fields(order),
+        "order": order_fields(order),
         "features": features,
+        "policy": policy,
     }
     return orjson.dumps(body)
 
 
-def read_part(value: bytes | None) -> tuple[str, int, Order, Features] | None:
-    """(kind, parts in all, order, features), or None when the value is not a part's."""
+def read_part(value: bytes | None) -> Part | None:
+    """The part, or None when the value is not a part's."""
     try:
         body = orjson.loads(value or b"")
-        kind, of, order, features = body["kind"], body["of"], body["order"], body["features"]
-        order = Order(*order)
+        kind, of, features, policy = body["kind"], body["of"], body["features"], body["policy"]
+        order = Order(*body["order"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    if kind in KIND_OF_PREFIX.values() and type(of) is int and isinstance(features, dict):
-        return kind, of, order, features
-    return None
+    if kind not in KIND_OF_PREFIX.values() or type(of) is not int:
+        return None
+    if not isinstance(features, dict) or (kind == "user") != (type(policy) is int):
+        return None
+    return Part(kind, of, order, features, policy)
 
 
 def scored_order_value(order: Order, features: Features, score: FraudScore) -> bytes:
@@ -144,7 +165,8 @@ def _described(order: Order) -> dict[str, Any]:
     }
 
 
-def _order_fields(order: Order) -> list[Any]:
+def order_fields(order: Order) -> list[Any]:
+    """An order as the entries and parts carry it (Order(*fields) reads it back)."""
     return [
         order.event_id, order.order_id, order.user, order.time_ms, order.amount, order.currency,
         order.card, order.card_country, order.device, order.ip,

@@ -28,6 +28,7 @@ PARTS_TABLE = "window_parts"
 FRAUD_TABLES = (
     "rekey_clicks_for_fraud_position",
     "rekey_orders_for_fraud_position",
+    "rekey_policy_for_fraud_position",
     "fraud_profiles",
     "fraud_scores",
 )
@@ -50,6 +51,8 @@ class Topology:
     fraud_parts: TopicSpec
     scored_orders: TopicSpec
     fraud_alerts: TopicSpec
+    fraud_policy: TopicSpec  # control log, like the time logs: of CLICKSTREAM_CLOCK_APP_ID
+    fraud_policy_ticks: TopicSpec
     changelogs: tuple[TopicSpec, ...]
 
     def inputs(self) -> tuple[TopicSpec, ...]:
@@ -72,6 +75,8 @@ class Topology:
             self.fraud_parts,
             self.scored_orders,
             self.fraud_alerts,
+            self.fraud_policy,
+            self.fraud_policy_ticks,
             *self.changelogs,
         )
 
@@ -144,6 +149,13 @@ def topology(
             "FraudAlert JSON: an order scored at or above the policy's threshold",
             partitions,
         ),
+        fraud_policy=TopicSpec(
+            f"{clock_app_id or app_id}-fraud-policy",
+            "v<version> (every partition holds every version)",
+            "fraud policy JSON (streams.fraud_policy): a version, when it takes effect, the policy",
+            partitions,
+        ),
+        fraud_policy_ticks=_time_log(clock_app_id or app_id, "fraud-policy", partitions),
         # Created by us before Faust starts (Faust would create them too, racing its own
         # metadata); named as Faust names them. Partition p holds source partition p's state.
         changelogs=tuple(

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.processor import Record
+from engine.repartition import partition_of
 from fraud.geoip import country_of_ip
 from fraud.policy import Policy, score_order
+from streams.fraud_policy import read_policy_record
 from streams.records import ClickType
 from streams.ticks import read_tick
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
@@ -38,6 +40,8 @@ class Event:
     ip: str | None
     click: Any = None  # ClickEvent
     order: Any = None  # OrderCreated
+    policy: Any = None  # Policy: a version, in force from here on in `partition`
+    partition: int = -1
 
 
 def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
@@ -63,6 +67,13 @@ def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
 
 def _event(record: Record, limits: Limits) -> Event | None:
     raw, stamp = record.value or b"", record.timestamp
+    if "fraud-policy" in record.topic:
+        read = read_policy_record(raw)
+        if read is None:
+            return None
+        version = read.policy.version
+        return Event(f"policy/{version}", "", read.effective_ms, None, None,
+                     policy=read.policy, partition=record.partition)  # fmt: skip
     try:
         if "click" in record.topic:
             c = parse_click(raw, stamp, limits)
@@ -75,24 +86,36 @@ def _event(record: Record, limits: Limits) -> Event | None:
     return Event(o.event_id, o.user_id, o.occurred_at_ms, device, ip, order=o)
 
 
-def expected_scores(events: Sequence[Event], policy: Policy) -> dict[str, dict[str, Any]]:
-    """Order event id -> {"features", "score", "alert"}, for each order's first release."""
+def expected_scores(
+    events: Sequence[Event], policy: Policy, partitions: int
+) -> dict[str, dict[str, Any]]:
+    """Order event id -> {"features", "score", "alert", "version"}, for each order's first
+    release: scored under the version last released in its user's partition, else `policy`."""
+    in_force: dict[int, Policy] = {}
     seen: set[str] = set()
     before: dict[str, list[Event]] = defaultdict(list)  # user -> their events released before
     on: dict[tuple[str, str], list[Event]] = defaultdict(list)  # (kind, key) -> orders on it
     out = {}
     for event in events:
+        if event.policy is not None:
+            in_force[event.partition] = event.policy
+            continue
         if event.event_id in seen:
             continue
         seen.add(event.event_id)
         if event.order is not None:
+            home = partition_of(f"u|{event.user}".encode(), partitions)
+            scoring = in_force.get(home, policy)
             features = _user(event, before[event.user])
             for kind, key in _keys(event):
                 on[kind, key].append(event)
                 features.update(_key(kind, event, on[kind, key]))
-            features.update(_order(event, features, policy))
-            score = score_order(features, policy)
-            out[event.event_id] = {"features": features, "score": score.score, "alert": score.alert}
+            features.update(_order(event, features, scoring))
+            score = score_order(features, scoring)
+            out[event.event_id] = {
+                "features": features, "score": score.score, "alert": score.alert,
+                "version": scoring.version,
+            }  # fmt: skip
         before[event.user].append(event)
     return out
 

@@ -13,7 +13,13 @@ import orjson
 import pytest
 
 from agents.clicks import aggregate_clicks
-from agents.fraud import ProfileOrders, ScoreOrders, click_forwarder, order_forwarder
+from agents.fraud import (
+    ProfileOrders,
+    ScoreOrders,
+    click_forwarder,
+    order_forwarder,
+    policy_forwarder,
+)
 from agents.orders import aggregate_orders
 from agents.windowed import WindowedConfig, WindowedMetrics
 from engine.testing import TestDriver
@@ -23,6 +29,8 @@ from generator.config import GeneratorConfig
 from generator.emission import Emission
 from generator.produce import partition_for
 from generator.simulate import simulate
+from streams.eventtime import parse_timestamp
+from streams.fraud_policy import policy_record_value
 from streams.ticks import tick_value
 from streams.topics import topology
 from streams.validation import Limits
@@ -34,7 +42,11 @@ APP, PARTITIONS = "app", 3
 TOPICS = topology(APP, "clicks", "orders", PARTITIONS)
 LIMITS = Limits(max_future_skew_ms=300_000)
 POLICY = load_policy(DEFAULT_POLICY, FEATURES)
-STREAMS = ((TOPICS.clicks, TOPICS.clicks_ticks), (TOPICS.orders, TOPICS.orders_ticks))
+STREAMS = (
+    (TOPICS.clicks, TOPICS.clicks_ticks),
+    (TOPICS.orders, TOPICS.orders_ticks),
+    (TOPICS.fraud_policy, TOPICS.fraud_policy_ticks),
+)
 SPEC = WindowSpec(size_ms=60_000, grace_ms=30_000, dedup_horizon_ms=3_600_000, hop_ms=300_000)
 
 
@@ -47,6 +59,7 @@ def fraud_topology(
     processors: list = [
         click_forwarder(TOPICS, LIMITS, APP),
         order_forwarder(TOPICS, LIMITS, APP),
+        policy_forwarder(TOPICS, LIMITS, APP),
         ProfileOrders(TOPICS),
         scorer,
     ]
@@ -88,12 +101,9 @@ def expected(driver: TestDriver) -> dict:
             [log(spec.name, p) for p in range(PARTITIONS)],
             [log(ticks.name, p) for p in range(PARTITIONS)],
         )
-        for spec, ticks in (
-            (TOPICS.clicks, TOPICS.clicks_ticks),
-            (TOPICS.orders, TOPICS.orders_ticks),
-        )
+        for spec, ticks in STREAMS
     }
-    return expected_scores(released(logs, LIMITS), POLICY)
+    return expected_scores(released(logs, LIMITS), POLICY, PARTITIONS)
 
 
 def scored(driver: TestDriver, scorer: ScoreOrders) -> dict[str, dict]:
@@ -108,8 +118,10 @@ def scored(driver: TestDriver, scorer: ScoreOrders) -> dict[str, dict]:
 def compared(got: dict[str, dict], want: dict[str, dict]) -> None:
     assert got.keys() == want.keys()
     for event_id, body in got.items():
-        assert body["features"] == want[event_id]["features"], event_id
-        assert (body["score"], body["alert"]) == (want[event_id]["score"], want[event_id]["alert"])
+        expect = want[event_id]
+        assert body["features"] == expect["features"], event_id
+        assert (body["score"], body["alert"]) == (expect["score"], expect["alert"])
+        assert body["policy_version"] == expect["version"]
 
 
 async def run(
@@ -203,6 +215,35 @@ def results(driver: TestDriver, windowed) -> dict[str, dict]:
         if body["kind"] != "progress":
             assert out.setdefault(body["id"], body) == body, body["id"]
     return out
+
+
+async def test_a_policy_published_while_running_scores_the_orders_after_it_by_event_time():
+    """Version 2 (every signal weighs double) takes effect at the middle of the traffic's
+    event time; it comes while the worker runs, before the orders after it: the orders
+    before carry version 1 and its scores, the orders after version 2 and its, as the oracle
+    computes them over the logs (a replay of the same logs gives the same)."""
+    emissions = traffic(50, 5000)
+    middle = sorted(e.label["occurred_at_ms"] or 0 for e in emissions)[len(emissions) // 2]
+    doubled = replace(
+        POLICY,
+        version=2,
+        signals=tuple(replace(signal, weight=signal.weight * 2) for signal in POLICY.signals),
+    )
+    driver, scorer = fraud_topology()
+    produce(driver, emissions[:1000])
+    await driver.settle()
+    for p in range(PARTITIONS):
+        driver.produce(TOPICS.fraud_policy.name, policy_record_value(doubled, middle, APP), p)
+    produce(driver, emissions[1000:])
+    tick_everything(driver, max(e.emit_at_ms for e in emissions) + 3_600_000)
+    await driver.settle()
+    got = scored(driver, scorer)
+    compared(got, expected(driver))
+    versions = Counter(
+        (body["policy_version"], parse_timestamp(body["occurred_at"]) >= middle)
+        for body in got.values()
+    )
+    assert versions.keys() == {(1, False), (2, True)}, versions
 
 
 async def test_alerts_are_the_scored_orders_at_or_over_the_threshold_with_their_reasons():
