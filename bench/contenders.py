@@ -7,6 +7,9 @@ its progress is observed: messages of the clicks topic it has fully processed, a
                          consumes the orders topic); every click metric but `attributed`, whose
                          order facts would land in the clicks topic the contenders share
   clickstream-pageviews  the same with CLICKSTREAM_METRICS=pageviews (click metrics: page views)
+  clickstream-with-fraud the first with fraud scoring on (CLICKSTREAM_FRAUD=on; the others run
+                         with it off, like their peers): progress is still the click metrics',
+                         with the fraud processors beside them on the same cores
   faust-naive            bench.naive_faust --metrics pageviews, progress file
   faust-naive-full       bench.naive_faust --metrics full (the worker's click metric set)
   aiokafka-loop          bench.aiokafka_loop (page views), progress file
@@ -72,8 +75,11 @@ def _clean_environ() -> dict[str, str]:
 FULL_SET = ",".join(m for m in keys.CLICK_METRICS if m != keys.ATTRIBUTED)
 
 
-def _clickstream(target: Target, folder: Path, run_id: str, metrics: str = FULL_SET) -> Launch:
-    """metrics: CLICKSTREAM_METRICS."""
+def _clickstream(
+    target: Target, folder: Path, run_id: str, metrics: str = FULL_SET, fraud: str = "off"
+) -> Launch:
+    """metrics: CLICKSTREAM_METRICS; fraud: CLICKSTREAM_FRAUD (off: like for like with the
+    other contenders, which score nothing)."""
     env = {
         **_clean_environ(),
         "CLICKSTREAM_KAFKA_BOOTSTRAP": target.bootstrap,
@@ -86,6 +92,7 @@ def _clickstream(target: Target, folder: Path, run_id: str, metrics: str = FULL_
         "CLICKSTREAM_WORKER_PORT": str(free_port()),
         "CLICKSTREAM_LOG_LEVEL": "warn",
         "CLICKSTREAM_METRICS": metrics,
+        "CLICKSTREAM_FRAUD": fraud,
     }
     client = redis.Redis.from_url(target.redis_url, socket_timeout=5, decode_responses=True)
     hash_key = keys.pipeline(run_id, "clicks")
@@ -140,6 +147,7 @@ CONTENDERS: dict[str, Contender] = {
     for c in (
         Contender("clickstream", _clickstream),
         Contender("clickstream-pageviews", partial(_clickstream, metrics="pageviews")),
+        Contender("clickstream-with-fraud", partial(_clickstream, fraud="on")),
         Contender("faust-naive", _faust_naive),
         Contender("faust-naive-full", partial(_faust_naive, metrics="full")),
         Contender("aiokafka-loop", _aiokafka_loop),

@@ -21,6 +21,7 @@ RATIO_PAIRS: tuple[tuple[str, str], ...] = (
     ("clickstream-pageviews", "faust-naive"),
     ("aiokafka-loop", "clickstream-pageviews"),
     ("aiokafka-loop", "clickstream"),
+    ("clickstream", "clickstream-with-fraud"),  # what fraud scoring beside costs the analytics
 )
 
 

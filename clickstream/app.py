@@ -88,15 +88,15 @@ def create_app(settings: Settings) -> faust.App:
         WindowTotals(settings.topics, settings.top_k),
         help="window -> its parts until totalled; stream -> its partitions' progress",
     )
-    topics, limits, clock = settings.topics, settings.limits, settings.clock
-    position = "source partition -> forwarding position (offsets, watermark)"
-    engine.attach(click_forwarder(topics, limits, clock), help=position)
-    engine.attach(order_forwarder(topics, limits, clock), help=position)
-    engine.attach(policy_forwarder(topics, limits, clock), help=position)
-    engine.attach(ProfileOrders(topics), help="user, card, IP, device -> its feature state")
-    engine.attach(
-        ScoreOrders(topics, settings.fraud_policy), help="order -> its feature parts until scored"
-    )
+    if settings.fraud == "on":
+        topics, limits, clock = settings.topics, settings.limits, settings.clock
+        position = "source partition -> forwarding position (offsets, watermark)"
+        engine.attach(click_forwarder(topics, limits, clock), help=position)
+        engine.attach(order_forwarder(topics, limits, clock), help=position)
+        engine.attach(policy_forwarder(topics, limits, clock), help=position)
+        engine.attach(ProfileOrders(topics), help="user, card, IP, device -> its feature state")
+        parts = "order -> its feature parts until scored; the policy versions read"
+        engine.attach(ScoreOrders(topics, settings.fraud_policy), help=parts)
     engine.install()
 
     @app.task

@@ -117,6 +117,31 @@ def policy() -> None:
     """The scoring policy (fraud/policies/default.toml shows its form)."""
 
 
+@fraud.command("evaluate")
+@click.option("--seed", default=101, show_default=True, help="Of the traffic (not a tuning seed).")
+@click.option("--count", default=200_000, show_default=True, help="Records of traffic.")
+@click.option("--fraud-rate", default=0.02, show_default=True, help="Share of fraud events.")
+@click.option("--shifted", is_flag=True, help="Every fraud scenario stealthier (a drift test).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the report.")
+@one_line_errors
+def fraud_evaluate(
+    seed: int, count: int, fraud_rate: float, shifted: bool, json_path: Path | None
+) -> None:
+    """Precision, recall and alert rate of the configured policy on generated traffic."""
+    import orjson
+
+    from clickstream.fraud_evaluate import evaluate, report
+    from generator.config import GeneratorConfig
+
+    s = load_settings()
+    config = GeneratorConfig(seed=seed, count=count, fraud_rate=fraud_rate, shifted_fraud=shifted)
+    result = evaluate(config, s.fraud_policy)
+    name = f"seed {seed}, {count} records{', shifted' if shifted else ''}"
+    click.echo(report(name, result))
+    if json_path:
+        json_path.write_bytes(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2))
+
+
 @policy.command("publish")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--effective", help="ISO time it takes effect (event time); default: in 20 s")

@@ -102,6 +102,9 @@ class Settings:
         3600,
         "event time an event_id is remembered for dedup (at least window + grace)",
     )
+    fraud: str = _var(
+        "CLICKSTREAM_FRAUD", "on", "score every order for fraud (agents.fraud): on or off"
+    )
     fraud_policy_file: str = _var(
         "CLICKSTREAM_FRAUD_POLICY",
         "",
@@ -343,6 +346,8 @@ def _check(s: Settings) -> None:
             f"CLICKSTREAM_WORKER_ID={s.worker_id!r} may hold only letters, digits, '.', '-' "
             f"and '_' (at most 100)"
         )
+    if s.fraud not in ("on", "off"):
+        raise SettingsError(f"CLICKSTREAM_FRAUD={s.fraud!r} is not on or off")
     s.fraud_policy  # noqa: B018 - raises SettingsError for a policy that cannot be used
     for name, app_id in (("APP_ID", s.app_id), ("CLOCK_APP_ID", s.clock)):
         if not app_id.replace("-", "").replace("_", "").isalnum():

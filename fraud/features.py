@@ -13,15 +13,18 @@ User (state per user, the clicks and orders of the user):
                                    exponentially weighted mean and deviation of earlier orders
                                    in that currency (alpha 0.3); 0 for a first order
   first_order                      1 when the user has no earlier order in that currency
-  no_recent_session                1 when no click of the user in [t - 30 min, t]
-  session_pages                    page views of the session (clicks less than 30 min apart)
-                                   that the order belongs to
-  session_age_s                    t - the session's first click, in seconds (0: none)
-  no_cart                          1 when the session has no add_to_cart (or there is none)
-  fast_click_share                 share of the gaps between the session's clicks, in time
-                                   order, under 1 s (bots); 0 when it has fewer than 4 gaps
-  new_device, new_ip               1 when the user was seen before this session and the
-                                   order's device (address) was not: an account taken over
+  The session: the user's clicks on the order's device, less than 30 min apart, the last
+  one at most 30 min before t (a user's other devices have sessions of their own); for an
+  order that names no device (a v1 order), the user's latest session, and its device.
+  no_recent_session                1 when there is no such session
+  session_pages                    its page views
+  session_age_s                    t - its first click, in seconds (0: none)
+  no_cart                          1 when it has no add_to_cart (or there is none)
+  fast_click_share                 share of the gaps between its clicks, in time order,
+                                   under 1 s (bots); 0 when it has fewer than 4 gaps
+  new_device, new_ip               1 when the user was seen before the order's device
+                                   (address) was, and that was at most 1 h before t: an
+                                   account taken over, or a new phone
 Card, IP, device (state per key, the orders on it):
   card_orders_10m, card_orders_1h, card_amount_1h   velocity of one card (card testing,
                                    a stolen card spent fast)
@@ -52,6 +55,7 @@ MIN_CADENCE_GAPS = 4
 ALPHA = 0.3  # weight of the newest order in the amount baseline
 MAX_USERS = 16  # distinct users kept per card, device
 MAX_KNOWN = 32  # devices and addresses kept per user
+NEW_FOR_MS = 60 * MINUTE_MS  # a device or address first seen this recently is new
 MAX_SESSION_CLICKS = 512  # clicks kept per session (dedup, cadence); later ones are not counted
 
 USER_FEATURES = (
@@ -103,19 +107,21 @@ Features = dict[str, float]
 
 
 def new_user() -> dict[str, Any]:
-    """o: [[t, event id, amount, currency, card]] of the last hour; s: the last session;
-    h: the user's first activity; d, i: device, address -> [first, last seen]; b: currency ->
-    [n, mean, variance] of the amounts."""
-    return {"o": [], "s": None, "h": None, "d": {}, "i": {}, "b": {}}
+    """o: [[t, event id, amount, currency, card]] of the last hour; s: device -> its last
+    session; h: the user's first activity; d, i: device, address -> [first, last seen];
+    b: currency -> [n, mean, variance] of the amounts."""
+    return {"o": [], "s": {}, "h": None, "d": {}, "i": {}, "b": {}}
 
 
 def add_click(user: dict[str, Any], click: Click) -> None:
     """The click joins the user's session (or starts one, after a 30 min gap)."""
     t = click.time_ms
-    session = user["s"]
     _seen(user, t, click.device, click.ip)
+    session = user["s"].get(click.device)
     if session is None or t - session["last"] >= SESSION_GAP_MS:
-        session = user["s"] = {"first": t, "last": t, "pages": 0, "cart": 0, "clicks": []}
+        session = user["s"][click.device] = {
+            "first": t, "last": t, "pages": 0, "cart": 0, "clicks": [],
+        }  # fmt: skip
     elif session["first"] - t >= SESSION_GAP_MS:
         return  # of an earlier session (a late click)
     clicks = session["clicks"]
@@ -133,10 +139,12 @@ def add_user_order(user: dict[str, Any], order: Order) -> Features | None:
     t, orders = order.time_ms, user["o"]
     if any(kept[1] == order.event_id for kept in orders):
         return None
-    session = user["s"]
-    active = session is not None and t - session["last"] <= SESSION_GAP_MS
-    known_before = user["h"] is not None and (not active or user["h"] < session["first"])
-    since = session["first"] if active else t
+    sessions, device = user["s"], order.device
+    if device is None:  # a v1 order: the device of the user's latest session
+        device = max(sessions, key=lambda d: sessions[d]["last"], default=None)
+    session = sessions.get(device) if device is not None else None
+    if session is not None and t - session["last"] > SESSION_GAP_MS:
+        session = None  # over: no session before the order
     orders.append([t, order.event_id, order.amount, order.currency, order.card])
     recent = [o for o in orders if t - LONG_MS < o[0] <= t]
     short = [o for o in recent if o[0] > t - SHORT_MS]
@@ -149,13 +157,13 @@ def add_user_order(user: dict[str, Any], order: Order) -> Features | None:
         "user_cards_10m": len({o[4] for o in short if o[4] is not None}),
         "amount_z": round((order.amount - mean) / deviation, 4) if n else 0.0,
         "first_order": 0 if n else 1,
-        "no_recent_session": 0 if active else 1,
-        "session_pages": session["pages"] if active else 0,
-        "session_age_s": round((t - session["first"]) / 1000, 3) if active else 0.0,
-        "no_cart": 0 if active and session["cart"] else 1,
-        "fast_click_share": _fast_share(session) if active else 0.0,
-        "new_device": int(known_before and _new(user["d"], order.device, since)),
-        "new_ip": int(known_before and _new(user["i"], order.ip, since)),
+        "no_recent_session": 0 if session else 1,
+        "session_pages": session["pages"] if session else 0,
+        "session_age_s": round((t - session["first"]) / 1000, 3) if session else 0.0,
+        "no_cart": 0 if session and session["cart"] else 1,
+        "fast_click_share": _fast_share(session) if session else 0.0,
+        "new_device": _new(user, user["d"], device, t),
+        "new_ip": _new(user, user["i"], order.ip, t),
     }
     if n:
         delta = order.amount - mean
@@ -207,9 +215,13 @@ def _fast_share(session: dict[str, Any]) -> float:
     return round(fast / len(gaps), 4) if len(gaps) >= MIN_CADENCE_GAPS else 0.0
 
 
-def _new(known: dict[str, list[int]], value: str | None, since: int) -> bool:
-    """`value` was not seen before `since` (None: not known, so not new)."""
-    return value is not None and known.get(value, [since])[0] >= since
+def _new(user: dict[str, Any], known: dict[str, list[int]], value: str | None, t: int) -> int:
+    """1: the user was seen before `value` was (never: now), and that was at most
+    NEW_FOR_MS before t; 0 for None (not known, so not new)."""
+    if value is None or user["h"] is None:
+        return 0
+    first = known.get(value, [t])[0]
+    return int(user["h"] < first and t - first <= NEW_FOR_MS)
 
 
 def _seen(user: dict[str, Any], t: int, device: str | None, ip: str | None) -> None:
@@ -221,4 +233,7 @@ def _seen(user: dict[str, Any], t: int, device: str | None, ip: str | None) -> N
             first, last = known.get(value, (t, t))
             known[value] = [min(first, t), max(last, t)]
             if len(known) > MAX_KNOWN:
-                del known[min(known, key=lambda v: known[v][1])]
+                forgotten = min(known, key=lambda v: known[v][1])
+                del known[forgotten]
+                if known is user["d"]:
+                    user["s"].pop(forgotten, None)  # a device's session goes with it

@@ -27,6 +27,7 @@ class GeneratorConfig:
     max_event_bytes: int = 64 * 1024  # consumer's size limit; `oversized` payloads exceed it
     legacy_order_rate: float = 0.2  # orders sent in the v1 camelCase shape
     fraud_rate: float = 0.02  # events that belong to a fraud scenario
+    shifted_fraud: bool = False  # every scenario stealthier (generator.fraud): a drift test
     diurnal: bool = False  # vary the visit rate over the UTC day (peak 20:00, low 08:00)
 
     def __post_init__(self) -> None:

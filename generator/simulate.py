@@ -61,7 +61,7 @@ def measure_traffic(config: GeneratorConfig, rng: random.Random) -> TrafficShape
     With s, f the mean events of a shopping and a fraud visit and r = fraud_rate, a visit is
     fraud with chance p = r s / (f (1 - r) + r s), so that fraud events are a share r of all.
     """
-    world = World(rng, config.users)
+    world = World(rng, config.users, config.shifted_fraud)
     at_ms = config.start_ms
     shopping = fmean(len(plan_shopping_visit(world, at_ms)) for _ in range(PILOT_SHOPPING_VISITS))
     fraud = fmean(
@@ -106,7 +106,7 @@ def _endless_emissions(config: GeneratorConfig) -> Iterator[Emission]:
     seeds = random.Random(config.seed)
     traffic_rng, fault_rng, pilot_rng = (random.Random(seeds.getrandbits(64)) for _ in range(3))
     shape = measure_traffic(config, pilot_rng)
-    world = World(traffic_rng, config.users)
+    world = World(traffic_rng, config.users, config.shifted_fraud)
     injector = FaultInjector(fault_rng, config)
     # Heap of (emit_at_ms, creation number, emission). Nothing a later visit sends can be due
     # before that visit starts, so everything due by then is final and can be yielded.

@@ -25,8 +25,9 @@ class PlannedEvent:
 
 
 class World:
-    def __init__(self, rng: Random, users: int) -> None:
-        self.rng = rng
+    def __init__(self, rng: Random, users: int, shifted: bool = False) -> None:
+        """`shifted`: every fraud scenario stealthier (generator.fraud)."""
+        self.rng, self.shifted = rng, shifted
         self.catalog: Catalog = build_catalog()
         self.population = Population(rng, users)
         self._next_order_id = rng.randrange(10_000_000, 90_000_000)

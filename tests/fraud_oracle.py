@@ -6,7 +6,7 @@ what was released before each order, not the feature folds: the release order is
 engine.repartition's (release ms = max(event time, the source partition's watermark before
 it), then the source's rank by name, partition, offset); a duplicate event id counts once
 (its first release); a session is a run of the user's clicks, in time order, less than
-30 minutes apart. The score is fraud.policy.score_order of those features.
+30 minutes apart on one device. The score is fraud.policy.score_order of those features.
 """
 
 from __future__ import annotations
@@ -145,19 +145,26 @@ def _user(order: Event, history: list[Event]) -> dict[str, float]:
             mean, var = mean + 0.3 * delta, 0.7 * (var + 0.3 * delta * delta)
             mean, var = round(mean, 4), round(var, 4)
     z = (o.amount_cents - mean) / max(var**0.5, mean / 4, 1.0) if same else 0.0
-    session = _session(sorted(e.time_ms for e in history if e.click is not None), t)
-    clicks = [e for e in history if e.click is not None and session and
-              session[0] <= e.time_ms <= session[1]]  # fmt: skip
+    clicked = [e for e in history if e.click is not None]
+    device = order.device
+    if device is None:  # a v1 order: the user's latest session, and its device
+        last = max(clicked, key=lambda e: e.time_ms, default=None)
+        device = last.device if last else None
+    on_device = [e for e in clicked if device is not None and e.device == device]
+    session = _session(sorted(e.time_ms for e in on_device), t)
+    clicks = [e for e in on_device if session and session[0] <= e.time_ms <= session[1]]
     first_seen: dict[tuple[str, str | None], int] = {}
     for e in history:
         for field in (("d", e.device), ("i", e.ip)):
             first_seen[field] = min(first_seen.get(field, e.time_ms), e.time_ms)
-    since = session[0] if session else t
     history_start = min((e.time_ms for e in history), default=None)
-    known = history_start is not None and history_start < since
 
     def new(field: tuple[str, str | None]) -> int:
-        return int(known and field[1] is not None and first_seen.get(field, since) >= since)
+        """Seen after the user was, at most an hour before t (never: now)."""
+        if field[1] is None or history_start is None:
+            return 0
+        first = first_seen.get(field, t)
+        return int(history_start < first and t - first <= 60 * MIN)
 
     times = sorted(e.time_ms for e in clicks)
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -175,7 +182,7 @@ def _user(order: Event, history: list[Event]) -> dict[str, float]:
         "fast_click_share": round(sum(g < 1000 for g in gaps) / len(gaps), 4)
         if len(gaps) >= 4
         else 0.0,
-        "new_device": new(("d", order.device)),
+        "new_device": new(("d", device)),
         "new_ip": new(("i", order.ip)),
     }
 

@@ -13,6 +13,7 @@ def test_defaults_run_every_contender_three_rounds():
     assert args.contenders == [
         "clickstream",
         "clickstream-pageviews",
+        "clickstream-with-fraud",
         "faust-naive",
         "faust-naive-full",
         "aiokafka-loop",

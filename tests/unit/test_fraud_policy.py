@@ -16,11 +16,32 @@ from fraud.policy import (
     score_order,
 )
 
-POLICY = load_policy(DEFAULT_POLICY, FEATURES)
+POLICY = read_policy(
+    {
+        "version": 3, "bias": -5.0, "threshold": 0.5, "small_order_eur_cents": 500,
+        "rates": {"EUR": 1.0},
+        "signals": [
+            {"feature": "user_cards_10m", "at_least": 2, "weight": 3.0,
+             "reason": "{value} different cards from this account in 10 minutes"},
+            {"feature": "ip_card_country_mismatch", "at_least": 1, "weight": 2.5,
+             "reason": "the card is from another country than the address"},
+            {"feature": "small_order", "at_least": 1, "weight": 1.0,
+             "reason": "a small order, as card testers place"},
+            {"feature": "card_orders_10m", "at_least": 3, "weight": 2.0, "reason": "velocity"},
+        ],
+    },
+    FEATURES,
+    "test",
+)  # fmt: skip
 
 
 def body(**overrides) -> dict:
     return {**policy_body(POLICY), **overrides}
+
+
+def test_the_default_policy_file_is_a_usable_policy():
+    default = load_policy(DEFAULT_POLICY, FEATURES)
+    assert default.version == 1 and len(default.signals) > 10
 
 
 def test_the_score_is_the_logistic_of_the_bias_and_the_weights_that_fire():
