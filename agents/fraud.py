@@ -2,8 +2,8 @@
 of its user, card, IP and device, under a versioned policy (fraud.policy).
 
   clicks (+ ticks) ─► rekey_clicks_for_fraud ─┐
-                                              ├─► <app>-fraud-repartition ─► profile_orders
-  orders (+ ticks) ─► rekey_orders_for_fraud ─┘        ─► <app>-fraud-parts ─► score_orders
+  orders (+ ticks) ─► rekey_orders_for_fraud ─┼─► <app>-fraud-repartition ─► profile_orders
+  policy (+ ticks) ─► rekey_policy_for_fraud ─┘        ─► <app>-fraud-parts ─► score_orders
                                                    ─► <app>-scored-orders, <app>-fraud-alerts
 
 Why the re-keying: the inputs are keyed by user, but card, IP and device velocity is state
@@ -12,7 +12,9 @@ clicks and orders go through the same topic so that one release order (engine.re
 by event time, once every clicks and orders partition has passed it) puts an order after
 the clicks that came before it, even when the clicks partition lags the orders partition.
 That is the rule of when to score: once both streams' watermarks (ticks count) pass the
-order's time, so a quiet partition delays a score by the idle tick's bound at most.
+order's time, so a quiet partition delays a score by the idle tick's bound at most. Policy
+versions come through the same topic, so each order is scored under the version released
+before it (policy_forwarder).
 
 profile_orders folds each released entry into its key's state (fraud.features) and sends the
 order's part of the features per key: user, card, IP, device. score_orders collects an
@@ -181,6 +183,8 @@ class ProfileOrders:
         in_force_key = b"V|%d" % partition
         raw = state.get(in_force_key)
         policy, policy_seq = orjson.loads(raw) if raw else (0, 0)
+        profiles: dict[bytes, dict[str, Any] | None] = {}  # this batch's, decoded once
+        changed: dict[bytes, None] = {}  # in order: the writes must not depend on hashing
         for entry in aligned.released:
             event = read_fraud_entry(entry.value)
             if isinstance(event, int):  # a policy version: in force from here on
@@ -189,8 +193,11 @@ class ProfileOrders:
                     writes[in_force_key] = orjson.dumps([policy, policy_seq])
                 continue
             key = b"P|%d|%s" % (partition, entry.key)
-            raw = writes[key] if key in writes else state.get(key)
-            profile = orjson.loads(raw) if raw else None
+            if key in profiles:
+                profile = profiles[key]
+            else:
+                raw = state.get(key)
+                profile = profiles[key] = orjson.loads(raw) if raw else None
             if profile is not None and entry.seq <= profile["q"]:
                 continue  # applied by a commit cut short: its part went out before its state
             prefix = entry.key[:2].decode()
@@ -209,7 +216,10 @@ class ProfileOrders:
             else:
                 rules.add_click(profile, event)
             profile["q"] = entry.seq
-            writes[key] = orjson.dumps(profile)
+            profiles[key] = profile
+            changed[key] = None
+        for key in changed:
+            writes[key] = orjson.dumps(profiles[key])
         return Outcome(partition, writes, sends)
 
     def _to(self, order: Order) -> int:

@@ -129,16 +129,22 @@ def expected_counts(logs: Mapping[str, Log]) -> dict[str, int]:
     return running
 
 
+def ticks_after(records: Sequence[Record]) -> defaultdict[int, int]:
+    """Source offset -> the latest tick time applied right after it (-1: none)."""
+    after: defaultdict[int, int] = defaultdict(lambda: -1)
+    for record in records:
+        tick = read_tick(record.value)
+        if tick is not None:
+            after[tick.after] = max(after[tick.after], tick.time_ms)
+    return after
+
+
 def _releases(
     rank: int, orders: Sequence[Sequence[Record]], ticks: Sequence[Sequence[Record]]
 ) -> list[tuple[tuple[int, int, int, int], str, Record]]:
     entries = []
     for p, (records, tick_records) in enumerate(zip(orders, ticks, strict=True)):
-        after: dict[int, int] = defaultdict(lambda: -1)
-        for record in tick_records:
-            tick = read_tick(record.value)
-            if tick is not None:
-                after[tick.after] = max(after[tick.after], tick.time_ms)
+        after = ticks_after(tick_records)
         watermark = after[-1]
         for record in records:
             try:

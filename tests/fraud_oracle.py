@@ -23,8 +23,8 @@ from fraud.geoip import country_of_ip
 from fraud.policy import Policy, score_order
 from streams.fraud_policy import read_policy_record
 from streams.records import ClickType
-from streams.ticks import read_tick
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
+from tests.card_counts import ticks_after
 
 MIN = 60_000
 GAP = 30 * MIN
@@ -50,11 +50,7 @@ def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
     for rank, topic in enumerate(sorted(logs)):
         records, ticks = logs[topic]
         for p, (partition, tick_records) in enumerate(zip(records, ticks, strict=True)):
-            after: dict[int, int] = defaultdict(lambda: -1)
-            for tick in tick_records:
-                read = read_tick(tick.value)
-                if read is not None:
-                    after[read.after] = max(after[read.after], read.time_ms)
+            after = ticks_after(tick_records)
             watermark = after[-1]
             for record in partition:
                 event = _event(record, limits)

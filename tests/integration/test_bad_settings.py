@@ -60,3 +60,24 @@ def test_port_in_use_is_one_line(command, variable, tmp_path, redis_server):
         }
         result = run(*command, **env)
     assert_one_line(result, variable, port)
+
+
+def test_a_policy_file_that_cannot_be_used_is_one_line_naming_it(tmp_path):
+    broken = tmp_path / "p.toml"
+    broken.write_text('version = 2\nbias = -1.0\nthreshold = 0.5\nsmall_order_eur_cents = 1\n'
+                      '[rates]\nEUR = 1.0\n[[signals]]\nfeature = "shoe_size"\nat_least = 1\n'
+                      'weight = 1.0\nreason = "x"\n')  # fmt: skip
+    result = run("fraud", "policy", "publish", str(broken))
+    assert_one_line(result, "p.toml", "unknown feature 'shoe_size'")
+    result = run("worker", CLICKSTREAM_FRAUD_POLICY=str(tmp_path / "missing.toml"))
+    assert_one_line(result, "CLICKSTREAM_FRAUD_POLICY", "missing.toml")
+
+
+def test_a_version_effective_too_soon_and_a_bad_fraud_switch_are_one_line(tmp_path):
+    result = run("fraud", "policy", "publish", "fraud/policies/default.toml", "--effective",
+                 "2020-01-01T00:00:00Z")  # fmt: skip
+    assert_one_line(result, "--effective", "too soon")
+    result = run("fraud", "policy", "publish", "fraud/policies/default.toml", "--effective", "x")
+    assert_one_line(result, "--effective", "ISO time")
+    result = run("worker", CLICKSTREAM_FRAUD="maybe")
+    assert_one_line(result, "CLICKSTREAM_FRAUD", "maybe")
