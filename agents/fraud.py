@@ -238,14 +238,16 @@ class ScoreOrders:
     "parts": {kind: features}, "v": version} until then; a version not read yet (it comes
     beside, from the policy log) keeps the collector waiting for it.
 
-    A part sent again after its order was scored (the profile's commit cut short) starts a
-    collector that may never fill: collectors of orders more than ABANDON_MS older than the
-    newest order seen here (W|p) are dropped, once per hour of event time. A part set sent
-    again in full scores the order again: the same record, under the same id."""
+    A scored order is marked (D|p|<event id> -> its time, written before its collector's
+    delete): a part sent again later (the profile's commit cut short) is then dropped. Marks
+    and collectors of orders more than ABANDON_MS older than the newest order seen here (W|p)
+    are dropped, once per hour of event time. A commit cut short before the mark landed scores
+    the order again: the same record, under the same id."""
 
     name, table, sink = "score_orders", SCORE_TABLE, None
     keyspace = Keyspace(
         Prefix("L", "the policy versions read: version -> its record", 0),
+        Prefix("D", "scored orders: event id -> order time (parts sent again are dropped)", 0),
         Prefix("S", "orders awaiting parts: event id -> order time, parts so far", 1),
         Prefix("W", "the newest order time seen, for dropping abandoned collectors", 1),
     )
@@ -279,6 +281,8 @@ class ScoreOrders:
                 batch.sends.append(_letter(source, "foreign_record", "not a fraud part"))
                 continue
             newest = max(newest, part.order.time_ms)
+            if batch.get(_scored_key(partition, part.order.event_id)) is not None:
+                continue  # scored already: a part sent again
             key = b"S|%d|%s" % (partition, part.order.event_id.encode())
             raw = batch.get(key)
             collector: dict[str, Any] = (
@@ -302,8 +306,9 @@ class ScoreOrders:
         if len(collector["parts"]) < collector["of"] or policy is None:
             batch.writes[key] = orjson.dumps(collector)
             return
-        batch.writes[key] = None
         order = Order(*collector["order"])
+        batch.writes[_scored_key(batch.partition, order.event_id)] = str(order.time_ms).encode()
+        batch.writes[key] = None
         merged = order_features(order, collector["parts"], policy)
         score = score_order(merged, policy)
         event_key = order.event_id.encode()
@@ -353,6 +358,9 @@ class ScoreOrders:
         for key, raw in batch.state.items(b"S|%d|" % batch.partition):
             if key not in batch.writes and orjson.loads(raw)["t"] < cutoff_ms:
                 batch.writes[key] = None
+        for key, raw in batch.state.items(b"D|%d|" % batch.partition):
+            if key not in batch.writes and int(raw) < cutoff_ms:
+                batch.writes[key] = None
 
     def position(self, partition: int, state: Store) -> Position:
         return Position(-1)
@@ -372,6 +380,10 @@ class _Batch:
 
     def get(self, key: bytes) -> bytes | None:
         return self.writes[key] if key in self.writes else self.state.get(key)
+
+
+def _scored_key(partition: int, event_id: str) -> bytes:
+    return b"D|%d|%s" % (partition, event_id.encode())
 
 
 def order_features(order: Order, parts: dict[str, Features], policy: Policy) -> Features:

@@ -23,13 +23,14 @@ from agents.fraud import (
 from agents.orders import aggregate_orders
 from agents.windowed import WindowedConfig, WindowedMetrics
 from engine.testing import TestDriver
-from fraud.features import FEATURES
+from fraud.features import FEATURES, Order
 from fraud.policy import DEFAULT_POLICY, load_policy
 from generator.config import GeneratorConfig
 from generator.emission import Emission
 from generator.produce import partition_for
 from generator.simulate import simulate
 from streams.eventtime import parse_timestamp
+from streams.fraud import part_value
 from streams.fraud_policy import policy_record_value
 from streams.ticks import tick_value
 from streams.topics import topology
@@ -257,3 +258,27 @@ async def test_alerts_are_the_scored_orders_at_or_over_the_threshold_with_their_
         assert alert["reasons"], alert
     reasons = Counter(reason for body in got.values() for reason in body["reasons"])
     assert reasons  # what fires, for a reader of a failure
+
+
+async def test_a_part_sent_again_after_its_order_was_scored_scores_nothing_and_waits_nowhere():
+    scorer = ScoreOrders(TOPICS, POLICY)
+    driver = TestDriver(scorer, partitions=PARTITIONS, commit_s=60.0)
+    t = 1_767_225_600_000
+
+    def order(n: int, at: int) -> Order:  # no card, address or device: one part, the user's
+        return Order(f"e{n}", n, "u1", at, 2_000, "EUR", None, None, None, None)
+
+    def send_part(o: Order) -> None:
+        value = part_value("user", o, {"user_orders_10m": 1}, 0)
+        driver.produce(TOPICS.fraud_parts.name, value, 0, key=o.event_id.encode())
+
+    send_part(order(1, t))
+    await driver.settle()
+    send_part(order(1, t))  # the profile's commit was cut short: the part again
+    await driver.settle()
+    assert [orjson.loads(r.value)["event_id"] for r in driver.outputs("scored")] == ["e1"]
+    state = driver.state(0)
+    assert not [k for k in state if k.startswith(b"S|")] and b"D|0|e1" in state
+    send_part(order(2, t + 25 * 3_600_000))  # a day later: the mark is forgotten
+    await driver.settle()
+    assert b"D|0|e1" not in driver.state(0) and b"D|0|e2" in driver.state(0)
