@@ -49,7 +49,17 @@ def batch_delivering_consumer(
             if not ours:
                 return records, active
             rest = {tp: batch for tp, batch in records.items() if tp.topic not in read}
-            mine = {tp: batch for tp, batch in ours.items() if active is None or tp in active}
+            mine: dict[TP, list[Any]] = {}
+            paused: dict[TP, list[Any]] = {}
+            for tp, batch in ours.items():
+                (mine if active is None or tp in active else paused)[tp] = batch
+            assigned = self.assignment() if paused else set()
+            for tp, batch in paused.items():
+                # Fetched while it was being paused (recovery after a rebalance): read again
+                # once it resumes. Dropped, the records would be lost: the next acked offset
+                # after them would count them as a gap, and the commit would pass them.
+                if tp in assigned:  # else revoked: its next owner reads it from the commit
+                    await self.seek(tp, batch[0].offset)
             await self._deliver(mine)
             return rest, active
 
