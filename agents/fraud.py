@@ -38,6 +38,7 @@ from engine.processor import (
     Prefix,
     Record,
     Send,
+    Sink,
     Store,
 )
 from engine.repartition import (
@@ -56,7 +57,9 @@ from fraud.policy import Policy, score_order
 from streams.dead_letters import dead_letter
 from streams.fraud import (
     KIND_OF_PREFIX,
+    PANE_COUNTS,
     USER,
+    FraudOutcome,
     alert_value,
     click_entry,
     order_entries,
@@ -66,11 +69,13 @@ from streams.fraud import (
     policy_entry,
     read_fraud_entry,
     read_part,
+    score_bucket,
     scored_order_value,
 )
 from streams.fraud_policy import read_policy_record
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
+from tables.windows import PANE_MS
 
 PROFILE_TABLE, SCORE_TABLE = "fraud_profiles", "fraud_scores"
 POLICY_LEAD_MS = 20_000  # a published version takes effect this long after it is written
@@ -238,21 +243,28 @@ class ScoreOrders:
     "parts": {kind: features}, "v": version} until then; a version not read yet (it comes
     beside, from the policy log) keeps the collector waiting for it.
 
-    A scored order is marked (D|p|<event id> -> its time, written before its collector's
-    delete): a part sent again later (the profile's commit cut short) is then dropped. Marks
-    and collectors of orders more than ABANDON_MS older than the newest order seen here (W|p)
-    are dropped, once per hour of event time. A commit cut short before the mark landed scores
-    the order again: the same record, under the same id."""
+    A scored order is marked (D|p|<event id> -> [its time, score bucket, alert 0/1], written
+    before its collector's delete): a part sent again later (the profile's commit cut short)
+    is then dropped. Marks and collectors of orders in panes before the one ABANDON_MS older
+    than the newest order seen here (W|p) are dropped, once per hour of event time. A commit
+    cut short before the mark landed scores the order again: the same record, under the same id.
 
-    name, table, sink = "score_orders", SCORE_TABLE, None
+    The sink gets each batch's scored orders and alerts, and the counts of the panes (by order
+    time) they fell in: orders, alerts and orders per score bucket, as absolute values counted
+    from the marks (an index rebuilt from them when forgotten), so they are exact whatever
+    was redone, for every pane the marks still cover."""
+
+    name, table = "score_orders", SCORE_TABLE
     keyspace = Keyspace(
         Prefix("L", "the policy versions read: version -> its record", 0),
-        Prefix("D", "scored orders: event id -> order time (parts sent again are dropped)", 0),
+        Prefix("D", "scored orders: event id -> order time, score bucket, alert", 0),
         Prefix("S", "orders awaiting parts: event id -> order time, parts so far", 1),
         Prefix("W", "the newest order time seen, for dropping abandoned collectors", 1),
     )
 
-    def __init__(self, topics: Topology, policy: Policy) -> None:
+    def __init__(
+        self, topics: Topology, policy: Policy, pane_ms: int = PANE_MS, sink: Sink | None = None
+    ) -> None:
         self.inputs = Inputs(topics.fraud_parts.name, sides=(topics.fraud_policy.name,))
         self.outputs = {
             "scored": topics.scored_orders.name,
@@ -261,11 +273,13 @@ class ScoreOrders:
         }
         self.policy = policy  # before any version is published (version 0 in the parts)
         self._policies: dict[int, Policy] = {}  # versions read, parsed (they never change)
+        self.pane_ms, self.sink = pane_ms, sink
+        self._panes: dict[int, dict[int, list[int]]] = {}  # partition -> pane start -> counts
 
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
     ) -> Outcome:
-        batch = _Batch(partition, state)
+        batch = _Batch(partition, state, self._counted(partition, state))
         newest_key = b"W|%d" % partition
         before = newest = int(state.get(newest_key) or -1)
         arrived = set()
@@ -298,8 +312,10 @@ class ScoreOrders:
         if newest > before:
             batch.writes[newest_key] = str(newest).encode()
             if newest // HOUR_MS > before // HOUR_MS:
-                self._drop_abandoned(batch, newest - ABANDON_MS)
-        return Outcome(partition, batch.writes, batch.sends)
+                self._drop_abandoned(batch, self._pane_of(newest - ABANDON_MS))
+        touched = {start: list(batch.panes[start]) for start in batch.touched}
+        staged = FraudOutcome(partition, touched, batch.scored, batch.alerts)
+        return Outcome(partition, batch.writes, batch.sends, staged)
 
     def _score_or_keep(self, batch: _Batch, key: bytes, collector: dict[str, Any]) -> None:
         policy = self._version(batch, collector.get("v"))
@@ -307,14 +323,20 @@ class ScoreOrders:
             batch.writes[key] = orjson.dumps(collector)
             return
         order = Order(*collector["order"])
-        batch.writes[_scored_key(batch.partition, order.event_id)] = str(order.time_ms).encode()
-        batch.writes[key] = None
         merged = order_features(order, collector["parts"], policy)
         score = score_order(merged, policy)
-        event_key = order.event_id.encode()
-        batch.sends.append(Send("scored", event_key, scored_order_value(order, merged, score)))
+        bucket, alert = score_bucket(score.score), int(score.alert)
+        mark = orjson.dumps([order.time_ms, bucket, alert])
+        batch.writes[_scored_key(batch.partition, order.event_id)] = mark
+        batch.writes[key] = None
+        batch.count(self._pane_of(order.time_ms), bucket, alert)
+        event_key, scored = order.event_id.encode(), scored_order_value(order, merged, score)
+        batch.sends.append(Send("scored", event_key, scored))
+        batch.scored.append((str(order.order_id), order.time_ms, scored))
         if score.alert:
-            batch.sends.append(Send("alerts", event_key, alert_value(order, score)))
+            value = alert_value(order, score)
+            batch.sends.append(Send("alerts", event_key, value))
+            batch.alerts.append((str(order.order_id), order.time_ms, value))
 
     def _score_waiting(self, batch: _Batch, versions: set[int]) -> None:
         """Score the complete collectors that waited for one of `versions` (rare: a version is
@@ -355,18 +377,36 @@ class ScoreOrders:
         return policy
 
     def _drop_abandoned(self, batch: _Batch, cutoff_ms: int) -> None:
+        """Collectors and marks of orders before `cutoff_ms` (a pane start), and the counts
+        of the panes before it: the index stays what the marks left count."""
         for key, raw in batch.state.items(b"S|%d|" % batch.partition):
             if key not in batch.writes and orjson.loads(raw)["t"] < cutoff_ms:
                 batch.writes[key] = None
         for key, raw in batch.state.items(b"D|%d|" % batch.partition):
-            if key not in batch.writes and int(raw) < cutoff_ms:
+            if key not in batch.writes and orjson.loads(raw)[0] < cutoff_ms:
                 batch.writes[key] = None
+        for start in [s for s in batch.panes if s < cutoff_ms]:
+            del batch.panes[start]
+            batch.touched.pop(start, None)
+
+    def _counted(self, partition: int, state: Store) -> dict[int, list[int]]:
+        """The pane counts of a partition's marks (rebuilt from them when forgotten)."""
+        panes = self._panes.get(partition)
+        if panes is None:
+            panes = self._panes[partition] = {}
+            for _key, raw in state.items(b"D|%d|" % partition):
+                time_ms, bucket, alert = orjson.loads(raw)
+                _add_count(panes, self._pane_of(time_ms), bucket, alert)
+        return panes
+
+    def _pane_of(self, time_ms: int) -> int:
+        return time_ms - time_ms % self.pane_ms
 
     def position(self, partition: int, state: Store) -> Position:
         return Position(-1)
 
     def forget(self, partition: int) -> None:
-        pass  # the parsed policies are the same for every partition, and never change
+        self._panes.pop(partition, None)  # the parsed policies are the same for every one
 
 
 @dataclass(slots=True)
@@ -375,11 +415,28 @@ class _Batch:
 
     partition: int
     state: Store
+    panes: dict[int, list[int]]  # the partition's pane counts (ScoreOrders._counted)
     writes: dict[bytes, bytes | None] = field(default_factory=dict)
     sends: list[Send] = field(default_factory=list)
+    scored: list[tuple[str, int, bytes]] = field(default_factory=list)
+    alerts: list[tuple[str, int, bytes]] = field(default_factory=list)
+    touched: dict[int, None] = field(default_factory=dict)  # pane starts counted, in order
 
     def get(self, key: bytes) -> bytes | None:
         return self.writes[key] if key in self.writes else self.state.get(key)
+
+    def count(self, pane: int, bucket: int, alert: int) -> None:
+        _add_count(self.panes, pane, bucket, alert)
+        self.touched[pane] = None
+
+
+def _add_count(panes: dict[int, list[int]], pane: int, bucket: int, alert: int) -> None:
+    counts = panes.get(pane)
+    if counts is None:
+        counts = panes[pane] = [0] * PANE_COUNTS
+    counts[0] += 1
+    counts[1] += alert
+    counts[2 + bucket] += 1
 
 
 def _scored_key(partition: int, event_id: str) -> bytes:

@@ -34,6 +34,7 @@ from clickstream.settings import Settings
 from clickstream.state_dir import state_folder
 from engine.topology import Engine, EngineConfig
 from serving import keys
+from serving.fraud_projection import FraudProjection
 from serving.projection import RedisProjection
 
 
@@ -96,7 +97,13 @@ def create_app(settings: Settings) -> faust.App:
         engine.attach(policy_forwarder(topics, limits, clock), help=position)
         engine.attach(ProfileOrders(topics), help="user, card, IP, device -> its feature state")
         parts = "order -> its feature parts until scored; the policy versions read"
-        engine.attach(ScoreOrders(topics, settings.fraud_policy), help=parts)
+        scorer = ScoreOrders(
+            topics,
+            settings.fraud_policy,
+            settings.window_spec.size_ms,
+            FraudProjection(redis_client, settings.app_id),
+        )
+        engine.attach(scorer, help=parts)
     engine.install()
 
     @app.task

@@ -12,9 +12,12 @@ import redis
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from serving import keys, read_model
+from streams.fraud import SCORE_BUCKETS
 from tables import sketch
 
 API_DEFAULT_WINDOWS = 10
+API_DEFAULT_ALERTS = 50
+SCORE_BUCKET_EDGES = [[b / SCORE_BUCKETS, (b + 1) / SCORE_BUCKETS] for b in range(SCORE_BUCKETS)]
 API_PREFIX = "/api/"
 HEALTH_PATH = "/healthz"
 
@@ -71,6 +74,28 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
         n = _windows_param()
         return _json({"windows": n, "rows": read_model.attribution(client, app_id, n)})
 
+    @server.get("/api/v1/fraud/summary")
+    def fraud_summary() -> flask.Response:
+        n = _windows_param()
+        summary = read_model.fraud_summary(client, app_id, n)
+        return _json({"windows": n, "score_buckets": SCORE_BUCKET_EDGES, "summary": summary})
+
+    @server.get("/api/v1/fraud/alerts")
+    def fraud_alerts() -> flask.Response:
+        n = _whole_param("limit", API_DEFAULT_ALERTS, keys.FRAUD_ALERTS)
+        return _json({"limit": n, "alerts": read_model.fraud_alerts(client, app_id, n)})
+
+    @server.get("/api/v1/fraud/orders/<order_id>")
+    def fraud_order(order_id: str) -> flask.Response:
+        scored = read_model.fraud_order(client, app_id, order_id)
+        if scored is None:
+            error = (
+                f"no scored order {order_id!r}: not scored yet, or older than the newest "
+                f"{keys.FRAUD_EXPLAINED} orders Redis keeps (the scored-orders topic has them all)"
+            )
+            return _json({"error": error}, 404)
+        return _json(scored)
+
     @server.get("/api/v1/pipeline")
     def pipeline() -> flask.Response:
         return _json({"streams": read_model.pipeline(client, app_id)})
@@ -81,12 +106,10 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
 
     # Dash answers any other GET with its page, so an unknown API path is caught before routing
     # (and after the login check, registered first).
-    paths = {rule.rule for rule in server.url_map.iter_rules() if _is_api(rule.rule)}
-
     @server.before_request
     def unknown() -> flask.Response | None:
         path = flask.request.path
-        if _is_api(path) and path not in paths:
+        if _is_api(path) and not _routed_to_api(server, path):
             return _json({"error": f"no such endpoint: {path}"}, 404)
         return None
 
@@ -119,15 +142,27 @@ def _is_api(path: str) -> bool:
     return path == HEALTH_PATH or path == API_PREFIX.rstrip("/") or path.startswith(API_PREFIX)
 
 
+def _routed_to_api(server: flask.Flask, path: str) -> bool:
+    """Whether a GET of `path` reaches an API route (and not Dash's catch-all page route)."""
+    adapter = server.url_map.bind_to_environ(flask.request.environ)
+    try:
+        rule, _ = adapter.match(path, method="GET", return_rule=True)
+    except HTTPException:
+        return False
+    return _is_api(rule.rule)
+
+
 def _windows_param() -> int:
-    text = flask.request.args.get("windows", str(API_DEFAULT_WINDOWS))
+    return _whole_param("windows", API_DEFAULT_WINDOWS, read_model.MAX_WINDOWS)
+
+
+def _whole_param(name: str, default: int, most: int) -> int:
+    text = flask.request.args.get(name, str(default))
     # ASCII digits only ("²".isdigit() is true) and few of them (int() refuses 4300+ digits)
     whole = text.isascii() and text.isdigit() and len(text) <= 9
-    if not whole or not 1 <= int(text) <= read_model.MAX_WINDOWS:
+    if not whole or not 1 <= int(text) <= most:
         shown = repr(text) if len(text) <= 20 else f"{text[:20]!r}... ({len(text)} characters)"
-        raise BadRequest(
-            f"windows must be a whole number from 1 to {read_model.MAX_WINDOWS}, got {shown}"
-        )
+        raise BadRequest(f"{name} must be a whole number from 1 to {most}, got {shown}")
     return int(text)
 
 

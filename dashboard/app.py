@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dash
 import flask
 import redis
-from dash import Input, Output, dcc, html
+from dash import ALL, Input, Output, dcc, html
 from werkzeug.serving import make_server
 
 from clickstream.settings import Settings
@@ -26,6 +26,7 @@ from serving import read_model
 REFRESH_MS = 2000
 CHART_WINDOWS = 30  # windows drawn on the time charts
 TOP_URLS = 5  # URLs drawn as their own line
+ALERT_ROWS = 20
 TITLE = "Clickstream · Live analytics"
 GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> dash.Da
     api.add_api(server, client, settings.app_id)
     app.layout = _layout(settings)
     _add_refresh(app, client, settings.app_id)
+    _add_fraud(app, client, settings.app_id)
     return app
 
 
@@ -175,6 +177,34 @@ def _layout(settings: Settings) -> html.Div:
                                 _graph("attribution-chart", loading),
                             ),
                             _card(
+                                "Fraud alerts over time",
+                                html.Span(
+                                    f"Orders scored and alerts, last {CHART_WINDOWS} windows",
+                                    id="fraud-span",
+                                ),
+                                _graph("fraud-chart", loading),
+                                wide=True,
+                            ),
+                            _card(
+                                "Fraud score distribution",
+                                f"Orders per score, last {CHART_WINDOWS} windows",
+                                _graph("scores-chart", loading),
+                            ),
+                            _card(
+                                "Latest fraud alerts",
+                                f"The newest {ALERT_ROWS}; click one for its explanation",
+                                html.Div(id="alerts-table", className="table-wrap"),
+                                wide=True,
+                            ),
+                            _card(
+                                "Order explanation",
+                                "Why the order scored what it did",
+                                html.Div(
+                                    html.P("Click an alert", className="empty"),
+                                    id="explanation",
+                                ),
+                            ),
+                            _card(
                                 "Pipeline",
                                 html.Span("Per input partition", id="event-time"),
                                 html.Div(id="pipeline-table", className="table-wrap"),
@@ -190,6 +220,7 @@ def _layout(settings: Settings) -> html.Div:
                     f"times in UTC · JSON API at /api/v1/page-views, /api/v1/orders, "
                     f"/api/v1/unique-users, /api/v1/funnel, /api/v1/click-types, "
                     f"/api/v1/referrers, /api/v1/sessions, /api/v1/attribution, "
+                    f"/api/v1/fraud/summary, /api/v1/fraud/alerts, /api/v1/fraud/orders/ID, "
                     f"/api/v1/pipeline"
                 ),
             ),
@@ -237,6 +268,93 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
         except read_model.Unavailable as exc:
             return _render_unavailable(exc)
         return _render(snapshot)
+
+
+def _add_fraud(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
+    """The fraud section: its own refresh, and an alert's explanation on click."""
+
+    @app.callback(
+        Output("fraud-chart", "figure"),
+        Output("scores-chart", "figure"),
+        Output("alerts-table", "children"),
+        Output("fraud-span", "children"),
+        Input("refresh", "n_intervals"),
+    )
+    def refresh_fraud(_tick: int | None) -> tuple[Any, ...]:
+        try:
+            summary = read_model.fraud_summary(client, app_id, CHART_WINDOWS)
+            alerts = read_model.fraud_alerts(client, app_id, ALERT_ROWS)
+            window_ms = read_model.meta(client, app_id).window_ms
+        except read_model.Unavailable:
+            return (dash.no_update,) * 4  # the status line says so
+        rate = "no orders" if summary.alert_rate is None else f"{summary.alert_rate:.1%}"
+        span = (
+            f"{summary.orders:,} orders scored, {summary.alerts:,} alerts ({rate}), "
+            f"last {CHART_WINDOWS} windows"
+        )
+        return (
+            figures.fraud_rate_figure(summary.windows, window_ms),
+            figures.score_distribution_figure(summary.scores),
+            _alerts(alerts),
+            span,
+        )
+
+    @app.callback(
+        Output("explanation", "children"),
+        Input({"type": "alert-row", "order": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def explain(clicks: list[int | None]) -> Any:
+        clicked = dash.ctx.triggered_id
+        if clicked is None or not any(clicks):  # rows drawn again by the refresh
+            return dash.no_update
+        order_id = str(clicked["order"])
+        try:
+            scored = read_model.fraud_order(client, app_id, order_id)
+        except read_model.Unavailable as exc:
+            return html.P(str(exc), className="empty")
+        if scored is None:
+            return html.P(f"Order {order_id} is no longer kept in Redis", className="empty")
+        return _explanation(scored)
+
+
+def _alerts(alerts: list[dict[str, Any]]) -> html.Table | html.P:
+    table = figures.alerts_table(alerts)
+    if not table.rows:
+        return html.P("No alert yet", className="empty")
+    return html.Table(
+        className="data-table clickable",
+        children=[
+            html.Thead(html.Tr([html.Th(h) for h in table.header])),
+            html.Tbody(
+                [
+                    html.Tr(
+                        [html.Td(cell) for cell in row],
+                        id={"type": "alert-row", "order": str(alert["order_id"])},
+                        n_clicks=0,
+                    )
+                    for alert, row in zip(alerts, table.rows, strict=True)
+                ]
+            ),
+        ],
+    )
+
+
+def _explanation(scored: dict[str, Any]) -> html.Div:
+    verdict = "alert" if scored["alert"] else "passed"
+    amount = figures.money(scored["amount_cents"], scored["currency"])
+    return html.Div(
+        className="explanation",
+        children=[
+            html.P(
+                f"Order {scored['order_id']} · {scored['user']} · {amount} · score "
+                f"{scored['score']:.3f} ({verdict}) · policy v{scored['policy_version']}",
+                className="explanation-head",
+            ),
+            html.Ul([html.Li(reason) for reason in scored["reasons"]] or [html.Li("no reason")]),
+            _graph("contributions-chart", figures.contributions_figure(scored["contributions"])),
+        ],
+    )
 
 
 def _render_unavailable(exc: read_model.Unavailable) -> tuple[Any, ...]:

@@ -7,16 +7,17 @@ converted from cents, never summed across currencies.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import plotly.graph_objects as go
 
 from serving.read_model import (
     AttributionRow,
     CountRow,
+    FraudRow,
     FunnelStep,
     OrderRow,
     PageViewRow,
@@ -31,6 +32,7 @@ INK = "#111827"
 MUTED = "#6B7280"
 GRID = "#E5E7EB"
 ACCENT = "#4F46E5"
+ALERT = "#EF4444"
 SERIES = ("#4F46E5", "#0EA5E9", "#10B981", "#F59E0B", "#EF4444", "#8B5CF6", "#EC4899", "#14B8A6")
 FONT = "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 
@@ -375,6 +377,115 @@ def sessions_figure(
     )
     figure.update_xaxes(title_text="Window the sessions ended in (UTC)")
     return figure
+
+
+def fraud_rate_figure(rows: Sequence[FraudRow], window_ms: int | None = None) -> go.Figure:
+    """Orders scored per window (bars, alerts in red) and the alert rate (line, right axis)."""
+    if not rows:
+        return empty_figure("No order scored yet")
+    x = [utc_timestamp(r.window_start_ms) for r in rows]
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Bar(
+            x=x,
+            y=[r.orders - r.alerts for r in rows],
+            name="Orders passed",
+            marker_color=GRID,
+            hovertemplate="%{y:,} passed<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Bar(
+            x=x,
+            y=[r.alerts for r in rows],
+            name="Alerts",
+            marker_color=ALERT,
+            hovertemplate="%{y:,} alerts<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.alert_rate for r in rows],
+            name="Alert rate",
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": INK, "width": 2},
+            hovertemplate="%{y:.1%} alerted<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        barmode="stack",
+        hovermode="x unified",
+        yaxis={"title": {"text": f"Orders {per_window(window_ms)}"}, "rangemode": "tozero"},
+        yaxis2={
+            "title": {"text": "Alert rate"},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "tickformat": ".0%",
+        },
+    )
+    figure.update_xaxes(title_text="Window of the order's time (UTC)")
+    return figure
+
+
+def score_distribution_figure(scores: Sequence[int]) -> go.Figure:
+    """Orders per score bucket of 0.1 (log scale: the alerts are the thin tail)."""
+    if not any(scores):
+        return empty_figure("No order scored yet")
+    n = len(scores)
+    labels = [f"{b / n:.1f}" for b in range(n)]
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Bar(
+            x=labels,
+            y=list(scores),
+            marker_color=[SERIES[0] if b < n // 2 else ALERT for b in range(n)],
+            hovertemplate="score from %{x}: %{y:,} orders<extra></extra>",
+        )
+    )
+    figure.update_yaxes(type="log", dtick=1, title_text="Orders")
+    figure.update_xaxes(title_text="Fraud score (from)", type="category")
+    return figure
+
+
+def contributions_figure(contributions: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """The signals that fired for one order, by their weight in its log-odds."""
+    fired = sorted((c for c in contributions if c["reason"]), key=lambda c: c["weight"])
+    if not fired:
+        return empty_figure("No signal fired: the score is the policy's bias alone")
+    figure = go.Figure(layout=_base_layout())
+    figure.add_trace(
+        go.Bar(
+            x=[c["weight"] for c in fired],
+            y=[c["feature"] for c in fired],
+            orientation="h",
+            marker_color=ALERT,
+            customdata=[c["reason"] for c in fired],
+            hovertemplate="%{customdata}: +%{x}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title_text="Weight in the log-odds", rangemode="tozero")
+    figure.update_yaxes(automargin=True, showgrid=False)
+    return figure
+
+
+def alerts_table(alerts: Sequence[Mapping[str, Any]]) -> Table:
+    """The newest alerts (streams.fraud's FraudAlert): time, order, user, amount, score, the
+    top reasons."""
+    rows = tuple(
+        (
+            a["occurred_at"].replace("T", " ")[:19],
+            str(a["order_id"]),
+            a["user"],
+            money(a["amount_cents"], a["currency"]),
+            f"{a['score']:.2f}",
+            "; ".join(a["reasons"]),
+        )
+        for a in alerts
+    )
+    return Table(("Order time (UTC)", "Order", "User", "Amount", "Score", "Reasons"), rows)
 
 
 # --- numbers -------------------------------------------------------------------------------------

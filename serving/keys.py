@@ -21,6 +21,16 @@ over partitions, and merge panes into wider windows the same way.
       attributed    "{partition}|{host}|{currency}|orders" -> orders placed in the pane, by the
                     "{partition}|{host}|{currency}|cents"     entry referrer of their session
                     (tables/attribution.py; written once the pane's attribution is final)
+      fraud         "{partition}|orders"            -> orders scored, by their event time
+                    "{partition}|alerts"            -> of which alerts
+                    "{partition}|score|{b}"         -> of which scored in [b/10, (b+1)/10),
+                    (partition: score_orders' one)     b = 0..9 (streams.fraud.score_bucket)
+  {app}:fraud-scored             ZSET  member = order id, score = order time: the newest
+                                       FRAUD_EXPLAINED orders kept explained
+  {app}:fraud-explained          HASH  order id -> its scored order (streams.fraud)
+  {app}:fraud-alerts             ZSET  member = order id, score = order time: the newest
+                                       FRAUD_ALERTS alerts
+  {app}:fraud-alert              HASH  order id -> its fraud alert (streams.fraud)
   {app}:pipeline:{stream}        HASH  "{partition}|{counter}" -> value
         stream: clicks | orders; counter: watermark_ms, accepted, duplicates, late,
         dead_letters, ticks, open_sessions (clicks: sessions not yet expired), order_facts,
@@ -38,7 +48,8 @@ ORDERS = "orders"
 UNIQUES = "uniques"
 SESSIONS = "sessions"
 ATTRIBUTED = "attributed"
-METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES, SESSIONS, ATTRIBUTED)
+FRAUD = "fraud"
+METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, ORDERS, UNIQUES, SESSIONS, ATTRIBUTED, FRAUD)
 CLICK_METRICS = (PAGE_VIEWS, CLICK_TYPES, REFERRERS, UNIQUES, SESSIONS, ATTRIBUTED)  # settable
 # metrics whose cells hold several counts
 COUNT_NAMES = {
@@ -47,6 +58,8 @@ COUNT_NAMES = {
     ATTRIBUTED: ("orders", "cents"),
 }
 SEP = "|"
+FRAUD_EXPLAINED = 50_000  # ~1.5 KB each: at most ~75 MB of Redis
+FRAUD_ALERTS = 1_000
 
 
 def meta(app: str) -> str:
@@ -63,6 +76,11 @@ def window(app: str, metric: str, start_ms: int) -> str:
 
 def pipeline(app: str, stream: str) -> str:
     return f"{app}:pipeline:{stream}"
+
+
+def fraud(app: str, name: str) -> str:
+    """name: scored | explained | alerts | alert."""
+    return f"{app}:fraud-{name}"
 
 
 def field(partition: int, *parts: str) -> str:

@@ -16,11 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from serving import keys
+from serving.keys import SEP
+from streams.fraud import SCORE_BUCKETS
 from tables import sketch
 from tables.windows import MAX_COUNT
 
@@ -111,6 +114,26 @@ class AttributionRow:
     currency: str
     orders: int
     revenue_cents: int
+
+
+@dataclass(frozen=True)
+class FraudRow:
+    """The orders scored in one window (by their event time), over the scorer's partitions."""
+
+    window_start_ms: int
+    orders: int
+    alerts: int
+    alert_rate: float  # alerts / orders
+    scores: tuple[int, ...]  # orders per score bucket: [0, 0.1), [0.1, 0.2), ..., [0.9, 1]
+
+
+@dataclass(frozen=True)
+class FraudSummary:
+    windows: list[FraudRow]  # oldest first, windows with orders only
+    orders: int  # over those windows
+    alerts: int
+    alert_rate: float | None  # None: no orders
+    scores: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -217,6 +240,34 @@ def attribution(client: redis.Redis, app: str, last_windows: int) -> list[Attrib
     return _attribution_rows(windows)
 
 
+def fraud_summary(client: redis.Redis, app: str, last_windows: int) -> FraudSummary:
+    """The alert rate and the score distribution per window, and over the newest windows."""
+    (windows,), _ = _read_windows(client, app, [keys.FRAUD], last_windows)
+    rows = _fraud_rows(windows)
+    orders, alerts = sum(r.orders for r in rows), sum(r.alerts for r in rows)
+    scores = tuple(map(sum, zip(*(r.scores for r in rows), strict=True))) if rows else ()
+    return FraudSummary(
+        rows, orders, alerts, alerts / orders if orders else None, scores or (0,) * SCORE_BUCKETS
+    )
+
+
+def fraud_alerts(client: redis.Redis, app: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` fraud alerts (streams.fraud's FraudAlert), newest first."""
+    check_limit(limit)
+    with _reachable(client):
+        newest = [_text(m) for m in client.zrevrange(keys.fraud(app, "alerts"), 0, limit - 1)]
+        bodies = client.hmget(keys.fraud(app, "alert"), newest) if newest else []
+    return [orjson.loads(body) for body in bodies if body is not None]
+
+
+def fraud_order(client: redis.Redis, app: str, order_id: str) -> dict[str, Any] | None:
+    """One order's scored record (its features, contributions and reasons), while Redis keeps
+    it (the newest keys.FRAUD_EXPLAINED orders); None otherwise."""
+    with _reachable(client):
+        body = client.hget(keys.fraud(app, "explained"), order_id)
+    return None if body is None else orjson.loads(body)
+
+
 def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
     """Per input stream: totals over partitions and per-partition watermarks and counters."""
     with _reachable(client):
@@ -247,6 +298,12 @@ def snapshot(client: redis.Redis, app: str, last_windows: int) -> Snapshot:
             for stream, raw in zip(PIPELINE_STREAMS, pipeline_hashes, strict=True)
         ],
     )
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= keys.FRAUD_ALERTS:
+        raise ValueError(f"limit must be between 1 and {keys.FRAUD_ALERTS}, got {limit}")
+    return limit
 
 
 def check_windows(last_windows: int) -> int:
@@ -393,6 +450,18 @@ def _attribution_rows(windows: list[tuple[int, Hash]]) -> list[AttributionRow]:
             AttributionRow(start, referrer, currency, _capped(t["orders"]), _capped(t["cents"]))
             for (referrer, currency), t in sorted(totals.items())
         ]
+
+    return _per_window(windows, rows_of)
+
+
+def _fraud_rows(windows: list[tuple[int, Hash]]) -> list[FraudRow]:
+    def rows_of(start: int, raw: Hash) -> list[FraudRow]:
+        totals: dict[str, int] = defaultdict(int)
+        for _partition, parts, value in _fields(raw):
+            totals[SEP.join(parts)] += value
+        orders, alerts = totals["orders"], totals["alerts"]
+        scores = tuple(totals[f"score|{b}"] for b in range(SCORE_BUCKETS))
+        return [FraudRow(start, orders, alerts, alerts / orders, scores)] if orders else []
 
     return _per_window(windows, rows_of)
 

@@ -20,10 +20,13 @@
        "occurred_at", "amount_cents", "currency", "score", "policy_version", "reasons"}
 Every id derives from the order's event id: a record repeated after a crash has the same id
 and the same content.
+
+What the scorer stages for its sink (serving.fraud_projection) is a FraudOutcome.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
@@ -35,6 +38,22 @@ from streams.records import ClickEvent, ClickType, OrderCreated
 
 USER, CARD, IP, DEVICE, POLICY = "u|", "c|", "i|", "d|", "p|"  # entry keys' prefixes
 KIND_OF_PREFIX = {USER: "user", CARD: "card", IP: "ip", DEVICE: "device"}
+SCORE_BUCKETS = 10  # the score distribution: [0, 0.1), ..., [0.9, 1.0]
+PANE_COUNTS = 2 + SCORE_BUCKETS  # a pane's counts: orders, alerts, orders per score bucket
+
+
+@dataclass(frozen=True, slots=True)
+class FraudOutcome:
+    """One scorer batch of one partition, for the sink."""
+
+    partition: int
+    panes: dict[int, list[int]]  # pane start -> its PANE_COUNTS, absolute, for panes it changed
+    scored: list[tuple[str, int, bytes]]  # (order id, order time, scored order) in order
+    alerts: list[tuple[str, int, bytes]]  # (order id, order time, fraud alert)
+
+
+def score_bucket(score: float) -> int:
+    return min(int(score * SCORE_BUCKETS), SCORE_BUCKETS - 1)
 
 
 def click_entry(click: ClickEvent) -> tuple[bytes, bytes]:

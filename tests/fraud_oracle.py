@@ -85,8 +85,9 @@ def _event(record: Record, limits: Limits) -> Event | None:
 def expected_scores(
     events: Sequence[Event], policy: Policy, partitions: int
 ) -> dict[str, dict[str, Any]]:
-    """Order event id -> {"features", "score", "alert", "version"}, for each order's first
-    release: scored under the version last released in its user's partition, else `policy`."""
+    """Order event id -> {"features", "score", "alert", "version", "time_ms"}, for each order's
+    first release: scored under the version last released in its user's partition, else
+    `policy`."""
     in_force: dict[int, Policy] = {}
     seen: set[str] = set()
     before: dict[str, list[Event]] = defaultdict(list)  # user -> their events released before
@@ -110,7 +111,7 @@ def expected_scores(
             score = score_order(features, scoring)
             out[event.event_id] = {
                 "features": features, "score": score.score, "alert": score.alert,
-                "version": scoring.version,
+                "version": scoring.version, "time_ms": event.time_ms,
             }  # fmt: skip
         before[event.user].append(event)
     return out

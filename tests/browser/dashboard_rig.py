@@ -5,6 +5,7 @@ Imported by conftest.py and the tests (pytest puts this directory on sys.path).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -19,14 +20,26 @@ from pathlib import Path
 
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 from clickstream.local.process import free_port
+from fraud.features import FEATURES, Order
+from fraud.policy import DEFAULT_POLICY, load_policy, score_order
 from serving import keys
+from serving.fraud_projection import FraudProjection
+from streams.fraud import (
+    PANE_COUNTS,
+    FraudOutcome,
+    alert_value,
+    score_bucket,
+    scored_order_value,
+)
 
 APP = "shoptest"
 MINUTE = 60_000
 LATEST = 1_767_268_800_000 + 20 * MINUTE  # 2026-01-01 12:20 UTC
 START_TIMEOUT = 30.0
+POLICY = load_policy(DEFAULT_POLICY, FEATURES)
 
 
 class LayoutWriter:
@@ -77,6 +90,41 @@ class LayoutWriter:
     def pipeline(self, stream: str, partition: int, **counters: int) -> None:
         fields = {keys.field(partition, name): value for name, value in counters.items()}
         self.client.hset(keys.pipeline(self.app, stream), mapping=fields)
+
+
+def scored_outcome(partition: int, orders: list[tuple[int, int, dict[str, float]]]) -> FraudOutcome:
+    """One scorer batch's outcome over (order id, order time, features), scored by the default
+    policy and encoded as the scorer encodes them; its panes count only these orders."""
+    panes: dict[int, list[int]] = {}
+    scored, alerts = [], []
+    for order_id, time_ms, features in orders:
+        order = Order(f"e{order_id}", order_id, f"u{order_id % 7}", time_ms, 1_999, "EUR",
+                      "card-1", "DE", "dev-1", "10.0.0.1")  # fmt: skip
+        score = score_order(features, POLICY)
+        scored.append((str(order_id), time_ms, scored_order_value(order, features, score)))
+        if score.alert:
+            alerts.append((str(order_id), time_ms, alert_value(order, score)))
+        counts = panes.setdefault(time_ms - time_ms % MINUTE, [0] * PANE_COUNTS)
+        counts[0] += 1
+        counts[1] += score.alert
+        counts[2 + score_bucket(score.score)] += 1
+    return FraudOutcome(partition, panes, scored, alerts)
+
+
+def project_fraud(redis_url: str, outcomes: list[FraudOutcome], app: str = APP) -> None:
+    """The outcomes through the worker's own sink (serving.fraud_projection) into Redis."""
+
+    async def write() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        projection = FraudProjection(client, app)
+        projection.stage(outcomes)
+        assert await projection.flush()
+        await client.aclose()
+
+    asyncio.run(write())
+
+
+FRAUDULENT = {"user_cards_10m": 3, "small_order": 1, "session_pages": 0, "new_device": 1}
 
 
 @dataclass

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_shop
+from dashboard_rig import (
+    FRAUDULENT,
+    LATEST,
+    MINUTE,
+    Dashboard,
+    LayoutWriter,
+    project_fraud,
+    scored_outcome,
+    seed_shop,
+)
 
 from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
@@ -192,6 +201,68 @@ def test_a_bad_windows_parameter_is_a_json_400_naming_it(
         error = orjson.loads(raw)["error"]
         assert error.startswith("windows must be a whole number from 1 to 1440, got ")
         assert len(error) < 200
+
+
+def seed_fraud(layout: LayoutWriter, redis_url: str) -> None:
+    """Two windows on two scorer partitions: the latest has 3 orders, 2 of them alerts."""
+    project_fraud(redis_url, [
+        scored_outcome(0, [(1, LATEST - MINUTE, {}), (2, LATEST + 5_000, FRAUDULENT)]),
+        scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT), (4, LATEST + 20_000, {})]),
+    ])  # fmt: skip
+    # partition 1 again, newer: its counts are absolute values, they replace the first ones
+    project_fraud(redis_url, [scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT)])])
+    layout.meta(window_ms=MINUTE, grace_ms=30_000)
+
+
+def test_fraud_summary_api_gives_the_alert_rate_and_scores_per_window(
+    layout: LayoutWriter, dashboard: Dashboard, redis_server: LocalRedis
+) -> None:
+    seed_fraud(layout, redis_server.url)
+
+    code, _, body = dashboard.get("/api/v1/fraud/summary?windows=1")
+
+    assert code == 200 and isinstance(body, dict)
+    summary = body["summary"]
+    # the latest window: partition 0's (1 order, 1 alert) + partition 1's newest (1, 1)
+    (row,) = summary["windows"]
+    assert (row["window_start_ms"], row["orders"], row["alerts"]) == (LATEST, 2, 2)
+    assert (summary["orders"], summary["alerts"], summary["alert_rate"]) == (2, 2, 1.0)
+    assert sum(summary["scores"]) == 2 and summary["scores"][-1] == 2
+    assert body["score_buckets"][0] == [0.0, 0.1] and len(body["score_buckets"]) == 10
+    _, _, both = dashboard.get("/api/v1/fraud/summary?windows=2")
+    assert isinstance(both, dict) and both["summary"]["orders"] == 3
+
+
+def test_fraud_alerts_api_gives_the_newest_alerts_first_with_their_reasons(
+    layout: LayoutWriter, dashboard: Dashboard, redis_server: LocalRedis
+) -> None:
+    seed_fraud(layout, redis_server.url)
+
+    code, _, body = dashboard.get("/api/v1/fraud/alerts")
+
+    assert code == 200 and isinstance(body, dict)
+    assert [a["order_id"] for a in body["alerts"]] == [3, 2] and body["limit"] == 50
+    assert all(a["id"] == f"alert/e{a['order_id']}" and a["reasons"] for a in body["alerts"])
+    _, _, one = dashboard.get("/api/v1/fraud/alerts?limit=1")
+    assert isinstance(one, dict) and [a["order_id"] for a in one["alerts"]] == [3]
+    code, _, bad = dashboard.get("/api/v1/fraud/alerts?limit=0")
+    assert code == 400 and bad == {"error": "limit must be a whole number from 1 to 1000, got '0'"}
+
+
+def test_fraud_order_api_explains_one_order_and_404s_an_unknown_one(
+    layout: LayoutWriter, dashboard: Dashboard, redis_server: LocalRedis
+) -> None:
+    seed_fraud(layout, redis_server.url)
+
+    code, _, body = dashboard.get("/api/v1/fraud/orders/2")
+
+    assert code == 200 and isinstance(body, dict)
+    assert (body["id"], body["alert"], body["policy_version"]) == ("score/e2", True, 1)
+    fired = {c["feature"] for c in body["contributions"] if c["reason"]}
+    assert fired >= {"user_cards_10m", "small_order"} and body["features"] == FRAUDULENT
+    code, _, missing = dashboard.get("/api/v1/fraud/orders/99")
+    assert code == 404 and isinstance(missing, dict)
+    assert missing["error"].startswith("no scored order '99': not scored yet, or older than")
 
 
 def test_an_unknown_api_path_is_a_json_404(dashboard: Dashboard) -> None:

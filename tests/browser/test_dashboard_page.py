@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 import redis
-from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_shop
+from dashboard_rig import (
+    FRAUDULENT,
+    LATEST,
+    MINUTE,
+    Dashboard,
+    LayoutWriter,
+    project_fraud,
+    scored_outcome,
+    seed_shop,
+)
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
@@ -109,6 +118,43 @@ def test_page_follows_new_numbers_written_to_redis(
     wait_for(browser, lambda d: plotted(d, "top-pages")[0]["y"] == ["/pricing"])
 
 
+def test_the_fraud_section_shows_alerts_and_explains_the_one_clicked(
+    layout: LayoutWriter,
+    dashboard: Dashboard,
+    browser: webdriver.Chrome,
+    redis_server: LocalRedis,
+    tmp_path: Path,
+) -> None:
+    seed_shop(layout)
+    project_fraud(redis_server.url, [
+        scored_outcome(0, [(1, LATEST - MINUTE, {}), (2, LATEST + 5_000, FRAUDULENT)]),
+        scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT), (4, LATEST + 20_000, {})]),
+    ])  # fmt: skip
+    browser.get(dashboard.url)
+
+    def alert_rows(d: webdriver.Chrome) -> list[str]:
+        return [row.text for row in d.find_elements(By.CSS_SELECTOR, "#alerts-table tbody tr")]
+
+    rows = wait_for(browser, alert_rows)
+    assert [row.split()[2] for row in rows] == ["3", "2"]  # newest first: date, time, order id
+    assert "different cards from this account" in rows[0]
+    span = browser.find_element(By.ID, "fraud-span").text
+    assert span.startswith("4 orders scored, 2 alerts (50.0%)")
+    bars = plotted(browser, "fraud-chart")
+    assert [t["name"] for t in bars] == ["Orders passed", "Alerts", "Alert rate"]
+    assert bars[1]["y"] == [0, 2] and bars[2]["y"] == [0.0, 2 / 3]
+    assert sum(plotted(browser, "scores-chart")[0]["y"]) == 4
+
+    browser.find_elements(By.CSS_SELECTOR, "#alerts-table tbody tr")[1].click()
+
+    wait_for(browser, lambda d: "Order 2 " in d.find_element(By.ID, "explanation").text)
+    explained = browser.find_element(By.ID, "explanation").text
+    assert "(alert) · policy v1" in explained and "3 different cards from this" in explained
+    drawn = wait_for(browser, lambda d: plotted(d, "contributions-chart"))
+    assert "user_cards_10m" in drawn[0]["y"]
+    browser.save_screenshot(str(tmp_path / "fraud.png"))
+
+
 def test_empty_redis_shows_empty_states_not_errors(
     layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
@@ -119,6 +165,8 @@ def test_empty_redis_shows_empty_states_not_errors(
     assert "No page views yet" in browser.find_element(By.ID, "views-chart").text
     assert "No orders yet" in browser.find_element(By.ID, "revenue-chart").text
     assert "No events processed yet" in browser.find_element(By.ID, "pipeline-table").text
+    assert "No alert yet" in browser.find_element(By.ID, "alerts-table").text
+    assert "No order scored yet" in browser.find_element(By.ID, "fraud-chart").text
     browser.save_screenshot(str(tmp_path / "empty.png"))
 
 

@@ -22,7 +22,9 @@ import redis
 
 from fraud.features import FEATURES
 from fraud.policy import DEFAULT_POLICY, load_policy
+from serving import keys, read_model
 from streams.eventtime import format_timestamp, parse_timestamp
+from streams.fraud import SCORE_BUCKETS, score_bucket
 from tests.fraud_oracle import expected_scores, released
 from tests.rig import FAULTY_TRAFFIC, processed, produce_lines, read_to_end, wait_until
 
@@ -135,6 +137,28 @@ def test_sigkills_and_a_policy_change_while_running_leave_every_score_the_oracle
     alerts = {orjson.loads(r.value)["event_id"] for r in
               read_to_end(settings.bootstrap, topics.fraud_alerts.name)}  # fmt: skip
     assert alerts == {i for i, b in scored.items() if b["alert"]} and alerts
+
+    # what Redis serves: each order counted once in its window, each alert kept once
+    pane = settings.window_spec.size_ms
+    counts: dict[int, list] = defaultdict(lambda: [0, 0, [0] * SCORE_BUCKETS])
+    for expect in want.values():
+        window = counts[expect["time_ms"] - expect["time_ms"] % pane]
+        window[0] += 1
+        window[1] += expect["alert"]
+        window[2][score_bucket(expect["score"])] += 1
+    wanted = {start: (n, a, tuple(b)) for start, (n, a, b) in counts.items()}
+    reader = read_model.connect(redis_server.url)
+
+    def served() -> dict:
+        summary = read_model.fraud_summary(reader, app, read_model.MAX_WINDOWS)
+        return {r.window_start_ms: (r.orders, r.alerts, r.scores) for r in summary.windows}
+
+    wait_until(lambda: served() == wanted, within=30, why="fraud counts in Redis")
+    kept = read_model.fraud_alerts(reader, app, keys.FRAUD_ALERTS)
+    assert {a["event_id"] for a in kept} == alerts
+    some = next(iter(alerts))
+    explained = read_model.fraud_order(reader, app, str(scored[some]["order_id"]))
+    assert explained == scored[some]
     assert len(read_to_end(settings.bootstrap, topics.orders.name)) == sum(
         1 for line in lines if line["topic"] == topics.orders.name
     )  # the input untouched

@@ -12,6 +12,7 @@ from dashboard.figures import Kpi
 from serving.read_model import (
     AttributionRow,
     CountRow,
+    FraudRow,
     FunnelStep,
     OrderRow,
     PageViewRow,
@@ -239,3 +240,39 @@ def test_attribution_figure_stacks_orders_per_referrer_by_currency_largest_on_to
     assert list(eur.x) == [1, 0] and eur.customdata[0] == "EUR 9.99"
     empty = figures.attribution_figure([]).layout.annotations[0].text
     assert empty == "No window attributed yet (both streams must pass it)"
+
+
+def test_the_fraud_rate_figure_stacks_passed_and_alerted_orders_under_the_rate():
+    rows = [FraudRow(T0, 10, 1, 0.1, (9,) + (0,) * 8 + (1,)), FraudRow(T0 + MINUTE, 4, 2, 0.5, ())]
+    passed, alerts, rate = figures.fraud_rate_figure(rows, MINUTE).data
+    assert (list(passed.y), list(alerts.y), list(rate.y)) == ([9, 2], [1, 2], [0.1, 0.5])
+    assert rate.yaxis == "y2"
+
+
+def test_the_score_distribution_marks_the_upper_half_and_says_when_empty():
+    (bars,) = figures.score_distribution_figure((5, 0, 0, 0, 0, 0, 0, 0, 1, 2)).data
+    assert list(bars.x)[:2] == ["0.0", "0.1"] and list(bars.y)[-1] == 2
+    assert bars.marker.color[4] != bars.marker.color[5]
+    empty = figures.score_distribution_figure((0,) * 10)
+    assert empty.layout.annotations[0].text == "No order scored yet"
+
+
+def test_an_alert_row_shows_money_in_its_currency_and_its_reasons():
+    alert = {
+        "occurred_at": "2026-01-01T12:00:05.250Z", "order_id": 7, "user": "u1",
+        "amount_cents": 1500, "currency": "JPY", "score": 0.9512, "reasons": ["a", "b"],
+    }  # fmt: skip
+    (row,) = figures.alerts_table([alert]).rows
+    assert row == ("2026-01-01 12:00:05", "7", "u1", "JPY 1,500", "0.95", "a; b")
+
+
+def test_the_contributions_show_only_the_signals_that_fired_largest_on_top():
+    fired = [
+        {"feature": "small_order", "value": 1, "weight": 1.5, "reason": "small"},
+        {"feature": "new_ip", "value": 0, "weight": 0, "reason": None},
+        {"feature": "user_cards_10m", "value": 3, "weight": 3.0, "reason": "cards"},
+    ]
+    (bars,) = figures.contributions_figure(fired).data
+    assert list(bars.y) == ["small_order", "user_cards_10m"]  # Plotly draws the last on top
+    none = figures.contributions_figure(fired[1:2])
+    assert "bias alone" in none.layout.annotations[0].text

@@ -1,0 +1,104 @@
+"""Scorer outcomes (streams.fraud.FraudOutcome) -> Redis, in the serving.keys layout: the fraud
+pane counts, the newest scored orders (their explanations) and the newest alerts.
+
+Pane counts are absolute per-partition values and orders are keyed by order id, so a batch
+redone after a crash writes the same again. Writes that fail (Redis down) stay pending and go
+with the next batch; a newer value replaces a pending one, and pending orders are capped at the
+number Redis keeps (the newest by order time). The sorted sets are trimmed to that number as
+they grow. Fraud panes are dropped with the other panes, by the windowed projections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from serving import keys
+from streams.fraud import SCORE_BUCKETS, FraudOutcome
+
+log = logging.getLogger(__name__)
+
+# KEYS[1]: an index (ZSET by order time), KEYS[2]: its bodies (HASH); ARGV[1]: how many to keep
+_TRIM = """
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if extra <= 0 then return 0 end
+local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
+for i = 1, #old, 1000 do
+  redis.call('HDEL', KEYS[2], unpack(old, i, math.min(i + 999, #old)))
+end
+return extra
+"""
+COUNT_FIELDS = ("orders", "alerts", *(f"score|{b}" for b in range(SCORE_BUCKETS)))
+Kept = dict[str, tuple[int, bytes]]  # order id -> (order time, body)
+
+
+class FraudProjection:
+    """The scorer's sink (engine.processor.Sink)."""
+
+    def __init__(self, client: aioredis.Redis, app_id: str) -> None:
+        self.client, self.app_id = client, app_id
+        self.cells: dict[str, dict[str, int]] = {}  # pane key -> field -> count
+        self.starts: set[int] = set()
+        self.scored: Kept = {}
+        self.alerts: Kept = {}
+        self._trim = client.register_script(_TRIM)
+
+    def stage(self, staged: Sequence[Any]) -> None:
+        for out in cast(Sequence[FraudOutcome], staged):
+            for start, counts in out.panes.items():
+                fields = self.cells.setdefault(keys.window(self.app_id, keys.FRAUD, start), {})
+                for name, count in zip(COUNT_FIELDS, counts, strict=True):
+                    fields[keys.field(out.partition, name)] = count
+                self.starts.add(start)
+            self.scored.update((order, (t, body)) for order, t, body in out.scored)
+            self.alerts.update((order, (t, body)) for order, t, body in out.alerts)
+        _keep_newest(self.scored, keys.FRAUD_EXPLAINED)
+        _keep_newest(self.alerts, keys.FRAUD_ALERTS)
+
+    def assigned(self, partitions: set[int]) -> None:
+        """After a rebalance: drop pending counts of partitions owned by others now."""
+        for fields in self.cells.values():
+            for name in [n for n in fields if keys.split_field(n)[0] not in partitions]:
+                del fields[name]
+
+    async def flush(self) -> bool:
+        """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
+        if not (self.cells or self.scored or self.alerts):
+            return True
+        app, pipe = self.app_id, self.client.pipeline(transaction=False)
+        for key, fields in self.cells.items():
+            if fields:
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        if self.starts:
+            pipe.zadd(keys.windows(app, keys.FRAUD), {str(s): s for s in self.starts})
+        for kept, index, bodies, keep in (
+            (self.scored, "scored", "explained", keys.FRAUD_EXPLAINED),
+            (self.alerts, "alerts", "alert", keys.FRAUD_ALERTS),
+        ):
+            if kept:
+                index_key, bodies_key = keys.fraud(app, index), keys.fraud(app, bodies)
+                pipe.zadd(index_key, {order: t for order, (t, _) in kept.items()})
+                pipe.hset(bodies_key, mapping={order: body for order, (_, body) in kept.items()})
+                await self._trim(keys=[index_key, bodies_key], args=[keep], client=pipe)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("Redis fraud projection failed, will retry with the next batch: %s", exc)
+            return False
+        self.cells.clear()
+        self.starts.clear()
+        self.scored.clear()
+        self.alerts.clear()
+        return True
+
+
+def _keep_newest(kept: Kept, most: int) -> None:
+    if len(kept) > most:
+        newest = sorted(kept.items(), key=lambda item: item[1][0])[-most:]
+        kept.clear()
+        kept.update(newest)
