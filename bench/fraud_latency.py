@@ -1,20 +1,24 @@
 """`python -m bench.fraud_latency`: how long from an order to its score, both streams flowing.
 
-Throwaway Kafka and Redis on loopback; one worker with the default settings (fraud on, commit
-interval 1 s, idle ticks after 15 s: `--commit`, `--idle`); the generator paced at `--rate`
-(its calibration sends about half that) for `--seconds`. An order's
-latency = its scored record's timestamp (the worker's producer stamps it when it sends) minus
-the order record's (the generator's send time), one host's clock for both. Every accepted
-order must be scored once: the run fails otherwise. Reports p50, p95, p99 and max per round,
-and their medians over the rounds.
+Throwaway Kafka and Redis on loopback; one worker per round, with the default settings or
+each `--setting IDLE:COMMIT:FRAUD_COMMIT` in turn (the latency-CPU trade:
+CLICKSTREAM_IDLE_SECONDS, _COMMIT_SECONDS, _FRAUD_COMMIT_SECONDS); the generator paced at
+`--rate` (it sends less: about 2,500 events/s at 9,000) for `--seconds`. An order's latency =
+its scored record's timestamp (the worker's producer stamps it when it sends) minus the order
+record's (the generator's send time), one host's clock for both; the hops likewise, through
+the first forwarded entry and the last part. Every accepted order must be scored once: the
+run fails otherwise. Reports each round, then per setting the medians over the rounds of
+p50, p95, p99, max, each hop's median and the worker's CPU (cores) while the traffic ran.
 
-  python -m bench.fraud_latency --rate 1000 --seconds 60 --rounds 3
+  python -m bench.fraud_latency --rate 9000 --seconds 40 --rounds 3 \
+      --setting 15:1:1 --setting 0.5:1:0.2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -36,8 +40,16 @@ from streams.validation import InvalidEvent, parse_order
 PARTITIONS = 4
 
 
-def one_round(home: Path, bootstrap: str, redis_url: str, args: argparse.Namespace) -> dict:
+def one_round(
+    home: Path,
+    bootstrap: str,
+    redis_url: str,
+    rate: float,
+    seconds: float,
+    setting: tuple[float, ...],
+) -> dict:
     app = f"latency-{uuid.uuid4().hex[:8]}"
+    idle, commit, fraud_commit = setting
     env = {
         "CLICKSTREAM_KAFKA_BOOTSTRAP": bootstrap,
         "CLICKSTREAM_REDIS_URL": redis_url,
@@ -48,8 +60,9 @@ def one_round(home: Path, bootstrap: str, redis_url: str, args: argparse.Namespa
         "CLICKSTREAM_VAR_DIR": str(home / app),
         "CLICKSTREAM_WORKER_PORT": str(free_port()),
         "CLICKSTREAM_LOG_LEVEL": "warn",
-        "CLICKSTREAM_IDLE_SECONDS": f"{args.idle:g}",
-        "CLICKSTREAM_COMMIT_SECONDS": str(args.commit),
+        "CLICKSTREAM_IDLE_SECONDS": f"{idle:g}",
+        "CLICKSTREAM_COMMIT_SECONDS": f"{commit:g}",
+        "CLICKSTREAM_FRAUD_COMMIT_SECONDS": f"{fraud_commit:g}",
     }
     settings = load(env, dotenv=None)
     log = (home / f"{app}.log").open("wb")
@@ -60,10 +73,12 @@ def one_round(home: Path, bootstrap: str, redis_url: str, args: argparse.Namespa
     try:
         time.sleep(15)  # joined and assigned before the traffic starts
         config = GeneratorConfig(
-            seed=7, events_per_second=args.rate, duration_s=args.seconds,
+            seed=7, events_per_second=rate, duration_s=seconds,
             start_ms=round(time.time() * 1000),
         )  # fmt: skip
+        cpu_before, wall_before = _cpu_seconds(worker.pid), time.monotonic()
         asyncio.run(produce(settings, config, None, pace=True, progress=True))
+        cores = (_cpu_seconds(worker.pid) - cpu_before) / (time.monotonic() - wall_before)
         topics = settings.topics
         orders: dict[str, int] = {}  # event id -> when its first copy was sent
         for record in asyncio.run(read_all(bootstrap, topics.orders.name)):
@@ -79,19 +94,47 @@ def one_round(home: Path, bootstrap: str, redis_url: str, args: argparse.Namespa
             if scored.keys() >= orders.keys():
                 break
             time.sleep(2)
+        forwarded, parted = _hops(bootstrap, topics.fraud_repartition.name, topics.fraud_parts.name)
     finally:
         stop(worker)
         log.close()
     if orders.keys() - scored.keys():
         raise SystemExit(f"{len(orders.keys() - scored.keys())} valid orders never scored")
     latencies = sorted(scored[i] - orders[i] for i in orders)
+    hops = {  # the median of each hop: order -> entry -> last part -> score
+        "forward_ms": statistics.median(forwarded[i] - orders[i] for i in orders),
+        "profile_ms": statistics.median(parted[i] - forwarded[i] for i in orders),
+        "score_ms": statistics.median(scored[i] - parted[i] for i in orders),
+    }
     return {
         "orders": len(latencies),
         "p50_ms": _pick(latencies, 0.50),
         "p95_ms": _pick(latencies, 0.95),
         "p99_ms": _pick(latencies, 0.99),
         "max_ms": latencies[-1] if latencies else None,
+        **hops,
+        "worker_cores": round(cores, 2),  # CPU while the traffic was sent
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _hops(bootstrap: str, repartition: str, parts: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Event id -> when its first entry was forwarded, and when its last part was sent."""
+    forwarded: dict[str, int] = {}
+    for record in asyncio.run(read_all(bootstrap, repartition)):
+        body = orjson.loads(record.value) if record.value and record.value[:2] == b'["' else None
+        if body and body[0] == "o":
+            forwarded.setdefault(body[1], record.timestamp)
+    parted: dict[str, int] = {}
+    for record in asyncio.run(read_all(bootstrap, parts)):
+        event_id = (record.key or b"").decode()
+        parted[event_id] = max(parted.get(event_id, 0), record.timestamp)
+    return forwarded, parted
 
 
 async def read_all(bootstrap: str, topic: str) -> list:
@@ -120,28 +163,43 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="of paced traffic")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle", type=int, default=15, help="CLICKSTREAM_IDLE_SECONDS")
-    parser.add_argument("--commit", type=float, default=1.0, help="CLICKSTREAM_COMMIT_SECONDS")
+    parser.add_argument("--rounds", type=int, default=3, help="per setting")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="IDLE:COMMIT:FRAUD_COMMIT",
+        help="CLICKSTREAM_IDLE_SECONDS, _COMMIT_SECONDS and _FRAUD_COMMIT_SECONDS of one "
+        "contender (repeatable; default: the defaults)",
+    )
     args = parser.parse_args()
+    defaults = load({}, dotenv=None)
+    settings = [
+        tuple(float(x) for x in text.split(":"))
+        for text in args.setting
+        or [f"{defaults.idle_seconds}:{defaults.commit_seconds}:{defaults.fraud_commit_seconds}"]
+    ]
+    results: dict[tuple[float, ...], list[dict]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="fraud-latency-") as tmp:
         home = Path(tmp)
         with local_services(home) as (kafka, redis_server):
-            rounds = [
-                one_round(home, kafka.bootstrap, redis_server.url, args) for _ in range(args.rounds)
-            ]
-    for i, r in enumerate(rounds, 1):
-        print(f"round {i}: {r}")
-    medians = {
-        k: statistics.median(r[k] for r in rounds)
-        for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")
-        if all(r[k] is not None for r in rounds)
-    }
-    print(
-        f"medians over {len(rounds)} rounds, generator rate {args.rate:g}, idle {args.idle:g} s, "
-        f"commit {args.commit:g} s: {medians}"
-    )
+            for i in range(args.rounds):  # the settings side by side, round after round
+                for setting in settings:
+                    r = one_round(home, kafka.bootstrap, redis_server.url, args.rate,
+                                  args.seconds, setting)  # fmt: skip
+                    print(f"round {i + 1}, idle:commit:fraud commit {_shown(setting)}: {r}")
+                    results[setting].append(r)
+    names = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "forward_ms", "profile_ms", "score_ms",
+             "worker_cores")  # fmt: skip
+    print(f"\nmedians of {args.rounds} rounds, generator rate {args.rate:g}:")
+    print("| idle s : commit s : fraud commit s | " + " | ".join(names) + " |")
+    for setting, rounds in results.items():
+        medians = [statistics.median(r[k] for r in rounds) for k in names]
+        print(f"| {_shown(setting)} | " + " | ".join(f"{m:g}" for m in medians) + " |")
     return 0
+
+
+def _shown(setting: tuple[float, ...]) -> str:
+    return ":".join(f"{x:g}" for x in setting)
 
 
 if __name__ == "__main__":

@@ -92,10 +92,15 @@ def create_app(settings: Settings) -> faust.App:
     if settings.fraud == "on":
         topics, limits, clock = settings.topics, settings.limits, settings.clock
         position = "source partition -> forwarding position (offsets, watermark)"
-        engine.attach(click_forwarder(topics, limits, clock), help=position)
-        engine.attach(order_forwarder(topics, limits, clock), help=position)
-        engine.attach(policy_forwarder(topics, limits, clock), help=position)
-        engine.attach(ProfileOrders(topics), help="user, card, IP, device -> its feature state")
+        commit_s = settings.fraud_commit_seconds  # each order crosses three commits
+        engine.attach(click_forwarder(topics, limits, clock), help=position, commit_s=commit_s)
+        engine.attach(order_forwarder(topics, limits, clock), help=position, commit_s=commit_s)
+        engine.attach(policy_forwarder(topics, limits, clock), help=position, commit_s=commit_s)
+        engine.attach(
+            ProfileOrders(topics),
+            help="user, card, IP, device -> its feature state",
+            commit_s=commit_s,
+        )
         parts = "order -> its feature parts until scored; the policy versions read"
         scorer = ScoreOrders(
             topics,
@@ -103,7 +108,7 @@ def create_app(settings: Settings) -> faust.App:
             settings.window_spec.size_ms,
             FraudProjection(redis_client, settings.app_id),
         )
-        engine.attach(scorer, help=parts)
+        engine.attach(scorer, help=parts, commit_s=commit_s)
     engine.install()
 
     @app.task

@@ -78,7 +78,7 @@ class Settings:
     )
     idle_seconds: float = _var(
         "CLICKSTREAM_IDLE_SECONDS",
-        15,
+        0.5,
         "a caught-up partition silent this long gets a tick that advances its event time; 0 = off",
     )
     session_gap_seconds: int = _var(
@@ -104,6 +104,12 @@ class Settings:
     )
     fraud: str = _var(
         "CLICKSTREAM_FRAUD", "on", "score every order for fraud (agents.fraud): on or off"
+    )
+    fraud_commit_seconds: float = _var(
+        "CLICKSTREAM_FRAUD_COMMIT_SECONDS",
+        0.2,
+        "the fraud processors commit at most once per this; an order crosses three of them "
+        "before its score is out (0 = every batch)",
     )
     fraud_policy_file: str = _var(
         "CLICKSTREAM_FRAUD_POLICY",
@@ -317,6 +323,11 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"CLICKSTREAM_TOP_K={s.top_k} must be 1 or more")
     if s.retention_hours <= 0:
         raise SettingsError(f"CLICKSTREAM_RETENTION_HOURS={s.retention_hours} must be more than 0")
+    if s.fraud_commit_seconds < 0:
+        raise SettingsError(
+            f"CLICKSTREAM_FRAUD_COMMIT_SECONDS={s.fraud_commit_seconds} must be 0 (every batch) "
+            f"or more"
+        )
     if s.commit_seconds < 0:
         raise SettingsError(
             f"CLICKSTREAM_COMMIT_SECONDS={s.commit_seconds} must be 0 (every batch) or more"

@@ -2,6 +2,7 @@
 
     engine = Engine(app, EngineConfig(...))
     engine.attach(processor, help="...")    # its table, its agent, its runner
+    engine.attach(processor, help="...", commit_s=0.2)   # ... committing more often
     engine.install()                        # batched delivery, the commit and tick rounds
 
 Each processor gets a changelog-backed table (partition p holds input partition p's state), a
@@ -12,6 +13,7 @@ of its topics skip Faust's per-message path (engine.delivery) and go to its runn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +53,9 @@ class Engine:
         self._shared = SharedOffsets()  # topics several processors read
         self._tick_writers: dict[str, Runner] = {}  # time log -> the runner writing it
 
-    def attach(self, processor: Processor, help: str) -> Runner:
+    def attach(self, processor: Processor, help: str, commit_s: float | None = None) -> Runner:
+        """`commit_s`: this processor's commit interval, if not the engine's (a processor on
+        a latency-bound path: its derived records go out at each commit)."""
         app, config = self.app, self.config
         table = declare_state_table(app, processor.table, help, config.partitions)
         committer = KafkaCommitter(app, table)
@@ -62,7 +66,12 @@ class Engine:
             processor,
             committer,
             FaustConsumerView(app),
-            RunnerConfig(config.commit_s, config.idle_s, ticks_by, config.max_skew_ms),
+            RunnerConfig(
+                config.commit_s if commit_s is None else commit_s,
+                config.idle_s,
+                ticks_by,
+                config.max_skew_ms,
+            ),
             clock=self.clock,
         )
         if writer is not None:
@@ -108,10 +117,14 @@ class Engine:
         app, config, runners = self.app, self.config, self.runners
         setattr(app.transport, "Consumer", batch_delivering_consumer(self._readers))  # noqa: B010
 
-        @_every(app, max(config.commit_s / 2, 0.1))
+        shortest = min((runner.config.commit_s for runner in runners), default=config.commit_s)
+
+        @_every(app, max(shortest / 2, 0.1))
         async def commit_staged_state() -> None:
-            """Commit what quiet partitions staged (busy ones commit as their batches come)."""
-            for runner in runners:
+            """Commit what quiet partitions staged (busy ones commit as their batches come),
+            every runner at once: one waiting for its acks holds back none of the others."""
+
+            async def commit(runner: Runner) -> None:
                 if app.should_stop:
                     return  # the producer may be closing: what is staged is redone by the next
                 try:
@@ -120,10 +133,12 @@ class Engine:
                     if not app.should_stop:
                         log.warning("commit failed, will retry: %r", exc)
 
+            await asyncio.gather(*(commit(runner) for runner in runners))
+
         control = any(runner.processor.inputs.wall_ticks_lead_ms for runner in runners)
         if (config.idle_s > 0 or control) and config.ticks_by is not None:
 
-            @_every(app, max(config.idle_s / 2, 0.5) if config.idle_s > 0 else 0.5)
+            @_every(app, max(config.idle_s / 2, 0.25) if config.idle_s > 0 else 0.5)
             async def tick_idle_partitions() -> None:
                 """Advance event time on quiet partitions (engine.time_log, streams.ticks)."""
                 for runner in runners:

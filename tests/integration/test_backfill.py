@@ -50,7 +50,7 @@ pytestmark = pytest.mark.integration
 
 DAYS = 30
 IDLE_S, GRACE_S, WINDOW_S, HOP_S, GAP_S, COMMIT_S = 1, 5, 10, 20, 10, 1.0
-ROUND_S = max(IDLE_S / 2, 0.5)  # clickstream/app.py's tick timer
+ROUND_S = max(IDLE_S / 2, 0.25)  # engine/topology.py's tick timer
 MARGIN_S = 4.0  # the combiner catching up on the backfill's parts, and this test's polling
 # each processor sends in its commit step: one commit for the parts, one for the totals
 SLACK_S = IDLE_S + 2 * ROUND_S + 2 * COMMIT_S + MARGIN_S  # beyond the event time still to run

@@ -20,7 +20,7 @@ from tests.rig import processed, produce_and_expect, tumbling_results, wait_unti
 pytestmark = pytest.mark.integration
 
 IDLE_S, GRACE_S, WINDOW_S, COMMIT_S = 2, 5, 10, 1.0
-ROUND_S = max(IDLE_S / 2, 0.5)  # clickstream/app.py's tick timer
+ROUND_S = max(IDLE_S / 2, 0.25)  # engine/topology.py's tick timer
 WATCH_S = 24  # wall time watched once everything is processed
 # 61 s of event time, sent as fast as the producer goes, with no faults; the last event comes
 # early in its window (at 0:01:00.6), so that window closes some 14 s of event time later

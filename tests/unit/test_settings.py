@@ -45,6 +45,8 @@ def test_dotenv_is_read_and_environment_wins(tmp_path):
         ({"CLICKSTREAM_METRICS": ","}, "CLICKSTREAM_METRICS"),
         ({"CLICKSTREAM_METRICS": "pageviews,attributed"}, "CLICKSTREAM_METRICS"),
         ({"CLICKSTREAM_COMMIT_SECONDS": "-1"}, "CLICKSTREAM_COMMIT_SECONDS"),
+        ({"CLICKSTREAM_FRAUD_COMMIT_SECONDS": "-0.1"}, "CLICKSTREAM_FRAUD_COMMIT_SECONDS"),
+        ({"CLICKSTREAM_IDLE_SECONDS": "soon"}, "CLICKSTREAM_IDLE_SECONDS"),
         ({"CLICKSTREAM_SESSION_GAP_SECONDS": "0"}, "CLICKSTREAM_SESSION_GAP_SECONDS"),
         ({"CLICKSTREAM_WORKER_ID": "worker 1"}, "CLICKSTREAM_WORKER_ID"),
     ],
@@ -72,3 +74,8 @@ def test_click_metrics_are_all_by_default_or_a_chosen_few():
     }  # fmt: skip
     chosen = load({"CLICKSTREAM_METRICS": " pageviews, sessions "}, dotenv=None)
     assert chosen.click_metrics == {"pageviews", "sessions"}
+
+
+def test_idle_seconds_take_fractions():
+    assert load({"CLICKSTREAM_IDLE_SECONDS": "0.25"}, dotenv=None).idle_seconds == 0.25
+    assert load({}, dotenv=None).fraud_commit_seconds == 0.2
