@@ -67,8 +67,10 @@ from streams.fraud import (
     order_of,
     part_value,
     policy_entry,
+    progress_value,
     read_fraud_entry,
     read_part,
+    read_progress,
     score_bucket,
     scored_order_value,
 )
@@ -80,7 +82,8 @@ from tables.windows import PANE_MS
 PROFILE_TABLE, SCORE_TABLE = "fraud_profiles", "fraud_scores"
 POLICY_LEAD_MS = 20_000  # a published version takes effect this long after it is written
 HOUR_MS = 3_600_000
-ABANDON_MS = 24 * HOUR_MS  # a collector still incomplete this long after newer orders
+DAY_MS = 24 * HOUR_MS
+ABANDON_MS = 24 * HOUR_MS  # scored orders' marks are kept this long before the profiles' front
 
 
 def click_forwarder(topics: Topology, limits: Limits, clock_app_id: str) -> Repartition:
@@ -167,8 +170,10 @@ class ProfileOrders:
     name, table, sink = "profile_orders", PROFILE_TABLE, None
     keyspace = Keyspace(
         *ALIGNMENT_PREFIXES,
-        Prefix("P", "profiles: <u|c|i|d>|<user, card, IP, device> -> feature state", EFFECTS[0]),
-        Prefix("V", "the policy version in force, and the entry that set it", EFFECTS[0]),
+        # an index entry lands before the profile it indexes, and goes after it moved on
+        Prefix("X", "expiry index: day last seen|<profile key> -> ''", EFFECTS[0], EFFECTS[2]),
+        Prefix("P", "profiles: <u|c|i|d>|<user, card, IP, device> -> feature state", EFFECTS[1]),
+        Prefix("V", "the policy version in force, and the entry that set it", EFFECTS[1]),
     )
 
     def __init__(self, topics: Topology) -> None:
@@ -181,6 +186,7 @@ class ProfileOrders:
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
     ) -> Outcome:
+        watermark_before = self.alignment.watermark(partition, state)
         aligned = self.alignment.take(partition, records, state)
         writes, sends = aligned.writes, []
         for record in aligned.foreign:
@@ -189,6 +195,7 @@ class ProfileOrders:
         raw = state.get(in_force_key)
         policy, policy_seq = orjson.loads(raw) if raw else (0, 0)
         profiles: dict[bytes, dict[str, Any] | None] = {}  # this batch's, decoded once
+        stored_days: dict[bytes, int | None] = {}  # their index day as stored
         changed: dict[bytes, None] = {}  # in order: the writes must not depend on hashing
         for entry in aligned.released:
             event = read_fraud_entry(entry.value)
@@ -203,8 +210,15 @@ class ProfileOrders:
             else:
                 raw = state.get(key)
                 profile = profiles[key] = orjson.loads(raw) if raw else None
+                stored_days[key] = _day(profile.get("r", -1)) if profile else None
             if profile is not None and entry.seq <= profile["q"]:
                 continue  # applied by a commit cut short: its part went out before its state
+            release_ms = entry.head.release_ms
+            if (
+                profile is not None
+                and release_ms - profile.get("r", release_ms) > rules.PROFILE_TTL_MS
+            ):
+                profile = None  # unseen too long: forgotten
             prefix = entry.key[:2].decode()
             if profile is None:
                 profile = rules.new_user() if prefix == USER else rules.new_key()
@@ -216,16 +230,51 @@ class ProfileOrders:
                 else:
                     features, version = rules.add_key_order(kind, profile, event), None
                 if features is not None:
-                    value = part_value(kind, event, features, version)
+                    value = part_value(kind, event, features, version, release_ms)
                     sends.append(Send("parts", event.event_id.encode(), value, self._to(event)))
             else:
                 rules.add_click(profile, event)
-            profile["q"] = entry.seq
+            profile["q"], profile["r"] = entry.seq, release_ms
             profiles[key] = profile
             changed[key] = None
         for key in changed:
-            writes[key] = orjson.dumps(profiles[key])
+            profile = profiles[key]
+            assert profile is not None
+            writes[key] = orjson.dumps(profile)
+            day, before = _day(profile["r"]), stored_days[key]
+            if day != before:
+                writes[_expiry_key(partition, day, key)] = b""
+                if before is not None:
+                    writes[_expiry_key(partition, before, key)] = None
+        if aligned.watermark_ms > watermark_before:  # after the parts: see ScoreOrders
+            value = progress_value(partition, aligned.watermark_ms)
+            sends += [Send("parts", None, value, to) for to in range(self.partitions)]
+        if _day(aligned.watermark_ms) > _day(watermark_before) >= 0:
+            self._forget_stale(partition, aligned.watermark_ms, state, writes)
         return Outcome(partition, writes, sends)
+
+    def _forget_stale(
+        self, partition: int, watermark_ms: int, state: Store, writes: dict[bytes, bytes | None]
+    ) -> None:
+        """Once a day of the watermark: delete the profiles last seen more than the TTL before
+        it, and their index entries. Invisible to the features: every entry released from here
+        on is at or past the watermark, so it would find them stale (and start afresh) anyway."""
+        first_kept = _day(watermark_ms - rules.PROFILE_TTL_MS)  # an earlier day is all stale
+        prefix = b"X|%d|" % partition
+        for index_key, _ in state.items(prefix):
+            day, profile_key = (
+                int(index_key[len(prefix) : len(prefix) + 6]),
+                index_key[len(prefix) + 7 :],
+            )
+            if day >= first_kept:
+                break  # sorted by day
+            if index_key in writes:
+                continue  # moved on in this batch
+            writes[index_key] = None
+            if profile_key not in writes:
+                raw = state.get(profile_key)
+                if raw is not None and _day(orjson.loads(raw).get("r", -1)) <= day:
+                    writes[profile_key] = None
 
     def _to(self, order: Order) -> int:
         return partition_of(order.event_id.encode(), self.partitions)
@@ -245,9 +294,15 @@ class ScoreOrders:
 
     A scored order is marked (D|p|<event id> -> [its time, score bucket, alert 0/1], written
     before its collector's delete): a part sent again later (the profile's commit cut short)
-    is then dropped. Marks and collectors of orders in panes before the one ABANDON_MS older
-    than the newest order seen here (W|p) are dropped, once per hour of event time. A commit
-    cut short before the mark landed scores the order again: the same record, under the same id.
+    is then dropped. A commit cut short before the mark landed scores the order again: the
+    same record, under the same id.
+
+    What is dropped, once per hour of the profiles' front (F|p|<profile partition>: each
+    profile partition's progress marks; the front is their minimum): collectors of orders
+    released before it, which can never complete (every part of theirs would have come
+    before the mark: a duplicate's, whose other keys knew it), and marks of orders in panes
+    before the one ABANDON_MS before it. The front, not the orders seen, so that a profile
+    partition racing ahead (a backfill) cannot make a slower one's parts look abandoned.
 
     The sink gets each batch's scored orders and alerts, and the counts of the panes (by order
     time) they fell in: orders, alerts and orders per score bucket, as absolute values counted
@@ -259,7 +314,7 @@ class ScoreOrders:
         Prefix("L", "the policy versions read: version -> its record", 0),
         Prefix("D", "scored orders: event id -> order time, score bucket, alert", 0),
         Prefix("S", "orders awaiting parts: event id -> order time, parts so far", 1),
-        Prefix("W", "the newest order time seen, for dropping abandoned collectors", 1),
+        Prefix("F", "each profile partition's front: every entry before it released", 1),
     )
 
     def __init__(
@@ -274,14 +329,14 @@ class ScoreOrders:
         self.policy = policy  # before any version is published (version 0 in the parts)
         self._policies: dict[int, Policy] = {}  # versions read, parsed (they never change)
         self.pane_ms, self.sink = pane_ms, sink
+        self.profile_partitions = topics.fraud_repartition.partitions
         self._panes: dict[int, dict[int, list[int]]] = {}  # partition -> pane start -> counts
 
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store
     ) -> Outcome:
         batch = _Batch(partition, state, self._counted(partition, state))
-        newest_key = b"W|%d" % partition
-        before = newest = int(state.get(newest_key) or -1)
+        before = self._front(batch)
         arrived = set()
         for record in records:
             source = record.record if isinstance(record, Poisoned) else record
@@ -290,17 +345,25 @@ class ScoreOrders:
                 if version is not None:
                     arrived.add(version)
                 continue
-            part = None if isinstance(record, Poisoned) else read_part(source.value)
+            value = None if isinstance(record, Poisoned) else source.value
+            progress = read_progress(value, self.profile_partitions)
+            if progress is not None:
+                of, front = progress
+                if front > int(batch.get(_front_key(partition, of)) or -1):
+                    batch.writes[_front_key(partition, of)] = str(front).encode()
+                continue
+            part = read_part(value)
             if part is None:
                 batch.sends.append(_letter(source, "foreign_record", "not a fraud part"))
                 continue
-            newest = max(newest, part.order.time_ms)
             if batch.get(_scored_key(partition, part.order.event_id)) is not None:
                 continue  # scored already: a part sent again
             key = b"S|%d|%s" % (partition, part.order.event_id.encode())
             raw = batch.get(key)
             collector: dict[str, Any] = (
-                orjson.loads(raw) if raw else {"t": part.order.time_ms, "parts": {}}
+                orjson.loads(raw)
+                if raw
+                else {"t": part.order.time_ms, "r": part.release_ms, "parts": {}}
             )
             collector["parts"][part.kind] = part.features
             collector["order"], collector["of"] = order_fields(part.order), part.of
@@ -309,10 +372,9 @@ class ScoreOrders:
             self._score_or_keep(batch, key, collector)
         if arrived:
             self._score_waiting(batch, arrived)
-        if newest > before:
-            batch.writes[newest_key] = str(newest).encode()
-            if newest // HOUR_MS > before // HOUR_MS:
-                self._drop_abandoned(batch, self._pane_of(newest - ABANDON_MS))
+        front = self._front(batch)
+        if front // HOUR_MS > before // HOUR_MS:
+            self._drop_abandoned(batch, front, self._pane_of(front - ABANDON_MS))
         touched = {start: list(batch.panes[start]) for start in batch.touched}
         staged = FraudOutcome(partition, touched, batch.scored, batch.alerts)
         return Outcome(partition, batch.writes, batch.sends, staged)
@@ -376,14 +438,23 @@ class ScoreOrders:
             policy = self._policies[version] = read.policy
         return policy
 
-    def _drop_abandoned(self, batch: _Batch, cutoff_ms: int) -> None:
-        """Collectors and marks of orders before `cutoff_ms` (a pane start), and the counts
-        of the panes before it: the index stays what the marks left count."""
+    def _front(self, batch: _Batch) -> int:
+        fronts = (batch.get(_front_key(batch.partition, q)) for q in range(self.profile_partitions))
+        return min(int(front or -1) for front in fronts)
+
+    def _drop_abandoned(self, batch: _Batch, front_ms: int, cutoff_ms: int) -> None:
+        """Collectors released before the front; marks of orders before `cutoff_ms` (a pane
+        start), and the counts of the panes before it: the index stays what the marks count."""
         for key, raw in batch.state.items(b"S|%d|" % batch.partition):
-            if key not in batch.writes and orjson.loads(raw)["t"] < cutoff_ms:
+            collector = orjson.loads(raw)
+            if key not in batch.writes and collector.get("r", collector["t"]) < front_ms:
                 batch.writes[key] = None
-        for key, raw in batch.state.items(b"D|%d|" % batch.partition):
+        marks = b"D|%d|" % batch.partition
+        for key, raw in batch.state.items(marks):
             if key not in batch.writes and orjson.loads(raw)[0] < cutoff_ms:
+                batch.writes[key] = None
+        for key, value in list(batch.writes.items()):  # an old order scored in this batch
+            if key.startswith(marks) and value is not None and orjson.loads(value)[0] < cutoff_ms:
                 batch.writes[key] = None
         for start in [s for s in batch.panes if s < cutoff_ms]:
             del batch.panes[start]
@@ -437,6 +508,18 @@ def _add_count(panes: dict[int, list[int]], pane: int, bucket: int, alert: int) 
     counts[0] += 1
     counts[1] += alert
     counts[2 + bucket] += 1
+
+
+def _day(time_ms: int) -> int:
+    return time_ms // DAY_MS if time_ms >= 0 else -1
+
+
+def _expiry_key(partition: int, day: int, profile_key: bytes) -> bytes:
+    return b"X|%d|%06d|%s" % (partition, day, profile_key)
+
+
+def _front_key(partition: int, profile_partition: int) -> bytes:
+    return b"F|%d|%d" % (partition, profile_partition)
 
 
 def _scored_key(partition: int, event_id: str) -> bytes:

@@ -38,6 +38,11 @@ in EUR cents through the policy's rates.
 
 Duplicates (the same event id again) count once while the first is inside the 1 h window
 of its key; a click once while its session lasts. A session keeps its first 512 clicks.
+
+Retention: a user, card, IP or device unseen for PROFILE_TTL_MS (by release time: what
+engine.repartition releases after it, duplicates included) is forgotten, and its next event
+finds it new (first_order, card_users, new_device start again): state stays bounded by the
+keys active in that time.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ MAX_USERS = 16  # distinct users kept per card, device
 MAX_KNOWN = 32  # devices and addresses kept per user
 NEW_FOR_MS = 60 * MINUTE_MS  # a device or address first seen this recently is new
 MAX_SESSION_CLICKS = 512  # clicks kept per session (dedup, cadence); later ones are not counted
+PROFILE_TTL_MS = 90 * 24 * 60 * MINUTE_MS  # a key unseen this long is forgotten
 
 USER_FEATURES = (
     "user_orders_10m", "user_orders_1h", "user_amount_1h", "user_cards_10m", "amount_z",

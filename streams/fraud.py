@@ -10,7 +10,10 @@
   <app>-fraud-parts         key: the order's event id (partition: murmur2 of it)
       {"id": "<event id>/<kind>", "kind": user|card|ip|device, "of": parts in all,
        "order": [order fields], "features": {name: value}, "policy": the version in force
-       (the user part; 0: none published, the configured one)}
+       (the user part; 0: none published, the configured one), "release_ms": its entries'}
+      progress {"front": ms, "from": profile partition}, no key, to every partition: the
+       profile partition has sent every part of the orders released before ms (it comes
+       after them)
   <app>-scored-orders       key: the order's event id
       ScoredOrder JSON: {"id": "score/<event id>", "order_id", "event_id", "user",
        "occurred_at", "amount_cents", "currency", "score", "alert", "policy_version",
@@ -116,9 +119,12 @@ class Part(NamedTuple):
     order: Order
     features: Features
     policy: int | None  # the user part's: the version in force (0: the configured one)
+    release_ms: int  # of the order's entries (engine.repartition)
 
 
-def part_value(kind: str, order: Order, features: Features, policy: int | None = None) -> bytes:
+def part_value(
+    kind: str, order: Order, features: Features, policy: int | None = None, release_ms: int = -1
+) -> bytes:
     body = {
         "id": f"{order.event_id}/{kind}",
         "kind": kind,
@@ -126,8 +132,27 @@ def part_value(kind: str, order: Order, features: Features, policy: int | None =
         "order": order_fields(order),
         "features": features,
         "policy": policy,
+        "release_ms": max(release_ms, order.time_ms),
     }
     return orjson.dumps(body)
+
+
+def progress_value(partition: int, front_ms: int) -> bytes:
+    return orjson.dumps({"front": front_ms, "from": partition})
+
+
+def read_progress(value: bytes | None, partitions: int) -> tuple[int, int] | None:
+    """(profile partition, front) of a progress record, or None when the value is not one."""
+    if not value or not value.startswith(b'{"front":'):
+        return None
+    try:
+        body = orjson.loads(value)
+        front, of = body["front"], body["from"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if type(front) is not int or type(of) is not int or not 0 <= of < partitions:
+        return None
+    return of, front
 
 
 def read_part(value: bytes | None) -> Part | None:
@@ -135,14 +160,16 @@ def read_part(value: bytes | None) -> Part | None:
     try:
         body = orjson.loads(value or b"")
         kind, of, features, policy = body["kind"], body["of"], body["features"], body["policy"]
-        order = Order(*body["order"])
+        order, release_ms = Order(*body["order"]), body.get("release_ms", -1)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
     if kind not in KIND_OF_PREFIX.values() or type(of) is not int:
         return None
     if not isinstance(features, dict) or (kind == "user") != (type(policy) is int):
         return None
-    return Part(kind, of, order, features, policy)
+    if type(release_ms) is not int:
+        return None
+    return Part(kind, of, order, features, policy, release_ms)
 
 
 def scored_order_value(order: Order, features: Features, score: FraudScore) -> bytes:

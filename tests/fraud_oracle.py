@@ -14,11 +14,12 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.processor import Record
 from engine.repartition import partition_of
+from fraud.features import PROFILE_TTL_MS
 from fraud.geoip import country_of_ip
 from fraud.policy import Policy, score_order
 from streams.fraud_policy import read_policy_record
@@ -42,6 +43,7 @@ class Event:
     order: Any = None  # OrderCreated
     policy: Any = None  # Policy: a version, in force from here on in `partition`
     partition: int = -1
+    release_ms: int = -1  # set by released()
 
 
 def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
@@ -55,7 +57,9 @@ def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
             for record in partition:
                 event = _event(record, limits)
                 if event is not None:
-                    keyed.append(((max(event.time_ms, watermark), rank, p, record.offset), event))
+                    release = max(event.time_ms, watermark)
+                    event = replace(event, release_ms=release)
+                    keyed.append(((release, rank, p, record.offset), event))
                     watermark = max(watermark, event.time_ms)
                 watermark = max(watermark, after[record.offset])
     return [event for _, event in sorted(keyed, key=lambda pair: pair[0])]
@@ -92,6 +96,7 @@ def expected_scores(
     seen: set[str] = set()
     before: dict[str, list[Event]] = defaultdict(list)  # user -> their events released before
     on: dict[tuple[str, str], list[Event]] = defaultdict(list)  # (kind, key) -> orders on it
+    last_seen: dict[tuple[str, str], int] = {}  # ("user", user) or (kind, key) -> release ms
     out = {}
     for event in events:
         if event.policy is not None:
@@ -100,6 +105,11 @@ def expected_scores(
         if event.event_id in seen:
             continue
         seen.add(event.event_id)
+        touched = [("user", event.user)] + (_keys(event) if event.order is not None else [])
+        for at in touched:  # a key unseen for the TTL is forgotten
+            if event.release_ms - last_seen.get(at, event.release_ms) > PROFILE_TTL_MS:
+                (before[event.user] if at[0] == "user" else on[at]).clear()
+            last_seen[at] = event.release_ms
         if event.order is not None:
             home = partition_of(f"u|{event.user}".encode(), partitions)
             scoring = in_force.get(home, policy)

@@ -14,6 +14,7 @@ import pytest
 
 from agents.clicks import aggregate_clicks
 from agents.fraud import (
+    DAY_MS,
     ProfileOrders,
     ScoreOrders,
     click_forwarder,
@@ -24,20 +25,21 @@ from agents.orders import aggregate_orders
 from agents.windowed import WindowedConfig, WindowedMetrics
 from engine.repartition import partition_of
 from engine.testing import TestDriver
-from fraud.features import FEATURES, Order
+from fraud.features import FEATURES, PROFILE_TTL_MS, Order
 from fraud.policy import DEFAULT_POLICY, load_policy
 from generator.config import GeneratorConfig
 from generator.emission import Emission
 from generator.produce import partition_for
 from generator.simulate import simulate
 from streams.eventtime import parse_timestamp
-from streams.fraud import PANE_COUNTS, part_value, score_bucket
+from streams.fraud import PANE_COUNTS, part_value, progress_value, score_bucket
 from streams.fraud_policy import policy_record_value
 from streams.ticks import tick_value
 from streams.topics import topology
 from streams.validation import Limits
 from tables.window_state import Progress, progress_key
 from tables.windows import WindowSpec
+from tests import fraud_oracle
 from tests.fraud_oracle import expected_scores, released
 
 APP, PARTITIONS, PANE = "app", 3, 5_000  # short panes: crashes fall inside them
@@ -216,6 +218,62 @@ async def test_the_alert_rate_and_score_distribution_per_pane_count_each_order_o
     }
 
 
+@pytest.mark.parametrize(("seed", "caught_up"), [(0, True), (1, True), (2, False)])
+async def test_months_of_sparse_history_forget_keys_unseen_for_the_ttl_and_stay_bounded(
+    seed, caught_up
+):
+    """400 days of sparse traffic in event-time order, with crashes: a user, card, IP or device
+    back after more than the TTL starts afresh (the oracle forgets it too, and the scores
+    differ from never forgetting), and the stored profiles are those seen within the TTL of
+    the watermark (a day's slack), each indexed once under the day it was last seen.
+    `caught_up` False: the policy log holds everything back until the end, which is then
+    released at once (a worker started on months already in the log): profile partitions
+    race days apart, and no order whose parts come late is taken for abandoned."""
+    rng = random.Random(seed)
+    days = 400
+    config = GeneratorConfig(
+        seed=seed + 70, duration_s=days * 86_400, events_per_second=4_000 / (days * 86_400),
+        users=100, fraud_rate=0.1, out_of_order_rate=0, late_rate=0, malformed_rate=0,
+    )  # fmt: skip
+    emissions = list(simulate(config))
+    driver, scorer = fraud_topology(ticks=True)
+    for i in range(0, len(emissions), 100):
+        chunk = emissions[i : i + 100]
+        produce(driver, chunk)
+        policy, policy_ticks = STREAMS[2]  # the policy log ahead, as the wall clock is live
+        for p in range(PARTITIONS if caught_up else 0):
+            after = len(driver.broker.log(policy.name, p)) - 1
+            at = chunk[-1].emit_at_ms + 3_600_000
+            driver.produce(policy_ticks.name, tick_value(at, after, APP), p, timestamp_ms=at)
+        await driver.pump(rng.randrange(20, 200), rng=rng)
+        await driver.commit_if_due()
+        await driver.tick()
+        if rng.random() < 0.2:
+            await driver.crash(land=rng.randrange(0, 20), after=rng.randrange(0, 4))
+    last = max(e.emit_at_ms for e in emissions)
+    tick_everything(driver, last + 3_600_000)
+    await driver.settle(rng=rng)
+    tick_everything(driver, last + 2 * DAY_MS)  # a day passes: stale profiles are deleted
+    await driver.settle(rng=rng)
+    assert driver.restarts > 0
+    got, want = scored(driver, scorer), expected(driver)
+    compared(got, want)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fraud_oracle, "PROFILE_TTL_MS", 10**15)
+        never_forgetting = expected(driver)
+    assert any(never_forgetting[i]["features"] != want[i]["features"] for i in want)
+
+    profiler = driver.processors[3]
+    for p in range(PARTITIONS):
+        state = driver.state(p, profiler)
+        watermark = profiler.position(p, state).watermark_ms
+        profiles = {k: orjson.loads(v) for k, v in state.items() if k.startswith(b"P|")}
+        assert profiles
+        assert all(watermark - v["r"] <= PROFILE_TTL_MS + DAY_MS for v in profiles.values())
+        indexed = sorted(k[len(b"X|0|000000|") :] for k in state if k.startswith(b"X|"))
+        assert indexed == sorted(profiles)
+
+
 @pytest.mark.parametrize("seed", range(3))
 async def test_beside_the_windowed_metrics_on_the_same_inputs_both_stay_exact(seed):
     """Two processors per input topic and time log: a topic's offsets are committed only once
@@ -329,6 +387,16 @@ async def test_a_part_sent_again_after_its_order_was_scored_scores_nothing_and_w
     assert [orjson.loads(r.value)["event_id"] for r in driver.outputs("scored")] == ["e1"]
     state = driver.state(0)
     assert not [k for k in state if k.startswith(b"S|")] and b"D|0|e1" in state
-    send_part(order(2, t + 25 * 3_600_000))  # a day later: the mark is forgotten
+    send_part(order(2, t + 25 * 3_600_000))
+    await driver.settle()
+    assert b"D|0|e1" in driver.state(0)  # the profiles' front has not moved
+
+    def send_front(at: int) -> None:
+        for q in range(PARTITIONS):
+            driver.produce(TOPICS.fraud_parts.name, progress_value(q, at), 0)
+
+    send_front(t + 25 * 3_600_000)  # every profile partition past a day later
+    send_front(t + 26 * 3_600_000)
     await driver.settle()
     assert b"D|0|e1" not in driver.state(0) and b"D|0|e2" in driver.state(0)
+    assert not driver.outputs("dead_letters")
