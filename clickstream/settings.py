@@ -107,7 +107,7 @@ class Settings:
     )
     fraud_commit_seconds: float = _var(
         "CLICKSTREAM_FRAUD_COMMIT_SECONDS",
-        0.2,
+        0.1,
         "the fraud processors commit at most once per this; an order crosses three of them "
         "before its score is out (0 = every batch)",
     )

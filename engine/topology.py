@@ -2,7 +2,7 @@
 
     engine = Engine(app, EngineConfig(...))
     engine.attach(processor, help="...")    # its table, its agent, its runner
-    engine.attach(processor, help="...", commit_s=0.2)   # ... committing more often
+    engine.attach(processor, help="...", commit_s=0.1)   # ... committing more often
     engine.install()                        # batched delivery, the commit and tick rounds
 
 Each processor gets a changelog-backed table (partition p holds input partition p's state), a

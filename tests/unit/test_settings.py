@@ -78,4 +78,4 @@ def test_click_metrics_are_all_by_default_or_a_chosen_few():
 
 def test_idle_seconds_take_fractions():
     assert load({"CLICKSTREAM_IDLE_SECONDS": "0.25"}, dotenv=None).idle_seconds == 0.25
-    assert load({}, dotenv=None).fraud_commit_seconds == 0.2
+    assert load({}, dotenv=None).fraud_commit_seconds == 0.1
