@@ -84,6 +84,15 @@ def fetch_jars(jars: Path) -> None:
     (jars / ".complete").write_text("ok\n")
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 characters of base64url), never starting with "-": the
+    storage tool would read one in 64 of them as an option and fail."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     def __init__(self, home: Path, port: int, jars: Path | None = None) -> None:
         self.home = home
@@ -127,11 +136,14 @@ class LocalKafka:
         fetch_jars(self.jars)
         props = self._configure()
         if not (self.data / "meta.properties").is_file():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            subprocess.run(
+            cluster_id = new_cluster_id()
+            formatted = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
-                capture_output=True, check=True,
+                capture_output=True, text=True,
             )  # fmt: skip
+            if formatted.returncode != 0:
+                said = (formatted.stderr or formatted.stdout).strip().splitlines()[-3:]
+                raise LocalServiceError(f"formatting Kafka storage failed: {' / '.join(said)}")
         self.process.spawn(self._java("kafka.Kafka", str(props)))
         try:
             self.process.wait_ready(timeout)
