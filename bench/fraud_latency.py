@@ -11,7 +11,7 @@ run fails otherwise. Reports each round, then per setting the medians over the r
 p50, p95, p99, max, each hop's median and the worker's CPU (cores) while the traffic ran.
 
   python -m bench.fraud_latency --rate 9000 --seconds 40 --rounds 3 \
-      --setting 15:1:1 --setting 0.5:1:0.2
+      --setting 15:1:1 --setting 0.5:1:0.1
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ class Evaluation:
 
 def evaluate(config: GeneratorConfig, policy: Policy, ks: tuple[int, ...] = (10, 50)) -> Evaluation:
     """Score the traffic of `config` under `policy`; compare with the generator's labels."""
-    scored, labels = asyncio.run(_score(config, policy))
+    scored, labels = scored_orders(config, policy)
     out = Evaluation()
     per_day: dict[int, list[tuple[float, str]]] = defaultdict(list)
     for event_id, body in scored.items():
@@ -118,6 +118,13 @@ def evaluate(config: GeneratorConfig, policy: Policy, ks: tuple[int, ...] = (10,
         out.precision_at_k[k] = round(sum(shares) / len(shares), 4) if shares else 0.0
     out.versions = sorted({body["policy_version"] for body in scored.values()})
     return out
+
+
+def scored_orders(
+    config: GeneratorConfig, policy: Policy
+) -> tuple[dict[str, dict], dict[str, str | None]]:
+    """Event id -> scored order of the traffic of `config`, and event id -> its label."""
+    return asyncio.run(_score(config, policy))
 
 
 async def _score(
