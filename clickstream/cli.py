@@ -162,9 +162,10 @@ def fraud_fit(seeds: str, count: int, fraud_rate: float, out: Path) -> None:
     fitted = fit(configs, s.fraud_policy)
     comment = (
         f"Fitted by `clickstream fraud fit --seeds {seeds} --count {count} --fraud-rate "
-        f"{fraud_rate:g}` from policy version {s.fraud_policy.version}: bias and weights of a\n"
-        f"logistic regression of the generator's labels on the signals that fire; the threshold\n"
-        f"maximises F1 on those orders. Publish it with `clickstream fraud policy publish FILE`."
+        f"{fraud_rate:g}`\nfrom policy version {s.fraud_policy.version}: the bias and weights of a "
+        f"logistic regression of the generator's\nlabels on the signals that fire (weights >= 0); "
+        f"the threshold maximises F1 on those orders.\nPublish it with `clickstream fraud policy "
+        f"publish FILE`."
     )
     out.write_text(policy_toml(fitted, comment))
     click.echo(f"wrote policy version {fitted.version} to {out} (threshold {fitted.threshold:g})")

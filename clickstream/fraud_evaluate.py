@@ -144,7 +144,9 @@ async def _score(
     labels: dict[str, str | None] = {}
     last = 0
     everyone = list(range(PARTITIONS))
-    with tqdm(desc="scoring", unit=" records", total=config.count, leave=False) as bar:
+    with tqdm(
+        desc="scoring", unit=" records", total=config.count, leave=False, disable=None
+    ) as bar:  # disable=None: drawn on a terminal only
         for chunk in _chunks(simulate(config)):
             for e in chunk:
                 topic = topics.clicks.name if e.stream == "clicks" else topics.orders.name

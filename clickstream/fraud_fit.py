@@ -2,7 +2,8 @@
 
 The signals (feature, threshold, reason) stay as the base policy has them; what is fitted is
 the bias and each signal's weight: an L2-regularised logistic regression of the generator's
-label (fraud or not) on which signals fire, solved by Newton's method. The threshold is the
+label (fraud or not) on which signals fire, solved by Newton's method, each weight kept at 0
+or more (a signal fitted below 0 is left out and the rest refitted). The threshold is the
 one of the fitted scores that maximises F1 on the training orders. Scoring at run time stays
 the same plain arithmetic (fraud.policy.score_order); the result is a policy file under the
 next version, to review and `clickstream fraud policy publish`.
@@ -62,6 +63,22 @@ def fit_weights(rows: Counter[tuple[tuple[int, ...], int]], l2: float = L2) -> l
     return w
 
 
+def non_negative_weights(rows: Counter[tuple[tuple[int, ...], int]]) -> list[float]:
+    """fit_weights with every signal weight >= 0 (a signal is a risk indicator, and its reason
+    text a reason for suspicion): a signal fitted below 0 is left out (0) and the rest refitted,
+    until none is."""
+    out: set[int] = set()
+    while True:
+        kept: Counter[tuple[tuple[int, ...], int]] = Counter()
+        for (x, y), n in rows.items():
+            kept[tuple(0 if j in out else on for j, on in enumerate(x)), y] += n
+        w = fit_weights(kept)
+        negative = {j for j, weight in enumerate(w[1:]) if weight < 0}
+        if not negative:
+            return w
+        out |= negative
+
+
 def best_threshold(scores: Sequence[tuple[float, int]]) -> float:
     """The score cut (alert at or over it) with the highest F1 over (score, label) pairs,
     kept in [0.05, 0.95]."""
@@ -84,7 +101,7 @@ def fit(configs: Sequence[GeneratorConfig], base: Policy) -> Policy:
         for event_id, body in scored.items():
             label = int((labels.get(event_id) or LEGIT) != LEGIT)
             rows[fired(base.signals, body["features"]), label] += 1
-    bias, *weights = fit_weights(rows)
+    bias, *weights = non_negative_weights(rows)
     signals = tuple(
         replace(s, weight=round(w, 3)) for s, w in zip(base.signals, weights, strict=True)
     )

@@ -7,9 +7,9 @@ applies it.
 A signal fires when its feature's value is at least `at_least`, or under `below` (numbers;
 yes/no features are 1 and 0).
 Each firing signal's weight is its contribution, and its reason text (with `{value}` filled
-in) explains it; an alert names the top reasons by contribution. Amounts in different
-currencies are compared through `rates` (minor units of a currency -> EUR cents), for
-scoring only: the analytics never convert money.
+in, when the weight is above 0) explains it; an alert names the top reasons by contribution.
+Amounts in different currencies are compared through `rates` (minor units of a currency ->
+EUR cents), for scoring only: the analytics never convert money.
 
 A policy has a version: every scored order names the version it was scored under, and a
 version's content never changes (streams.fraud_policy publishes and reads them).
@@ -84,7 +84,7 @@ def score_order(features: Mapping[str, float], policy: Policy) -> FraudScore:
         fires = value < signal.at if signal.below else value >= signal.at
         weight = signal.weight if fires else 0.0
         log_odds += weight
-        reason = signal.reason.format(value=_shown(value)) if fires else None
+        reason = signal.reason.format(value=_shown(value)) if weight > 0 else None
         contributions.append(Contribution(signal.feature, value, weight, reason))
     score = 1 / (1 + math.exp(-max(-50.0, min(50.0, log_odds))))
     return FraudScore(

@@ -10,7 +10,14 @@ import tomllib
 from collections import Counter
 
 from clickstream.fraud_evaluate import evaluate
-from clickstream.fraud_fit import best_threshold, fired, fit, fit_weights, policy_toml
+from clickstream.fraud_fit import (
+    best_threshold,
+    fired,
+    fit,
+    fit_weights,
+    non_negative_weights,
+    policy_toml,
+)
 from fraud.features import FEATURES
 from fraud.policy import DEFAULT_POLICY, Signal, load_policy, read_policy
 from generator.config import GeneratorConfig
@@ -61,3 +68,11 @@ def test_weights_fitted_on_training_traffic_do_no_worse_on_it_than_the_hand_set_
     before, after = evaluate(training, POLICY), evaluate(training, fitted)
     f1 = [2 * e.precision * e.recall / (e.precision + e.recall) for e in (before, after)]
     assert f1[1] >= f1[0] - 0.01, (before.as_json(), after.as_json())
+
+
+def test_a_signal_that_lowers_the_odds_is_left_out_not_given_a_negative_weight():
+    # signal 2 fires mostly with signal 1 on legit orders: unconstrained, its weight is < 0
+    rows = Counter({((1, 0), 1): 50, ((1, 1), 0): 40, ((1, 1), 1): 5, ((0, 0), 0): 200})
+    assert fit_weights(rows)[2] < 0
+    _, first, second = non_negative_weights(rows)
+    assert second == 0.0 and first > 0
