@@ -76,3 +76,9 @@ def test_a_signal_that_lowers_the_odds_is_left_out_not_given_a_negative_weight()
     assert fit_weights(rows)[2] < 0
     _, first, second = non_negative_weights(rows)
     assert second == 0.0 and first > 0
+
+
+def test_the_shipped_fitted_policy_loads_and_raises_the_odds_only():
+    fitted = load_policy(DEFAULT_POLICY.with_name("fitted.toml"), FEATURES)
+    assert fitted.version == POLICY.version + 1
+    assert all(s.weight >= 0 for s in fitted.signals)
