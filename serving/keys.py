@@ -58,7 +58,7 @@ COUNT_NAMES = {
     ATTRIBUTED: ("orders", "cents"),
 }
 SEP = "|"
-FRAUD_EXPLAINED = 50_000  # ~1.5 KB each: at most ~75 MB of Redis
+FRAUD_EXPLAINED = 20_000  # a scored order is ~2.2 KB: ~45 MB of Redis at most
 FRAUD_ALERTS = 1_000
 
 
