@@ -127,6 +127,15 @@ def project_fraud(redis_url: str, outcomes: list[FraudOutcome], app: str = APP) 
 FRAUDULENT = {"user_cards_10m": 3, "small_order": 1, "session_pages": 0, "new_device": 1}
 
 
+def seed_fraud(redis_url: str) -> None:
+    """Four orders on two scorer partitions, in two windows: orders 2 and 3 (the latest
+    window) are alerts."""
+    project_fraud(redis_url, [
+        scored_outcome(0, [(1, LATEST - MINUTE, {}), (2, LATEST + 5_000, FRAUDULENT)]),
+        scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT), (4, LATEST + 20_000, {})]),
+    ])  # fmt: skip
+
+
 @dataclass
 class Dashboard:
     url: str

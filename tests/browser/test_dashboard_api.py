@@ -23,6 +23,7 @@ from dashboard_rig import (
     LayoutWriter,
     project_fraud,
     scored_outcome,
+    seed_fraud,
     seed_shop,
 )
 
@@ -203,13 +204,10 @@ def test_a_bad_windows_parameter_is_a_json_400_naming_it(
         assert len(error) < 200
 
 
-def seed_fraud(layout: LayoutWriter, redis_url: str) -> None:
-    """Two windows on two scorer partitions: the latest has 3 orders, 2 of them alerts."""
-    project_fraud(redis_url, [
-        scored_outcome(0, [(1, LATEST - MINUTE, {}), (2, LATEST + 5_000, FRAUDULENT)]),
-        scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT), (4, LATEST + 20_000, {})]),
-    ])  # fmt: skip
-    # partition 1 again, newer: its counts are absolute values, they replace the first ones
+def seed_fraud_rewritten(layout: LayoutWriter, redis_url: str) -> None:
+    """seed_fraud, then partition 1 again, newer: its counts are absolute values, they
+    replace its first ones (the latest window: 3 orders, 2 alerts, then 2 and 2)."""
+    seed_fraud(redis_url)
     project_fraud(redis_url, [scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT)])])
     layout.meta(window_ms=MINUTE, grace_ms=30_000)
 
@@ -217,7 +215,7 @@ def seed_fraud(layout: LayoutWriter, redis_url: str) -> None:
 def test_fraud_summary_api_gives_the_alert_rate_and_scores_per_window(
     layout: LayoutWriter, dashboard: Dashboard, redis_server: LocalRedis
 ) -> None:
-    seed_fraud(layout, redis_server.url)
+    seed_fraud_rewritten(layout, redis_server.url)
 
     code, _, body = dashboard.get("/api/v1/fraud/summary?windows=1")
 
@@ -236,7 +234,7 @@ def test_fraud_summary_api_gives_the_alert_rate_and_scores_per_window(
 def test_fraud_alerts_api_gives_the_newest_alerts_first_with_their_reasons(
     layout: LayoutWriter, dashboard: Dashboard, redis_server: LocalRedis
 ) -> None:
-    seed_fraud(layout, redis_server.url)
+    seed_fraud_rewritten(layout, redis_server.url)
 
     code, _, body = dashboard.get("/api/v1/fraud/alerts")
 
@@ -252,7 +250,7 @@ def test_fraud_alerts_api_gives_the_newest_alerts_first_with_their_reasons(
 def test_fraud_order_api_explains_one_order_and_404s_an_unknown_one(
     layout: LayoutWriter, dashboard: Dashboard, redis_server: LocalRedis
 ) -> None:
-    seed_fraud(layout, redis_server.url)
+    seed_fraud_rewritten(layout, redis_server.url)
 
     code, _, body = dashboard.get("/api/v1/fraud/orders/2")
 

@@ -9,16 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from dashboard_rig import (
-    FRAUDULENT,
-    LATEST,
-    MINUTE,
-    Dashboard,
-    LayoutWriter,
-    project_fraud,
-    scored_outcome,
-    seed_shop,
-)
+from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_fraud, seed_shop
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
@@ -126,10 +117,7 @@ def test_the_fraud_section_shows_alerts_and_explains_the_one_clicked(
     tmp_path: Path,
 ) -> None:
     seed_shop(layout)
-    project_fraud(redis_server.url, [
-        scored_outcome(0, [(1, LATEST - MINUTE, {}), (2, LATEST + 5_000, FRAUDULENT)]),
-        scored_outcome(1, [(3, LATEST + 9_000, FRAUDULENT), (4, LATEST + 20_000, {})]),
-    ])  # fmt: skip
+    seed_fraud(redis_server.url)
     browser.get(dashboard.url)
 
     def alert_rows(d: webdriver.Chrome) -> list[str]:
