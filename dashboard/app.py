@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dash
 import flask
 import redis
-from dash import ALL, Input, Output, dcc, html
+from dash import ALL, Input, Output, State, dcc, html
 from werkzeug.serving import make_server
 
 from clickstream.settings import Settings
@@ -225,6 +225,7 @@ def _layout(settings: Settings) -> html.Div:
                 ),
             ),
             dcc.Interval(id="refresh", interval=REFRESH_MS),
+            dcc.Store(id="alerts-shown"),  # the order ids of the alert rows drawn
         ],
     )
 
@@ -277,16 +278,20 @@ def _add_fraud(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
         Output("fraud-chart", "figure"),
         Output("scores-chart", "figure"),
         Output("alerts-table", "children"),
+        Output("alerts-shown", "data"),
         Output("fraud-span", "children"),
         Input("refresh", "n_intervals"),
+        State("alerts-shown", "data"),
     )
-    def refresh_fraud(_tick: int | None) -> tuple[Any, ...]:
+    def refresh_fraud(_tick: int | None, shown: list[str] | None) -> tuple[Any, ...]:
         try:
             summary = read_model.fraud_summary(client, app_id, CHART_WINDOWS)
             alerts = read_model.fraud_alerts(client, app_id, ALERT_ROWS)
             window_ms = read_model.meta(client, app_id).window_ms
         except read_model.Unavailable:
-            return (dash.no_update,) * 4  # the status line says so
+            return (dash.no_update,) * 5  # the status line says so
+        ids = [str(alert["order_id"]) for alert in alerts]
+        same = ids == shown  # rows drawn again would lose a click on them: only when new
         rate = "no orders" if summary.alert_rate is None else f"{summary.alert_rate:.1%}"
         span = (
             f"{summary.orders:,} orders scored, {summary.alerts:,} alerts ({rate}), "
@@ -295,7 +300,8 @@ def _add_fraud(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
         return (
             figures.fraud_rate_figure(summary.windows, window_ms),
             figures.score_distribution_figure(summary.scores),
-            _alerts(alerts),
+            dash.no_update if same else _alerts(alerts),
+            dash.no_update if same else ids,
             span,
         )
 
