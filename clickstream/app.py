@@ -12,11 +12,13 @@ Nothing runs at import time; `create_app(settings)` builds it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 
 import faust
 import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 
 from agents.clicks import aggregate_clicks
 from agents.fraud import (
@@ -42,7 +44,9 @@ def broker_urls(bootstrap: str) -> str:
     return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(","))
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> faust.App:
+    """`stops`: a bounded run's input and time log partitions -> the first offset not read
+    (a replay: engine.delivery)."""
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap),
@@ -81,7 +85,7 @@ def create_app(settings: Settings) -> faust.App:
         return WindowedMetrics(kind, stream_config, WindowedSink(projection, kind.stream))
 
     state = "source partition -> {} pane cells and sketches, sessions, seen ids, progress"
-    engine = Engine(app, _engine_config(settings))
+    engine = Engine(app, _engine_config(settings, stops))
     engine.attach(windowed(aggregate_clicks(metrics)), help=state.format("clicks"))
     forward = keys.ATTRIBUTED in metrics
     engine.attach(windowed(aggregate_orders(forward_facts=forward)), help=state.format("orders"))
@@ -136,7 +140,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def _engine_config(settings: Settings) -> EngineConfig:
+def _engine_config(settings: Settings, stops: Mapping[TP, int] | None) -> EngineConfig:
     follows_own_clock = settings.clock == settings.app_id
     return EngineConfig(
         partitions=settings.partitions,
@@ -146,4 +150,5 @@ def _engine_config(settings: Settings) -> EngineConfig:
         batch_s=settings.batch_seconds,
         ticks_by=settings.app_id if follows_own_clock else None,
         max_skew_ms=settings.limits.max_future_skew_ms,
+        stops=stops,
     )

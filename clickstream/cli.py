@@ -18,10 +18,11 @@ from clickstream.kafka_admin import KafkaUnreachable
 from clickstream.local.kafka import LocalKafka
 from clickstream.local.process import LocalServiceError
 from clickstream.local.redis import LocalRedis
+from clickstream.replay import ReplayFailed
 from clickstream.settings import Settings, SettingsError
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED = (SettingsError, LocalServiceError, KafkaUnreachable)
+EXPECTED = (SettingsError, LocalServiceError, KafkaUnreachable, ReplayFailed)
 
 
 def one_line_errors(command: F) -> F:
@@ -86,6 +87,176 @@ def dashboard() -> None:
         serve(load_settings())
     except StartupError as exc:
         raise LocalServiceError(str(exc)) from None
+
+
+def redis_client(s: Settings) -> Any:
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(s.redis, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis_py.RedisError:
+        raise LocalServiceError(
+            f"cannot reach Redis at {s.redis}; start it with `clickstream redis start` or set "
+            f"CLICKSTREAM_REDIS_URL"
+        ) from None
+    return client
+
+
+def check_version(version: str, option: str) -> None:
+    if not version.replace("-", "").replace("_", "").isalnum():
+        raise SettingsError(f"{option} {version!r} may hold only letters, digits, '-' and '_'")
+
+
+@cli.command()
+@click.option("--app-id", "version", required=True, help="The new version's app id.")
+@click.option(
+    "--from",
+    "asked_from",
+    default="earliest",
+    show_default=True,
+    help="earliest, or an ISO time: each input partition from its first record then.",
+)
+@click.option(
+    "--to",
+    "asked_to",
+    default=None,
+    help="now (the default) or an ISO time: the last records read are those before.",
+)
+@click.option("--follow", is_flag=True, help="Do not stop: keep following the inputs.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes to run here.")
+@click.option(
+    "--own-clock",
+    is_flag=True,
+    help="Write its own time log instead of following the live version's.",
+)
+@one_line_errors
+def replay(
+    version: str,
+    asked_from: str,
+    asked_to: str | None,
+    follow: bool,
+    workers: int,
+    own_clock: bool,
+) -> None:  # fmt: skip
+    """Recompute the input topics into a shadow version beside live (clickstream.replay)."""
+    from clickstream import replay as replaying
+    from clickstream.replay import parse_when
+
+    s = load_settings()
+    check_version(version, "--app-id")
+    if version == s.app_id:
+        raise SettingsError(
+            f"--app-id {version} is the live version (CLICKSTREAM_APP_ID); pick a new id"
+        )
+    if follow and asked_to is not None:
+        raise SettingsError("--to and --follow exclude each other: a follower never stops")
+    if workers < 1:
+        raise SettingsError(f"--workers {workers} must be 1 or more")
+    parse_when(asked_from, "--from", ("earliest",))  # a bad time fails before anything starts
+    redis_client(s)
+    clock = version if own_clock else s.clock
+    to = None if follow else (asked_to or "now")
+    try:
+        records, seconds = replaying.run(s, version, asked_from, to, clock, workers, sys.stderr)
+    except KeyboardInterrupt:
+        click.echo(f"replay of {version} stopped; the same command continues it", err=True)
+        sys.exit(130)
+    rate = records / seconds if seconds else 0.0
+    click.echo(
+        f"replayed {records} records into {version} in {seconds:.1f} s ({rate:,.0f} records/s, "
+        f"start-up included); compare: clickstream diff {s.app_id} {version}"
+    )
+
+
+@cli.command()
+@click.argument("live")
+@click.argument("shadow")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the report.")
+@one_line_errors
+def diff(live: str, shadow: str, json_path: Path | None) -> None:
+    """Compare two versions' derived records by id; exit 0 only when they are identical."""
+    import orjson
+    from tqdm import tqdm
+
+    from clickstream import versions
+    from clickstream.diff import Report, compare, read_version
+    from clickstream.replay import shadow_settings
+
+    s = load_settings()
+    for version in (live, shadow):
+        check_version(version, "version")
+    found = {}
+    for version in (live, shadow):
+        with tqdm(desc=f"read {version}", unit="rec", disable=None, file=sys.stderr) as bar:
+
+            def seen(read: int, total: int) -> None:
+                bar.total = total
+                bar.update(read - bar.n)
+
+            found[version] = read_version(shadow_settings(s, version, version), seen)
+    report = Report(live, shadow, compare(found[live], found[shadow]))
+    click.echo(report.table())
+    if json_path:
+        json_path.write_bytes(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2))
+    versions.save_diff(redis_client(s), s.app_id, report.as_json())
+    sys.exit(0 if report.identical() else 1)
+
+
+@cli.command()
+@click.argument("version")
+@one_line_errors
+def promote(version: str) -> None:
+    """Serve VERSION on the dashboard and API, now, without a restart."""
+    from clickstream import versions
+
+    s = load_settings()
+    check_version(version, "version")
+    client = redis_client(s)
+    if version != s.app_id and version not in versions.registered(client, s.app_id):
+        raise SettingsError(
+            f"{version} is no version replayed beside {s.app_id} (`clickstream versions` "
+            f"lists them)"
+        )
+    before = versions.promote(client, s.app_id, version)
+    click.echo(f"the dashboard and API of {s.app_id} now serve {version} (before: {before})")
+
+
+@cli.command()
+@click.argument("version")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@one_line_errors
+def retire(version: str, yes: bool) -> None:
+    """Delete a version's consumer group, topics, local state and Redis keys."""
+    from clickstream.retire import plan
+    from clickstream.retire import retire as delete
+
+    s = load_settings()
+    check_version(version, "version")
+    client = redis_client(s)
+    retirement = plan(s, client, version)
+    click.echo(f"retire {retirement.describe()}")
+    if not yes and not click.confirm("delete all of it?"):
+        click.echo("nothing deleted")
+        sys.exit(1)
+    keys = delete(s, client, retirement)
+    click.echo(f"retired {version}: {len(retirement.topics)} topics, {keys} Redis keys deleted")
+
+
+@cli.command("versions")
+@one_line_errors
+def list_versions() -> None:
+    """The versions replayed beside this one, and the one served."""
+    from clickstream import versions
+
+    s = load_settings()
+    client = redis_client(s)
+    served = versions.active(client, s.app_id)
+    click.echo(f"{'*' if served == s.app_id else ' '} {s.app_id} (base)")
+    for name, about in versions.registered(client, s.app_id).items():
+        mark = "*" if name == served else " "
+        click.echo(f"{mark} {name}: {about.get('state')}, from {about.get('from')} to "
+                   f"{about.get('to') or '(follow)'}, clock {about.get('clock')}")  # fmt: skip
 
 
 @cli.command("dead-letters")

@@ -37,7 +37,9 @@ async def published(settings: Settings) -> list[PolicyRecord]:
     try:
         tp = TopicPartition(topic.name, 0)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        # an explicit seek: seek_to_beginning() races the reset that assign() started, which
+        # (auto_offset_reset "latest") could skip every version
+        consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
         end = (await consumer.end_offsets([tp]))[tp]
         records, deadline = [], time.monotonic() + 10
         while await consumer.position(tp) < end and time.monotonic() < deadline:

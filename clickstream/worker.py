@@ -1,6 +1,7 @@
-"""Starting a Faust worker from our settings: topics first, then Faust's own `worker` command,
-run by a Faust Worker that applies our log rules (clickstream.logs) and checks the state folder
-against Kafka before the tables open (clickstream.state_dir)."""
+"""Starting a Faust worker from our settings: topics and a replay's bounds first
+(clickstream.replay), then Faust's own `worker` command, run by a Faust Worker that applies our
+log rules (clickstream.logs) and checks the state folder against Kafka before the tables open
+(clickstream.state_dir)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import logging
 import sys
 
 import faust
+from faust.types import TP
 
 from clickstream import logs
 from clickstream.app import create_app
 from clickstream.kafka_admin import ensure_topics
 from clickstream.local.process import port_open
+from clickstream.replay import check_worker, read_bounds
 from clickstream.settings import Settings, SettingsError
 from clickstream.state_dir import check_state_folder, state_folder
 
@@ -34,8 +37,15 @@ def run_worker(settings: Settings) -> None:
             f"{settings.worker_host}; give each worker on a host its own port"
         )
     asyncio.run(ensure_topics(settings.bootstrap, settings.topics.all(), settings.replication))
+    bounds = asyncio.run(read_bounds(settings))  # a replayed version reads only its range
+    check_worker(settings, bounds)
     state_folder(settings).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    stops = (
+        {TP(tp.topic, tp.partition): o for tp, o in bounds.stop.items()}
+        if bounds and bounds.stop
+        else None
+    )
+    app = create_app(settings, stops)
     app.conf.Worker = worker_class(settings)  # type: ignore[assignment]  # a setting, typed oddly
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]
     gc.freeze()  # the modules and the app live as long as the worker: never scan them again

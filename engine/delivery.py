@@ -7,6 +7,11 @@ same consumer group, same assignment (so tables stay co-partitioned and recover 
 same commit loop. The handler acks offsets itself, through the `Ack` it is given, once the
 state they produced is saved (it may save several fetches at once), so committed offsets
 never pass saved state.
+
+A bounded run (a replay to a point, clickstream.replay) gives each input and time log partition
+a stop offset: records from there on are never delivered nor acked, so the committed offset
+ends exactly at the stop, and the partition is paused once it reaches it. A time log's end is
+its stop then (engine.time_log waits for the ticks written before the end).
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ BatchHandler = Callable[[Mapping[TP, list[Any]], Ack], Awaitable[object]]
 
 def batch_delivering_consumer(
     readers: Sequence[tuple[BatchHandler, Sequence[str]]],
+    stops: Mapping[TP, int] | None = None,
 ) -> type[Consumer]:
     """A Faust consumer class that hands fetched records of the readers' topics to them, reader
-    by reader in order (a topic several processors read goes to each)."""
+    by reader in order (a topic several processors read goes to each); `stops`: partition ->
+    the first offset not to deliver."""
     read = {topic for _, topics in readers for topic in topics}
+    bounded: Mapping[TP, int] = stops or {}
 
     class BatchDeliveringConsumer(Consumer):
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
@@ -60,8 +68,21 @@ def batch_delivering_consumer(
                 # after them would count them as a gap, and the commit would pass them.
                 if tp in assigned:  # else revoked: its next owner reads it from the commit
                     await self.seek(tp, batch[0].offset)
+            if bounded:
+                mine = self._before_stops(mine)
             await self._deliver(mine)
             return rest, active
+
+        def _before_stops(self, batches: dict[TP, list[Any]]) -> dict[TP, list[Any]]:
+            kept: dict[TP, list[Any]] = {}
+            for tp, batch in batches.items():
+                stop = bounded.get(tp)
+                if stop is not None and batch[-1].offset >= stop:
+                    batch = [record for record in batch if record.offset < stop]
+                    self.pause_partitions([tp])  # nothing more to read there
+                if batch:
+                    kept[tp] = batch
+            return kept
 
         async def _commit(self, offsets: Mapping[TP, int]) -> bool:
             # After a crash the consumer thread may already be gone, and Faust's shutdown
@@ -110,10 +131,12 @@ class _ShortFetchWaitThread(AIOKafkaConsumerThread):
 
 
 class FaustConsumerView:
-    """What a runner reads of Faust's consumer (engine.runner.ConsumerView)."""
+    """What a runner reads of Faust's consumer (engine.runner.ConsumerView); `stops` as
+    batch_delivering_consumer's."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, stops: Mapping[TP, int] | None = None) -> None:
         self.app = app
+        self.stops = stops or {}
 
     def generation(self) -> int | None:
         return self.app.consumer_generation_id
@@ -126,4 +149,6 @@ class FaustConsumerView:
 
     async def ends(self, topic: str, partitions: set[int]) -> dict[int, int]:
         ends = await self.app.consumer.highwaters(*(TP(topic, p) for p in partitions))
-        return {tp.partition: offset for tp, offset in ends.items()}
+        return {
+            tp.partition: min(offset, self.stops.get(tp, offset)) for tp, offset in ends.items()
+        }

@@ -65,6 +65,10 @@ clickstream.logs (through active_recovery below)
 clickstream.worker
   faust.Worker.on_setup_root_logger(logger, level) / on_execute()
                                       overridden (mode Worker hooks): log rules, state folder
+clickstream.retire (through delete_consumer_group below)
+  AIOKafkaAdminClient._send_request(request, node_id)
+                                      called: aiokafka 0.14 has no delete_consumer_groups();
+                                      its protocol has DeleteGroupsRequest (public module)
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupIdNotFound, for_code
+from aiokafka.protocol.admin import DeleteGroupsRequest
 from faust.tables.base import Collection
 from faust.types import TP, AppT
 
@@ -103,3 +110,13 @@ def active_recovery(app: AppT) -> tuple[Mapping[TP, int], Mapping[TP, int]]:
     starts from). Raises if Faust's Recovery no longer has them."""
     recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
     return recovery.active_highwaters, recovery.active_offsets
+
+
+async def delete_consumer_group(admin: AIOKafkaAdminClient, group: str) -> None:
+    """Delete a consumer group with no members (its committed offsets go with it); a group
+    that does not exist is no error. Raises the broker's error otherwise."""
+    coordinator = await admin.find_coordinator(group)
+    response: Any = await admin._send_request(DeleteGroupsRequest([group]), coordinator)
+    for _name, code in response.results:
+        if code and code != GroupIdNotFound.errno:
+            raise for_code(code)(f"cannot delete consumer group {group}")

@@ -42,6 +42,7 @@ class EngineConfig:
     batch_s: float
     ticks_by: str | None  # the app id writing ticks here; None: follow another app's, write none
     max_skew_ms: int
+    stops: Mapping[TP, int] | None = None  # input or time log partition -> first offset not read
 
 
 class Engine:
@@ -65,7 +66,7 @@ class Engine:
         runner = Runner(
             processor,
             committer,
-            FaustConsumerView(app),
+            FaustConsumerView(app, config.stops),
             RunnerConfig(
                 config.commit_s if commit_s is None else commit_s,
                 config.idle_s,
@@ -115,7 +116,7 @@ class Engine:
     def install(self) -> None:
         """Batched delivery for every attached processor's topics, and the engine's rounds."""
         app, config, runners = self.app, self.config, self.runners
-        setattr(app.transport, "Consumer", batch_delivering_consumer(self._readers))  # noqa: B010
+        setattr(app.transport, "Consumer", batch_delivering_consumer(self._readers, config.stops))  # noqa: B010
 
         shortest = min((runner.config.commit_s for runner in runners), default=config.commit_s)
 

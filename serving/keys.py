@@ -37,6 +37,11 @@ over partitions, and merge panes into wider windows the same way.
         late_orders (clicks: order facts records forwarded by the orders side; orders whose
         facts came after their pane's attribution closed)
 Panes older than the newest watermark minus the retention are deleted (by event time).
+
+Versions (clickstream.versions), under the app id the dashboard is configured with:
+  {base}:active                  STRING the app id served (clickstream promote); unset: base
+  {base}:versions                HASH   app id -> how it was replayed (clickstream.replay)
+  {base}:diffs                   HASH   "{live}/{shadow}" -> their latest diff report
 """
 
 from __future__ import annotations
@@ -81,6 +86,18 @@ def pipeline(app: str, stream: str) -> str:
 def fraud(app: str, name: str) -> str:
     """name: scored | explained | alerts | alert."""
     return f"{app}:fraud-{name}"
+
+
+def active(base: str) -> str:
+    return f"{base}:active"
+
+
+def versions(base: str) -> str:
+    return f"{base}:versions"
+
+
+def diffs(base: str) -> str:
+    return f"{base}:diffs"
 
 
 def field(partition: int, *parts: str) -> str:

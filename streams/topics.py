@@ -53,6 +53,7 @@ class Topology:
     fraud_alerts: TopicSpec
     fraud_policy: TopicSpec  # control log, like the time logs: of CLICKSTREAM_CLOCK_APP_ID
     fraud_policy_ticks: TopicSpec
+    replay: TopicSpec  # a replayed version's bounds (clickstream.replay); one partition
     changelogs: tuple[TopicSpec, ...]
 
     def inputs(self) -> tuple[TopicSpec, ...]:
@@ -77,7 +78,15 @@ class Topology:
             self.fraud_alerts,
             self.fraud_policy,
             self.fraud_policy_ticks,
+            self.replay,
             *self.changelogs,
+        )
+
+    def owned(self, app_id: str) -> tuple[TopicSpec, ...]:
+        """The topics that app `app_id` writes (not the inputs, nor another app's logs)."""
+        inputs = self.inputs()
+        return tuple(
+            spec for spec in self.all() if spec not in inputs and spec.name.startswith(f"{app_id}-")
         )
 
 
@@ -156,6 +165,13 @@ def topology(
             partitions,
         ),
         fraud_policy_ticks=_time_log(clock_app_id or app_id, "fraud-policy", partitions),
+        replay=TopicSpec(
+            f"{app_id}-replay",
+            "bounds",
+            "replay bounds JSON (clickstream.replay): the input offsets read, the clock followed",
+            1,
+            compacted=True,
+        ),
         # Created by us before Faust starts (Faust would create them too, racing its own
         # metadata); named as Faust names them. Partition p holds source partition p's state.
         changelogs=tuple(

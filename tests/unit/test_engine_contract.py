@@ -404,6 +404,14 @@ def _recovery() -> None:
 # --- clickstream.worker ----------------------------------------------------------------------
 
 
+def _admin_send_request() -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+
+    _method(AIOKafkaAdminClient, "_send_request", ["self", "request", "node_id"], coroutine=True)
+    DeleteGroupsRequest(["group"])  # built from the group names alone
+
+
 def _worker_hooks() -> None:
     _method(faust.Worker, "on_setup_root_logger", ["self", "logger", "level"], coroutine=False)
     _method(faust.Worker, "on_execute", ["self"], coroutine=True)
@@ -610,6 +618,12 @@ USES = [
         LOGS,
         "counts the changelog partitions and records recovery reads, for one summary line",
         _recovery,
+    ),
+    Use(
+        "AIOKafkaAdminClient._send_request(request, node_id)",
+        "clickstream.retire",
+        "delete_consumer_group sends DeleteGroupsRequest to the group's coordinator",
+        _admin_send_request,
     ),
     Use(
         "faust.Worker.on_setup_root_logger(logger, level) / on_execute()",
