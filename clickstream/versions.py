@@ -17,7 +17,8 @@ from serving import keys
 
 
 def active(client: redis.Redis, base: str) -> str:
-    """The app id whose numbers the base's dashboard and API serve."""
+    """The app id whose numbers the base's dashboard and API serve (the read side:
+    serving.read_model.served)."""
     name = client.get(keys.active(base))
     return _text(name) if name else base
 

@@ -5,6 +5,7 @@ that also serves the Dash page. Every API error is JSON `{"error": ...}`: 400 ba
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 
 import flask
 import orjson
@@ -26,7 +27,12 @@ class BadRequest(ValueError):
     pass
 
 
-def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
+def add_api(server: flask.Flask, client: redis.Redis, base: str) -> None:
+    """Every route serves the version `base` points at now (serving.read_model.served)."""
+
+    def served() -> str:
+        return read_model.served(client, base)
+
     @server.get(HEALTH_PATH)
     def healthz() -> flask.Response:
         read_model.ping(client)
@@ -35,59 +41,61 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
     @server.get("/api/v1/page-views")
     def page_views() -> flask.Response:
         n = _windows_param()
-        return _json({"windows": n, "rows": read_model.page_views(client, app_id, n)})
+        return _json({"windows": n, "rows": read_model.page_views(client, served(), n)})
 
     @server.get("/api/v1/orders")
     def orders() -> flask.Response:
         n = _windows_param()
-        return _json({"windows": n, "rows": read_model.orders(client, app_id, n)})
+        return _json({"windows": n, "rows": read_model.orders(client, served(), n)})
 
     @server.get("/api/v1/click-types")
     def click_types() -> flask.Response:
         n = _windows_param()
-        return _json({"windows": n, "rows": read_model.counts(client, app_id, keys.CLICK_TYPES, n)})
+        return _json(
+            {"windows": n, "rows": read_model.counts(client, served(), keys.CLICK_TYPES, n)}
+        )
 
     @server.get("/api/v1/referrers")
     def referrers() -> flask.Response:
         n = _windows_param()
-        return _json({"windows": n, "rows": read_model.counts(client, app_id, keys.REFERRERS, n)})
+        return _json({"windows": n, "rows": read_model.counts(client, served(), keys.REFERRERS, n)})
 
     @server.get("/api/v1/unique-users")
     def unique_users() -> flask.Response:
         n = _windows_param()
-        rows = read_model.uniques(client, app_id, n)
+        rows = read_model.uniques(client, served(), n)
         return _json({"windows": n, "standard_error": sketch.STANDARD_ERROR, "rows": rows})
 
     @server.get("/api/v1/funnel")
     def funnel() -> flask.Response:
         n = _windows_param()
-        steps = read_model.funnel(client, app_id, n)
+        steps = read_model.funnel(client, served(), n)
         return _json({"windows": n, "standard_error": sketch.STANDARD_ERROR, "steps": steps})
 
     @server.get("/api/v1/sessions")
     def sessions() -> flask.Response:
         n = _windows_param()
-        return _json({"windows": n, "rows": read_model.sessions(client, app_id, n)})
+        return _json({"windows": n, "rows": read_model.sessions(client, served(), n)})
 
     @server.get("/api/v1/attribution")
     def attribution() -> flask.Response:
         n = _windows_param()
-        return _json({"windows": n, "rows": read_model.attribution(client, app_id, n)})
+        return _json({"windows": n, "rows": read_model.attribution(client, served(), n)})
 
     @server.get("/api/v1/fraud/summary")
     def fraud_summary() -> flask.Response:
         n = _windows_param()
-        summary = read_model.fraud_summary(client, app_id, n)
+        summary = read_model.fraud_summary(client, served(), n)
         return _json({"windows": n, "score_buckets": SCORE_BUCKET_EDGES, "summary": summary})
 
     @server.get("/api/v1/fraud/alerts")
     def fraud_alerts() -> flask.Response:
         n = _whole_param("limit", API_DEFAULT_ALERTS, keys.FRAUD_ALERTS)
-        return _json({"limit": n, "alerts": read_model.fraud_alerts(client, app_id, n)})
+        return _json({"limit": n, "alerts": read_model.fraud_alerts(client, served(), n)})
 
     @server.get("/api/v1/fraud/orders/<order_id>")
     def fraud_order(order_id: str) -> flask.Response:
-        scored = read_model.fraud_order(client, app_id, order_id)
+        scored = read_model.fraud_order(client, served(), order_id)
         if scored is None:
             error = (
                 f"no scored order {order_id!r}: not scored yet, or older than the newest "
@@ -98,11 +106,12 @@ def add_api(server: flask.Flask, client: redis.Redis, app_id: str) -> None:
 
     @server.get("/api/v1/pipeline")
     def pipeline() -> flask.Response:
-        return _json({"streams": read_model.pipeline(client, app_id)})
+        return _json({"streams": read_model.pipeline(client, served())})
 
     @server.get("/api/v1/meta")
     def meta() -> flask.Response:
-        return _json(read_model.meta(client, app_id))
+        version = served()
+        return _json({"version": version, **asdict(read_model.meta(client, version))})
 
     # Dash answers any other GET with its page, so an unknown API path is caught before routing
     # (and after the login check, registered first).

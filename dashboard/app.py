@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,8 +53,12 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> dash.Da
     api.require_login(server, settings.dashboard_user, settings.dashboard_password)
     api.add_api(server, client, settings.app_id)
     app.layout = _layout(settings)
-    _add_refresh(app, client, settings.app_id)
-    _add_fraud(app, client, settings.app_id)
+
+    def served() -> str:  # the version promoted (clickstream promote), read at each refresh
+        return read_model.served(client, settings.app_id)
+
+    _add_refresh(app, client, served)
+    _add_fraud(app, client, served)
     return app
 
 
@@ -115,7 +120,12 @@ def _layout(settings: Settings) -> html.Div:
                             html.Span(className="brand-mark"),
                             html.H1("Clickstream"),
                             html.Span("Live analytics", className="brand-sub"),
-                            html.Span(settings.app_id, className="app-chip", title="app id"),
+                            html.Span(
+                                settings.app_id,
+                                id="app-chip",
+                                className="app-chip",
+                                title="the version served (app id)",
+                            ),
                         ],
                     ),
                     html.Div("Connecting…", id="status", className="status status-wait", title=""),
@@ -243,7 +253,14 @@ def _card(title: str, subtitle: Any, body: Any, wide: bool = False) -> html.Div:
     )
 
 
-def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
+def _add_refresh(app: dash.Dash, client: redis.Redis, served: Callable[[], str]) -> None:
+    @app.callback(Output("app-chip", "children"), Input("refresh", "n_intervals"))
+    def version(_tick: int | None) -> Any:
+        try:
+            return served()
+        except read_model.Unavailable:
+            return dash.no_update  # the status line says so
+
     @app.callback(
         Output("status", "children"),
         Output("status", "className"),
@@ -265,13 +282,13 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
     )
     def refresh(_tick: int | None) -> tuple[Any, ...]:
         try:
-            snapshot = read_model.snapshot(client, app_id, CHART_WINDOWS)
+            snapshot = read_model.snapshot(client, served(), CHART_WINDOWS)
         except read_model.Unavailable as exc:
             return _render_unavailable(exc)
         return _render(snapshot)
 
 
-def _add_fraud(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
+def _add_fraud(app: dash.Dash, client: redis.Redis, served: Callable[[], str]) -> None:
     """The fraud section: its own refresh, and an alert's explanation on click."""
 
     @app.callback(
@@ -285,6 +302,7 @@ def _add_fraud(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
     )
     def refresh_fraud(_tick: int | None, shown: list[str] | None) -> tuple[Any, ...]:
         try:
+            app_id = served()
             summary = read_model.fraud_summary(client, app_id, CHART_WINDOWS)
             alerts = read_model.fraud_alerts(client, app_id, ALERT_ROWS)
             window_ms = read_model.meta(client, app_id).window_ms
@@ -316,7 +334,7 @@ def _add_fraud(app: dash.Dash, client: redis.Redis, app_id: str) -> None:
             return dash.no_update
         order_id = str(clicked["order"])
         try:
-            scored = read_model.fraud_order(client, app_id, order_id)
+            scored = read_model.fraud_order(client, served(), order_id)
         except read_model.Unavailable as exc:
             return html.P(str(exc), className="empty")
         if scored is None:

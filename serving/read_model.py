@@ -192,6 +192,13 @@ def ping(client: redis.Redis) -> None:
         client.ping()
 
 
+def served(client: redis.Redis, base: str) -> str:
+    """The version (app id) that the dashboard and API of `base` serve (clickstream.versions)."""
+    with _reachable(client):
+        name = client.get(keys.active(base))
+    return str(name) if name else base
+
+
 def meta(client: redis.Redis, app: str) -> Meta:
     with _reachable(client):
         return _meta(client.hgetall(keys.meta(app)))

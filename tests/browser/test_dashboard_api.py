@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 from dashboard_rig import (
+    APP,
     FRAUDULENT,
     LATEST,
     MINUTE,
@@ -159,6 +160,7 @@ def test_meta_api_gives_window_and_grace(layout: LayoutWriter, dashboard: Dashbo
     seed_shop(layout)
 
     assert dashboard.get("/api/v1/meta")[2] == {
+        "version": APP,
         "window_ms": MINUTE,
         "grace_ms": 30_000,
         "session_gap_ms": None,

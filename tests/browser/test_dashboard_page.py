@@ -9,14 +9,16 @@ from typing import Any
 
 import pytest
 import redis
-from dashboard_rig import LATEST, MINUTE, Dashboard, LayoutWriter, seed_fraud, seed_shop
+from dashboard_rig import APP, LATEST, MINUTE, Dashboard, LayoutWriter, seed_fraud, seed_shop
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from clickstream import versions
 from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
+from serving import keys
 
 pytestmark = pytest.mark.browser
 
@@ -221,3 +223,31 @@ def test_a_password_guards_the_page_and_the_api(
         wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
     finally:
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+
+
+def test_a_promoted_version_is_served_without_a_reload(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome
+) -> None:
+    """`clickstream promote` moves the pointer the read model follows: the open page and the
+    API switch to the new version's numbers at the next refresh, and back again."""
+    seed_shop(layout)
+    shadow = LayoutWriter(layout.client, "shadow")
+    shadow.meta(MINUTE, 30_000)
+    shadow.page_views(LATEST, 0, {"/home": 999})
+    browser.get(dashboard.url)
+    wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
+    assert browser.find_element(By.ID, "app-chip").text == APP
+
+    versions.promote(layout.client, APP, "shadow")
+
+    wait_for(browser, lambda d: kpis(d)["Page views"][0] == "999")
+    assert browser.find_element(By.ID, "app-chip").text == "shadow"
+    assert dashboard.get("/api/v1/meta")[2]["version"] == "shadow"  # type: ignore[index]
+    views = dashboard.get("/api/v1/page-views?windows=1")[2]
+    assert views["rows"] == [{"window_start_ms": LATEST, "url": "/home", "views": 999}]  # type: ignore[index]
+
+    versions.promote(layout.client, APP, APP)  # the base again: the pointer is removed
+
+    wait_for(browser, lambda d: kpis(d)["Page views"][0] == "273")
+    assert browser.find_element(By.ID, "app-chip").text == APP
+    assert not layout.client.exists(keys.active(APP))
