@@ -198,7 +198,7 @@ def _entries(
     if kind == "dead letters":
         letter = read_dead_letter(record.headers, record.value)
         value = {"reason": letter.reason, "detail": letter.detail, "bytes": len(letter.payload)}
-        yield kind, _canonical(letter.source, app), value
+        yield kind, _canonical(letter.source, app, inputs), value
         return
     if record.value is None:
         return
@@ -212,8 +212,11 @@ def _entries(
         if source not in inputs:  # a late order fact: known by its order's event
             rid = f"{value.get('reason')}/{value.get('event_id')}"
         value = {k: v for k, v in value.items() if k not in ("id", "source")}
-    yield metric, _canonical(rid, app), value
+    yield metric, _canonical(rid, app, inputs), value
 
 
-def _canonical(rid: str, app: str) -> str:
-    return f"<app>-{rid[len(app) + 1 :]}" if rid.startswith(f"{app}-") else rid
+def _canonical(rid: str, app: str, inputs: set[str]) -> str:
+    """`rid` with the app id taken out of a topic name of its own (an input keeps its name)."""
+    if rid.startswith(f"{app}-") and rid.split("/", 1)[0] not in inputs:
+        return f"<app>-{rid[len(app) + 1 :]}"
+    return rid

@@ -10,8 +10,10 @@ never pass saved state.
 
 A bounded run (a replay to a point, clickstream.replay) gives each input and time log partition
 a stop offset: records from there on are never delivered nor acked, so the committed offset
-ends exactly at the stop, and the partition is paused once it reaches it. A time log's end is
-its stop then (engine.time_log waits for the ticks written before the end).
+ends exactly at the stop. (Records past it are still fetched, and dropped: a paused partition
+would stay paused in Faust's consumer across rebalances, and a worker given it back with work
+left below the stop would never read it.) A time log's end is its stop then (engine.time_log
+waits for the ticks written before the end).
 """
 
 from __future__ import annotations
@@ -79,7 +81,6 @@ def batch_delivering_consumer(
                 stop = bounded.get(tp)
                 if stop is not None and batch[-1].offset >= stop:
                     batch = [record for record in batch if record.offset < stop]
-                    self.pause_partitions([tp])  # nothing more to read there
                 if batch:
                     kept[tp] = batch
             return kept

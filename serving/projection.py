@@ -76,9 +76,11 @@ class RedisProjection:
     def keep_only(self, partitions: set[int]) -> None:
         """After a rebalance: drop what is pending for partitions this worker no longer owns
         (their new owner writes them; a stale value sent later could overwrite its newer one)."""
-        for fields in self.pending.values():
+        for key, fields in list(self.pending.items()):
             for name in [n for n in fields if keys.split_field(str(n))[0] not in partitions]:
                 del fields[name]
+            if not fields:  # an HSET of no fields is an error (DataError), every flush again
+                del self.pending[key]
 
     async def flush(self) -> bool:
         """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
@@ -86,7 +88,8 @@ class RedisProjection:
             return True
         pipe = self.client.pipeline(transaction=False)
         for key, fields in self.pending.items():
-            pipe.hset(key, mapping=fields)
+            if fields:  # an HSET of no fields raises (DataError)
+                pipe.hset(key, mapping=fields)
         for metric, starts in self.windows.items():
             pipe.zadd(keys.windows(self.app_id, metric), {str(s): s for s in starts})
         drop_before = self.keep_from - self.keep_from % 60_000  # checked once a minute

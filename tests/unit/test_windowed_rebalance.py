@@ -30,3 +30,28 @@ def test_the_worker_sink_keeps_only_the_assigned_partitions_pending():
     projection.pending = {"k": {keys.field(0, "a"): 1, keys.field(1, "a"): 2}}
     WindowedSink(projection, "clicks").assigned({0})
     assert projection.pending == {"k": {keys.field(0, "a"): 1}}
+
+
+def test_a_key_left_with_no_field_after_a_rebalance_does_not_block_the_flush(redis_server):
+    """A key whose every pending field was another partition's: no HSET of nothing (Redis
+    refuses it, and the commit would fail at every retry: a partition stuck for good)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    async def flush() -> bool:
+        client = aioredis.Redis.from_url(redis_server.url)
+        projection = RedisProjection(client, "rebalanced", "orders", retention_ms=1 << 60)
+        projection.pending = {
+            "rebalanced:k": {keys.field(1, "a"): 2},
+            "rebalanced:j": {keys.field(0, "a"): 1},
+        }
+        projection.keep_only({0})
+        assert projection.pending == {"rebalanced:j": {keys.field(0, "a"): 1}}
+        projection.pending["rebalanced:empty"] = {}  # a stage of no outcome
+        try:
+            return await projection.flush()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(flush())
