@@ -260,22 +260,45 @@ def list_versions() -> None:
 
 
 @cli.command("dead-letters")
-@click.option("-n", "--last", default=20, show_default=True, help="per partition")
+@click.option("-n", "--last", default=20, show_default=True, help="Per partition, the newest.")
+@click.option("--all", "everything", is_flag=True, help="Every letter, not only the newest.")
+@click.option("--reason", help="Only this reason (e.g. malformed_json, unknown_schema_version).")
+@click.option("--source", help="Only letters of records from this topic.")
+@click.option("--since", help="Only letters written at or after this ISO time.")
+@click.option("--counts", is_flag=True, help="Count the letters per reason instead.")
 @one_line_errors
-def dead_letters(last: int) -> None:
-    """Show the newest dead letters: reason, source record, detail, payload preview."""
-    from clickstream.dead_letters import NoDeadLetterTopic, read_dead_letters
+def dead_letters(
+    last: int,
+    everything: bool,
+    reason: str | None,
+    source: str | None,
+    since: str | None,
+    counts: bool,
+) -> None:  # fmt: skip
+    """The dead letters: reason, source record, detail, payload preview (or counts per reason)."""
+    from collections import Counter
+
+    from clickstream.dead_letters import NoDeadLetterTopic, matching, read_dead_letters
+    from clickstream.replay import parse_when
 
     s = load_settings()
+    since_ms = parse_when(since, "--since", ()) if since is not None else None
+    topic = s.topics.dead_letters.name
     try:
-        letters = asyncio.run(read_dead_letters(s.bootstrap, s.topics.dead_letters.name, last))
+        read = asyncio.run(read_dead_letters(s.bootstrap, topic, None if everything else last))
     except NoDeadLetterTopic as exc:
         click.echo(f"clickstream: {exc}", err=True)
         sys.exit(2)
-    for letter in letters:
-        preview = letter.payload[:80].decode(errors="replace")
-        click.echo(f"{letter.reason:<24} {letter.source:<28} {letter.detail}\n    {preview!r}")
-    click.echo(f"{len(letters)} dead letters in {s.topics.dead_letters.name}", err=True)
+    letters = matching(read, reason, source, since_ms)
+    if counts:
+        for name, n in Counter(letter.reason for _, letter in letters).most_common():
+            click.echo(f"{n:>8}  {name}")
+    else:
+        for _, letter in letters:
+            preview = letter.payload[:80].decode(errors="replace")
+            click.echo(f"{letter.reason:<24} {letter.source:<28} {letter.detail}\n    {preview!r}")
+    filtered = "" if len(letters) == len(read) else f" (of {len(read)} read)"
+    click.echo(f"{len(letters)} dead letters in {topic}{filtered}", err=True)
 
 
 @cli.group()

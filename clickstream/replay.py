@@ -119,10 +119,9 @@ def parse_when(text: str, option: str, allowed: tuple[str, ...]) -> int | None:
     try:
         return parse_timestamp(text)
     except ValueError:
-        words = " or ".join(allowed)
+        words = f"neither {' or '.join(allowed)} nor" if allowed else "not"
         raise SettingsError(
-            f"{option} {text!r} is neither {words} nor an ISO time with its offset, like "
-            f"2026-12-01T18:00Z"
+            f"{option} {text!r} is {words} an ISO time with its offset, like 2026-12-01T18:00Z"
         ) from None
 
 

@@ -102,6 +102,48 @@ def test_dead_letters_shows_the_newest_letters_of_every_partition(
     assert shown == ["clicks/0/2", "clicks/0/3", "clicks/1/1"]
 
 
+def test_dead_letters_filter_by_reason_source_and_time_and_count_per_reason(
+    kafka: LocalKafka, app_id: str
+) -> None:
+    topic = dead_letter_topic(kafka, app_id)
+    letters = [
+        ("malformed_json", "clicks/0/1", 1_000),
+        ("malformed_json", "orders/1/1", 2_000),
+        ("unknown_schema_version", "orders/0/4", 3_000),
+    ]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+        await producer.start()
+        try:
+            for reason, source, at in letters:
+                headers = [("reason", reason.encode()), ("id", source.encode())]
+                await producer.send_and_wait(
+                    topic, b"{}", partition=0, headers=headers, timestamp_ms=1_767_225_600_000 + at
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    env = {"CLICKSTREAM_KAFKA_BOOTSTRAP": kafka.bootstrap, "CLICKSTREAM_APP_ID": app_id}
+
+    counts, _ = run("dead-letters", "--all", "--counts", **env)
+    by_source, _ = run("dead-letters", "--all", "--source", "orders", **env)
+    recent, _ = run("dead-letters", "--all", "--since", "2026-01-01T00:00:01.500Z", **env)
+    one, _ = run("dead-letters", "--all", "--reason", "unknown_schema_version", **env)
+    bad, _ = run("dead-letters", "--since", "yesterday", **env)
+
+    assert counts.stdout.split() == ["2", "malformed_json", "1", "unknown_schema_version"]
+    assert counts.stderr == f"3 dead letters in {topic}\n"
+    assert [line.split()[1] for line in by_source.stdout.splitlines()[::2]] == [
+        "orders/1/1", "orders/0/4",
+    ]  # fmt: skip
+    assert by_source.stderr == f"2 dead letters in {topic} (of 3 read)\n"
+    assert recent.stderr == f"2 dead letters in {topic} (of 3 read)\n"
+    assert one.stdout.split()[:2] == ["unknown_schema_version", "orders/0/4"]
+    assert bad.returncode == 2 and "--since 'yesterday' is not an ISO time" in bad.stderr
+
+
 def test_generate_into_a_log_file_writes_no_bar_only_its_summary(
     kafka: LocalKafka, app_id: str, tmp_path: Path
 ) -> None:
@@ -170,3 +212,38 @@ def test_bootstrap_installs_the_project_without_the_setuptools_banner(tmp_path: 
     assert (result.stdout, result.stderr) == ("", "")
     imported = [str(project / ".venv" / "bin" / "python"), "-c", "import tiny_a, tiny_b"]
     assert subprocess.run(imported, cwd=tmp_path, timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("replay", "--app-id", "{app}"), "is the live version"),
+        (
+            ("replay", "--app-id", "{app}-v2", "--from", "yesterday"),
+            "--from 'yesterday' is neither",
+        ),
+        (("replay", "--app-id", "{app}-v2", "--to", "soon"), "--to 'soon' is neither"),
+        (("replay", "--app-id", "{app}-v2", "--to", "now", "--follow"), "exclude each other"),
+        (("replay", "--app-id", "bad id"), "may hold only letters"),
+        (("replay", "--app-id", "{app}-v2", "--workers", "0"), "--workers 0 must be 1 or more"),
+        (("replay", "--app-id", "{app}-v2"), "input topic {app}-clicks does not exist"),
+        (("diff", "{app}", "{app}-v2"), "no worker ever ran under that app id"),
+        (("promote", "{app}-v2"), "is no version replayed beside {app}"),
+        (("retire", "{app}", "--yes"), "the version the dashboard serves"),
+    ],
+)
+def test_versions_commands_refuse_misuse_in_one_line(
+    kafka: LocalKafka, redis_server, app_id: str, args: tuple[str, ...], says: str
+) -> None:
+    result, _ = run(
+        *(arg.format(app=app_id) for arg in args),
+        CLICKSTREAM_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        CLICKSTREAM_REDIS_URL=redis_server.url,
+        CLICKSTREAM_APP_ID=app_id,
+        CLICKSTREAM_CLICKS_TOPIC=f"{app_id}-clicks",
+        CLICKSTREAM_ORDERS_TOPIC=f"{app_id}-orders",
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert says.format(app=app_id) in result.stderr
