@@ -57,7 +57,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> dash.Da
     def served() -> str:  # the version promoted (clickstream promote), read at each refresh
         return read_model.served(client, settings.app_id)
 
-    _add_refresh(app, client, served)
+    _add_refresh(app, client, settings.app_id, served)
     _add_fraud(app, client, served)
     return app
 
@@ -219,6 +219,12 @@ def _layout(settings: Settings) -> html.Div:
                                 html.Span("Per input partition", id="event-time"),
                                 html.Div(id="pipeline-table", className="table-wrap"),
                             ),
+                            _card(
+                                "Versions",
+                                "clickstream replay, diff, promote: the one served is marked",
+                                html.Div(id="versions-table", className="table-wrap"),
+                                wide=True,
+                            ),
                         ],
                     ),
                 ],
@@ -253,13 +259,19 @@ def _card(title: str, subtitle: Any, body: Any, wide: bool = False) -> html.Div:
     )
 
 
-def _add_refresh(app: dash.Dash, client: redis.Redis, served: Callable[[], str]) -> None:
-    @app.callback(Output("app-chip", "children"), Input("refresh", "n_intervals"))
-    def version(_tick: int | None) -> Any:
+def _add_refresh(app: dash.Dash, client: redis.Redis, base: str, served: Callable[[], str]) -> None:
+    @app.callback(
+        Output("app-chip", "children"),
+        Output("versions-table", "children"),
+        Input("refresh", "n_intervals"),
+    )
+    def version(_tick: int | None) -> tuple[Any, Any]:
         try:
-            return served()
+            rows = read_model.versions(client, base)
         except read_model.Unavailable:
-            return dash.no_update  # the status line says so
+            return dash.no_update, dash.no_update  # the status line says so
+        serving = next(row.name for row in rows if row.served)
+        return serving, _table(figures.versions_table(rows))
 
     @app.callback(
         Output("status", "children"),

@@ -24,6 +24,7 @@ from serving.read_model import (
     PipelineRow,
     SessionRow,
     UniqueRow,
+    VersionRow,
 )
 from streams.validation import CURRENCY_DIGITS
 
@@ -536,6 +537,16 @@ def pipeline_table(pipeline: Sequence[PipelineRow]) -> Table:
         )
         for stream in pipeline
         for p in stream.partitions
+    )
+    return Table(header, rows)
+
+
+def versions_table(versions: Sequence[VersionRow]) -> Table:
+    """One row per version: the served one marked, how it was replayed, its latest diff."""
+    header = ("Version", "Served", "State", "Replayed", "Latest diff")
+    rows = tuple(
+        (v.name, "●" if v.served else "", v.state, v.replayed or "—", v.diff or "—")
+        for v in versions
     )
     return Table(header, rows)
 

@@ -199,6 +199,50 @@ def served(client: redis.Redis, base: str) -> str:
     return str(name) if name else base
 
 
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    served: bool
+    state: str  # base | replaying | following | replayed
+    replayed: str  # "<from> .. <to>" as asked, "" for the base
+    diff: str  # the latest `clickstream diff` of it against another version, "" if none
+
+
+def versions(client: redis.Redis, base: str) -> list[VersionRow]:
+    """The base and the versions replayed beside it (clickstream.versions), the served marked,
+    each with its latest diff against another version."""
+    with _reachable(client):
+        served = str(client.get(keys.active(base)) or base)  # a decode_responses client
+        registered = client.hgetall(keys.versions(base))
+        diffs = client.hgetall(keys.diffs(base))
+    latest: dict[str, str] = {}
+    for pair, raw in sorted(diffs.items()):
+        live, shadow = str(pair).split("/", 1)
+        latest[shadow] = f"{_diff_summary(orjson.loads(raw))} vs {live}"
+    rows = [VersionRow(base, served == base, "base", "", latest.get(base, ""))]
+    for name, raw in sorted((str(n), r) for n, r in registered.items()):
+        about = orjson.loads(raw)
+        asked = f"{about.get('from')} .. {about.get('to') or 'following'}"
+        state = about.get("state", "?")
+        rows.append(VersionRow(name, served == name, state, asked, latest.get(name, "")))
+    if not any(row.served for row in rows):  # promoted, never registered here
+        rows.append(VersionRow(served, True, "?", "", latest.get(served, "")))
+    return rows
+
+
+def _diff_summary(report: dict[str, Any]) -> str:
+    if report.get("identical"):
+        return "identical"
+    totals = {"different": 0, "only_live": 0, "only_shadow": 0}
+    for metric in report.get("metrics", {}).values():
+        for name in totals:
+            totals[name] += metric.get(name, 0)
+    return (
+        f"{totals['different']} different, {totals['only_live']} only live, "
+        f"{totals['only_shadow']} only here"
+    )
+
+
 def meta(client: redis.Redis, app: str) -> Meta:
     with _reachable(client):
         return _meta(client.hgetall(keys.meta(app)))

@@ -238,10 +238,16 @@ def test_a_promoted_version_is_served_without_a_reload(
     wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
     assert browser.find_element(By.ID, "app-chip").text == APP
 
+    about = {"from": "earliest", "to": "now", "clock": APP, "state": "replayed"}
+    versions.register(layout.client, APP, "shadow", about)
+    versions.save_diff(layout.client, APP, {"live": APP, "shadow": "shadow", "identical": True})
     versions.promote(layout.client, APP, "shadow")
 
     wait_for(browser, lambda d: kpis(d)["Page views"][0] == "999")
     assert browser.find_element(By.ID, "app-chip").text == "shadow"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#versions-table tbody tr")
+    assert [row.text.split()[:2] for row in rows] == [[APP, "base"], ["shadow", "●"]]
+    assert f"identical vs {APP}" in rows[1].text and "earliest .. now" in rows[1].text
     assert dashboard.get("/api/v1/meta")[2]["version"] == "shadow"  # type: ignore[index]
     views = dashboard.get("/api/v1/page-views?windows=1")[2]
     assert views["rows"] == [{"window_start_ms": LATEST, "url": "/home", "views": 999}]  # type: ignore[index]
