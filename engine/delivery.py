@@ -150,6 +150,8 @@ class FaustConsumerView:
 
     async def ends(self, topic: str, partitions: set[int]) -> dict[int, int]:
         ends = await self.app.consumer.highwaters(*(TP(topic, p) for p in partitions))
+        stops = self.stops
         return {
-            tp.partition: min(offset, self.stops.get(tp, offset)) for tp, offset in ends.items()
+            tp.partition: min(offset, stops[tp]) if tp in stops else offset
+            for tp, offset in ends.items()
         }

@@ -8,6 +8,7 @@ against the session's Kafka and Redis.
    retire then switch the served version and leave nothing of the shadow in Kafka or Redis.
 2. A replay with a longer grace period differs from live exactly where the oracle says the
    grace changes the result.
+3. A month of sparse history imported by live, replayed: identical, every window the oracle's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from clickstream.replay import shadow_settings
 from clickstream.settings import Settings, load
 from serving import keys
 from streams.late_events import EVENT_LATE
+from tests.integration.test_backfill import SPARSE_MONTH
 from tests.integration.test_own_topics import end_offsets
 from tests.rig import (
     FAULTY_TRAFFIC,
@@ -40,6 +42,7 @@ from tests.rig import (
     processed,
     produce_lines,
     session_summaries,
+    tumbling_results,
     wait_until,
 )
 
@@ -255,3 +258,43 @@ def test_a_replay_with_a_longer_grace_differs_where_the_oracle_says(pipeline_env
     assert late.only_shadow == 0  # a longer grace makes nothing late that was not
     assert late.only_live == sum(short.late.values()) - sum(long.late.values())
     assert late.only_live > 0
+
+
+def test_a_replay_of_a_sparse_month_is_identical_and_gives_every_window(pipeline_env, tmp_path):
+    """Old data: a month of sparse history, produced in event-time order and imported by a live
+    worker with ticks, replayed: the same as live, and every non-empty window's result the
+    oracle's (event time only: nothing expires by the wall clock)."""
+    env = {
+        **pipeline_env,
+        **SMALL_WINDOWS,
+        "CLICKSTREAM_SESSION_GAP_SECONDS": "10",
+        "CLICKSTREAM_IDLE_SECONDS": "1",
+    }
+    live = load(env, dotenv=None)
+    lines = produce_lines(live, SPARSE_MONTH, tmp_path / "events.jsonl")
+    expected = expectation(live, lines)
+    client = redis.Redis.from_url(live.redis)
+    worker = Worker(env, tmp_path / "live.log").start()
+    try:
+        wait_until(
+            lambda: both(client, live.app_id) >= len(lines),
+            within=180, why="the month imported", alive=worker.alive,
+        )  # fmt: skip
+        last_ms = max(line["timestamp_ms"] for line in lines)
+        passed = last_ms + (30 + 5 + 10 + 2) * 1000
+        wait_until(
+            lambda: min(watermarks(client, live.app_id)) >= passed,
+            within=120, why="ticks moved event time on", alive=worker.alive,
+        )  # fmt: skip
+        settle(live, worker.alive)
+        shadow_id = f"{live.app_id}-month"
+        replayed = clickstream(env, "replay", "--app-id", shadow_id)
+        assert replayed.returncode == 0, replayed.stderr[-3000:]
+        diffed = clickstream(env, "diff", live.app_id, shadow_id)
+        assert diffed.returncode == 0, diffed.stdout
+    finally:
+        worker.stop()
+    shadow = shadow_settings(live, shadow_id, live.app_id)
+    got = tumbling_results(shadow)
+    assert got == {w: r for w, r in expected.windows.items() if w in got}
+    assert got.keys() == expected.windows.keys()
