@@ -11,7 +11,8 @@ Per round, side by side on the same machine and broker:
   diff    `clickstream diff <live> <live>-v2`: its wall time, and it must say identical
 
 Rates are records / seconds (start-up included for both); the report gives each round and the
-medians. Live is stopped before its replay starts, so the two never share the two cores.
+medians. Live is stopped before its replay starts, so the two never share the two cores. Both
+run without idle ticks (CLICKSTREAM_IDLE_SECONDS=0): the work measured is the records'.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def main() -> int:
                     "CLICKSTREAM_PARTITIONS": str(PARTITIONS),
                     "CLICKSTREAM_VAR_DIR": str(home / app),
                     "CLICKSTREAM_LOG_LEVEL": "warn",
+                    # no ticks: an idle live worker's ticks keep its derived topics moving,
+                    # so it would never look done (a replay bounds the ticks it follows)
+                    "CLICKSTREAM_IDLE_SECONDS": "0",
                 }
                 live_s = _live(env, home / f"{app}-live.log")
                 replayed, replay_s = _cli(env, "replay", "--app-id", f"{app}-v2")
@@ -136,9 +140,10 @@ def main() -> int:
                     flush=True,
                 )
     live, replay, diff = (statistics.median(column) for column in zip(*rows, strict=True))
+    ratio = statistics.median(r / v for v, r, _ in rows)  # of the rounds' own ratios
     print(
         f"median of {len(rows)}, {records:,} records: live {live:,.0f} rec/s, replay "
-        f"{replay:,.0f} rec/s ({replay / live:.2f}x live), diff {diff:.1f} s"
+        f"{replay:,.0f} rec/s, replay / live {ratio:.2f}x, diff {diff:.1f} s"
     )
     return 0
 
