@@ -181,7 +181,7 @@ def diff(live: str, shadow: str, json_path: Path | None) -> None:
 
     from clickstream import versions
     from clickstream.diff import Report, compare, read_version
-    from clickstream.replay import shadow_settings
+    from clickstream.replay import version_settings
 
     s = load_settings()
     for version in (live, shadow):
@@ -194,7 +194,7 @@ def diff(live: str, shadow: str, json_path: Path | None) -> None:
                 bar.total = total
                 bar.update(read - bar.n)
 
-            found[version] = read_version(shadow_settings(s, version, version), seen)
+            found[version] = read_version(version_settings(s, version, version), seen)
     report = Report(live, shadow, compare(found[live], found[shadow]))
     click.echo(report.table())
     if json_path:

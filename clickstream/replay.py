@@ -125,8 +125,9 @@ def parse_when(text: str, option: str, allowed: tuple[str, ...]) -> int | None:
         ) from None
 
 
-def shadow_settings(live: Settings, version: str, clock: str) -> Settings:
-    return replace(live, app_id=version, clock_app_id="" if clock == version else clock)
+def version_settings(settings: Settings, version: str, clock: str) -> Settings:
+    """`settings` as version `version` has them, following `clock`'s time log."""
+    return replace(settings, app_id=version, clock_app_id="" if clock == version else clock)
 
 
 async def read_bounds(settings: Settings) -> Bounds | None:
@@ -178,7 +179,7 @@ async def prepare(
 ) -> Bounds:
     """Resolve the bounds to offsets, create the version's topics, write its bounds and commit
     its first offsets; or the bounds written before, when the same replay is run again."""
-    shadow = shadow_settings(live, version, clock)
+    shadow = version_settings(live, version, clock)
     start_ms = parse_when(asked_from, "--from", ("earliest",))
     stop_ms = parse_when(asked_to, "--to", ("now",)) if asked_to is not None else None
     if start_ms is not None and stop_ms is not None and stop_ms <= start_ms:
@@ -416,7 +417,7 @@ def run(
     """Replay into `version` until done (following: until interrupted); returns the records
     replayed and the seconds it took."""
     bounds = asyncio.run(prepare(live, version, asked_from, asked_to, clock))
-    shadow = shadow_settings(live, version, clock)
+    shadow = version_settings(live, version, clock)
     client = redis.Redis.from_url(live.redis, socket_timeout=5)
     about = {**bounds.as_json(), "state": "replaying" if bounds.stop else "following"}
     versions.register(client, live.app_id, version, {**about, "started": _now()})

@@ -19,7 +19,7 @@ import redis
 
 from clickstream import versions
 from clickstream.kafka_admin import admin_client, group_members
-from clickstream.replay import ReplayFailed, shadow_settings
+from clickstream.replay import ReplayFailed, version_settings
 from clickstream.settings import Settings
 from engine.internals import delete_consumer_group
 
@@ -54,7 +54,7 @@ def plan(settings: Settings, client: redis.Redis, version: str) -> Retirement:
 
 
 async def _plan(settings: Settings, version: str) -> Retirement:
-    own = shadow_settings(settings, version, version)  # with its own time logs, if it wrote any
+    own = version_settings(settings, version, version)  # with its own time logs, if it wrote any
     names = {spec.name for spec in own.topics.owned(version)} | {f"{version}-__assignor-__leader"}
     admin = await admin_client(settings.bootstrap)
     try:

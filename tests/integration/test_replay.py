@@ -27,7 +27,7 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from clickstream.diff import compare, read_version
-from clickstream.replay import shadow_settings
+from clickstream.replay import version_settings
 from clickstream.settings import Settings, load
 from serving import keys
 from streams.late_events import EVENT_LATE
@@ -104,6 +104,23 @@ def settle(settings: Settings, alive, quiet_s: float = 4, within: float = 120) -
     raise AssertionError("live's output never settled")
 
 
+def run_out(live: Settings, lines: list[dict], worker: Worker) -> None:
+    """Until live has processed every line, its ticks have moved event time past every window,
+    hopping window and session (hop + grace + gap), and its output has settled."""
+    client = redis.Redis.from_url(live.redis)
+    wait_until(
+        lambda: both(client, live.app_id) >= len(lines),
+        within=180, why="all processed", alive=worker.alive,
+    )  # fmt: skip
+    last_ms = max(line["timestamp_ms"] for line in lines)
+    passed = last_ms + (live.hop_seconds + live.grace_seconds + live.session_gap_seconds + 2) * 1000
+    wait_until(
+        lambda: min(watermarks(client, live.app_id)) >= passed,
+        within=120, why="ticks moved event time on", alive=worker.alive,
+    )  # fmt: skip
+    settle(live, worker.alive)
+
+
 def watermarks(client: redis.Redis, app_id: str) -> list[int]:
     marks = [
         int(value)
@@ -144,18 +161,7 @@ def test_a_replay_beside_a_running_live_is_identical_then_promoted_and_retired(
     worker.stop(signal.SIGKILL)
     worker = Worker(env, tmp_path / "live-again.log").start()
     try:
-        wait_until(
-            lambda: both(client, live.app_id) >= len(lines),
-            within=180, why="all processed", alive=worker.alive,
-        )  # fmt: skip
-        # event time moved by ticks past every window, hopping window and session
-        last_ms = max(line["timestamp_ms"] for line in lines)
-        passed = last_ms + (30 + 5 + 20 + 2) * 1000
-        wait_until(
-            lambda: min(watermarks(client, live.app_id)) >= passed,
-            within=120, why="ticks moved event time on", alive=worker.alive,
-        )  # fmt: skip
-        settle(live, worker.alive)
+        run_out(live, lines, worker)
         before = outputs(live)
         inputs = end_offsets(
             live.bootstrap, [live.clicks_topic, live.orders_topic], live.partitions
@@ -186,7 +192,7 @@ def test_a_replay_beside_a_running_live_is_identical_then_promoted_and_retired(
     finally:
         worker.stop()
 
-    shadow = shadow_settings(live, shadow_id, live.app_id)
+    shadow = version_settings(live, shadow_id, live.app_id)
     assert client.exists(keys.meta(shadow_id)) and client.exists(keys.pipeline(shadow_id, "clicks"))
     listed = clickstream(env, "versions")
     assert f"{shadow_id}: replayed" in listed.stdout
@@ -237,7 +243,7 @@ def test_a_replay_with_a_longer_grace_differs_where_the_oracle_says(pipeline_env
     diffed = clickstream(env, "diff", live.app_id, shadow_id)
     assert diffed.returncode == 1, diffed.stdout  # not identical
 
-    versions = [read_version(shadow_settings(live, v, v)) for v in (live.app_id, shadow_id)]
+    versions = [read_version(version_settings(live, v, v)) for v in (live.app_id, shadow_id)]
     for records in versions:  # late events only (order facts after their attribution closed
         late = records.get("late events", {})  # are not the oracle's)
         records["late events"] = {i: v for i, v in late.items() if v["reason"] == EVENT_LATE}
@@ -273,20 +279,9 @@ def test_a_replay_of_a_sparse_month_is_identical_and_gives_every_window(pipeline
     live = load(env, dotenv=None)
     lines = produce_lines(live, SPARSE_MONTH, tmp_path / "events.jsonl")
     expected = expectation(live, lines)
-    client = redis.Redis.from_url(live.redis)
     worker = Worker(env, tmp_path / "live.log").start()
     try:
-        wait_until(
-            lambda: both(client, live.app_id) >= len(lines),
-            within=180, why="the month imported", alive=worker.alive,
-        )  # fmt: skip
-        last_ms = max(line["timestamp_ms"] for line in lines)
-        passed = last_ms + (30 + 5 + 10 + 2) * 1000
-        wait_until(
-            lambda: min(watermarks(client, live.app_id)) >= passed,
-            within=120, why="ticks moved event time on", alive=worker.alive,
-        )  # fmt: skip
-        settle(live, worker.alive)
+        run_out(live, lines, worker)
         shadow_id = f"{live.app_id}-month"
         replayed = clickstream(env, "replay", "--app-id", shadow_id)
         assert replayed.returncode == 0, replayed.stderr[-3000:]
@@ -294,7 +289,7 @@ def test_a_replay_of_a_sparse_month_is_identical_and_gives_every_window(pipeline
         assert diffed.returncode == 0, diffed.stdout
     finally:
         worker.stop()
-    shadow = shadow_settings(live, shadow_id, live.app_id)
+    shadow = version_settings(live, shadow_id, live.app_id)
     got = tumbling_results(shadow)
     assert got == {w: r for w, r in expected.windows.items() if w in got}
     assert got.keys() == expected.windows.keys()
