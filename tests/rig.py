@@ -65,6 +65,20 @@ class Worker:
                 self.process.wait()
 
 
+def clickstream(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m clickstream ARGS` with `env` over this process's environment; its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "clickstream", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def pipeline_env(kafka, redis_server, app_id, tmp_path) -> dict[str, str]:
     return {

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 
 import pytest
 
 from clickstream.local.process import free_port
-from tests.rig import ROOT
+from tests.rig import clickstream
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clickstream", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return clickstream(env, *args, timeout=60)
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], *words: str) -> None:

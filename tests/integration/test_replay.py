@@ -14,10 +14,7 @@ against the session's Kafka and Redis.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
@@ -35,8 +32,8 @@ from tests.integration.test_backfill import SPARSE_MONTH
 from tests.integration.test_own_topics import end_offsets
 from tests.rig import (
     FAULTY_TRAFFIC,
-    ROOT,
     Worker,
+    clickstream,
     expectation,
     final_results,
     processed,
@@ -57,19 +54,6 @@ SMALL_WINDOWS = {
     "CLICKSTREAM_GRACE_SECONDS": "5",
     "CLICKSTREAM_SESSION_GAP_SECONDS": "20",
 }
-
-
-def clickstream(
-    env: dict[str, str], *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "clickstream", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def both(client: redis.Redis, app_id: str) -> int:
