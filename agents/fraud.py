@@ -57,14 +57,16 @@ from fraud.policy import Policy, score_order
 from streams.dead_letters import dead_letter
 from streams.fraud import (
     KIND_OF_PREFIX,
-    PANE_COUNTS,
     USER,
     FraudOutcome,
+    add_count,
     alert_value,
     click_entry,
+    marks_prefix,
     order_entries,
     order_fields,
     order_of,
+    pane_counts,
     part_value,
     policy_entry,
     progress_value,
@@ -449,7 +451,7 @@ class ScoreOrders:
             collector = orjson.loads(raw)
             if key not in batch.writes and collector.get("r", collector["t"]) < front_ms:
                 batch.writes[key] = None
-        marks = b"D|%d|" % batch.partition
+        marks = marks_prefix(batch.partition)
         for key, raw in batch.state.items(marks):
             if key not in batch.writes and orjson.loads(raw)[0] < cutoff_ms:
                 batch.writes[key] = None
@@ -464,10 +466,8 @@ class ScoreOrders:
         """The pane counts of a partition's marks (rebuilt from them when forgotten)."""
         panes = self._panes.get(partition)
         if panes is None:
-            panes = self._panes[partition] = {}
-            for _key, raw in state.items(b"D|%d|" % partition):
-                time_ms, bucket, alert = orjson.loads(raw)
-                _add_count(panes, self._pane_of(time_ms), bucket, alert)
+            marks = (raw for _key, raw in state.items(marks_prefix(partition)))
+            panes = self._panes[partition] = pane_counts(marks, self.pane_ms)
         return panes
 
     def _pane_of(self, time_ms: int) -> int:
@@ -497,17 +497,8 @@ class _Batch:
         return self.writes[key] if key in self.writes else self.state.get(key)
 
     def count(self, pane: int, bucket: int, alert: int) -> None:
-        _add_count(self.panes, pane, bucket, alert)
+        add_count(self.panes, pane, bucket, alert)
         self.touched[pane] = None
-
-
-def _add_count(panes: dict[int, list[int]], pane: int, bucket: int, alert: int) -> None:
-    counts = panes.get(pane)
-    if counts is None:
-        counts = panes[pane] = [0] * PANE_COUNTS
-    counts[0] += 1
-    counts[1] += alert
-    counts[2 + bucket] += 1
 
 
 def _day(time_ms: int) -> int:
@@ -523,7 +514,7 @@ def _front_key(partition: int, profile_partition: int) -> bytes:
 
 
 def _scored_key(partition: int, event_id: str) -> bytes:
-    return b"D|%d|%s" % (partition, event_id.encode())
+    return marks_prefix(partition) + event_id.encode()
 
 
 def order_features(order: Order, parts: dict[str, Features], policy: Policy) -> Features:

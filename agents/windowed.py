@@ -31,6 +31,7 @@ from engine.processor import (
     Send,
     Store,
 )
+from serving.epoch import Epoch
 from serving.projection import RedisProjection
 from streams.control import control_verdict
 from streams.dead_letters import dead_letter, processing_error_detail
@@ -58,6 +59,7 @@ from tables.window_state import (
     Tick,
     apply_batch,
     progress_key,
+    served,
 )
 from tables.windows import WindowSpec
 
@@ -88,10 +90,12 @@ class WindowedConfig:
 
 
 class WindowedSink:
-    """Outcomes to the Redis projection and the Prometheus gauges."""
+    """Outcomes to the Redis projection and the Prometheus gauges; restated whole when Redis
+    lost them (serving.epoch)."""
 
     def __init__(self, projection: RedisProjection, stream: str) -> None:
         self.projection, self.stream = projection, stream
+        self.epoch = Epoch(projection.client, projection.app_id)
 
     def stage(self, staged: Sequence[Any]) -> None:
         outcomes = cast(Sequence[BatchOutcome], staged)
@@ -104,6 +108,15 @@ class WindowedSink:
     def assigned(self, partitions: set[int]) -> None:
         self.projection.keep_only(partitions)
         forget_unassigned(self.stream, partitions)
+
+    async def lost(self) -> bool:
+        return await self.epoch.changed()
+
+    def restate(self, partition: int, state: Store) -> None:
+        outcome = served(partition, state)
+        if outcome.progress != Progress():  # a partition that never had a record shows none
+            self.projection.stage([outcome])
+        self.projection.acknowledge(partition, self.epoch.token or "")
 
 
 class WindowedMetrics:

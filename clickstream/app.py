@@ -77,9 +77,17 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
         session_gap_ms=settings.session_gap_seconds * 1000 if keys.SESSIONS in metrics else None,
     )
     retention_ms = round(settings.retention_hours * 3_600_000)
+    spec = settings.window_spec
+    meta = {
+        "window_ms": spec.size_ms,
+        "grace_ms": spec.grace_ms,
+        "hop_ms": spec.hop_ms,
+        "retention_ms": retention_ms,
+        "session_gap_ms": settings.session_gap_seconds * 1000,
+    }
 
     def windowed(kind: EventKind) -> WindowedMetrics:
-        projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms)
+        projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms, meta)
         # only clicks have sessions
         stream_config = config if kind.stream == "clicks" else replace(config, session_gap_ms=None)
         return WindowedMetrics(kind, stream_config, WindowedSink(projection, kind.stream))
@@ -110,7 +118,7 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
             topics,
             settings.fraud_policy,
             settings.window_spec.size_ms,
-            FraudProjection(redis_client, settings.app_id),
+            FraudProjection(redis_client, settings.app_id, spec.size_ms),
         )
         engine.attach(scorer, help=parts, commit_s=commit_s)
     engine.install()
@@ -122,18 +130,8 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
         logging.getLogger("aiokafka").setLevel(logging.getLevelName(settings.python_log_level))
 
     @app.task
-    async def publish_window_settings() -> None:
-        spec = settings.window_spec
-        await redis_client.hset(
-            keys.meta(settings.app_id),
-            mapping={
-                "window_ms": spec.size_ms,
-                "grace_ms": spec.grace_ms,
-                "hop_ms": spec.hop_ms,
-                "retention_ms": retention_ms,
-                "session_gap_ms": settings.session_gap_seconds * 1000,
-            },
-        )
+    async def publish_window_settings() -> None:  # again with every restate (serving.epoch)
+        await redis_client.hset(keys.meta(settings.app_id), mapping=meta)  # type: ignore[arg-type]
 
     subscription = [*(spec.name for spec in settings.topics.all()), *app.tables]
     app.conf.consumer_group_instance_id = group_instance_id(settings, subscription)

@@ -262,6 +262,141 @@ def list_versions() -> None:
                    f"{about.get('to') or '(follow)'}, clock {about.get('clock')}")  # fmt: skip
 
 
+@cli.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--csv",
+    "csv_stream",
+    type=click.Choice(["clicks", "orders"]),
+    help="The file is CSV of this stream's events (else JSONL in the event schemas).",
+)
+@click.option("--map", "maps", multiple=True, help="CSV: FIELD=COLUMN (dotted: device.ip=ip).")
+@click.option("--set", "sets", multiple=True, help="CSV: FIELD=VALUE for every row.")
+@click.option("--dry-run", is_flag=True, help="Validate and report only; produce nothing.")
+@click.option(
+    "--timestamps",
+    type=click.Choice(["import", "event"]),
+    default="import",
+    show_default=True,
+    help="Record timestamps: the import time, or the events' own (needs no time retention).",
+)
+@one_line_errors
+def import_history(
+    file: Path,
+    csv_stream: str | None,
+    maps: tuple[str, ...],
+    sets: tuple[str, ...],
+    dry_run: bool,
+    timestamps: str,
+) -> None:
+    """Load history from FILE into the input topics, validated and sorted by event time."""
+    from clickstream.import_history import Mapping, import_file
+    from generator.produce import progress_meter
+
+    s = load_settings()
+    if (maps or sets) and csv_stream is None:
+        raise SettingsError("--map and --set are for CSV files: give --csv clicks|orders too")
+    mapping = None
+    if csv_stream is not None:
+        mapping = Mapping(csv_stream, _pairs(maps, "--map"), _pairs(sets, "--set"))
+    checked = import_file(
+        s,
+        file,
+        mapping,
+        dry_run,
+        timestamps == "event",
+        click.echo,
+        lambda total: progress_meter(total, True, sys.stderr),
+        closed_before_ms=_closed_before(s),
+    )
+    if not dry_run and checked.valid.total():
+        click.echo(f"imported {checked.valid.total()} events into {s.clicks_topic}, "
+                   f"{s.orders_topic}")  # fmt: skip
+
+
+def _pairs(options: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs = {}
+    for text in options:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise SettingsError(f"{option} {text!r} must be FIELD=VALUE, e.g. user_id=customer")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def _closed_before(s: Settings) -> int | None:
+    """Where the windows still open start, for the version served: events before are late
+    (None: nothing known, Redis away or no worker ran yet)."""
+    from serving import keys
+
+    try:
+        client = redis_client(s)
+    except LocalServiceError:
+        return None
+    marks = [
+        int(value)
+        for stream in ("clicks", "orders")
+        for name, value in client.hgetall(keys.pipeline(s.app_id, stream)).items()
+        if name.endswith(b"|watermark_ms") and int(value) >= 0
+    ]
+    if not marks:
+        return None
+    spec = s.window_spec
+    return spec.start_of(min(marks) - spec.size_ms - spec.grace_ms) + spec.size_ms
+
+
+@cli.group()
+def projection() -> None:
+    """The Redis projection of a version's numbers."""
+
+
+@projection.command("rebuild")
+@click.argument("version", required=False)
+@click.option(
+    "--timeout", default=120.0, show_default=True, help="Seconds to wait for the workers."
+)
+@one_line_errors
+def projection_rebuild(version: str | None, timeout: float) -> None:
+    """Write VERSION's Redis numbers again (default: this app id), e.g. after Redis lost them;
+    its workers must be running."""
+    from tqdm import tqdm
+
+    from clickstream.rebuild import rebuild
+    from clickstream.replay import version_settings
+
+    s = load_settings()
+    version = version or s.app_id
+    check_version(version, "version")
+    client = redis_client(s)
+    bars = {
+        name: tqdm(desc=desc, unit=unit, disable=None, file=sys.stderr)
+        for name, desc, unit in (
+            ("waiting", "workers restate", "partition"),
+            ("seen", "read back", "rec"),
+        )
+    }
+
+    def progress(name: str) -> Callable[[int, int], None]:
+        def update(done: int, total: int) -> None:
+            bars[name].total = total
+            bars[name].update(done - bars[name].n)
+
+        return update
+
+    try:
+        out = rebuild(
+            version_settings(s, version, version),
+            client,
+            timeout,
+            progress("waiting"),
+            progress("seen"),
+        )
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(out.describe(version))
+
+
 @cli.command("dead-letters")
 @click.option("-n", "--last", default=20, show_default=True, help="Per partition, the newest.")
 @click.option("--all", "everything", is_flag=True, help="Every letter, not only the newest.")

@@ -10,16 +10,13 @@ order fact is known by its event, since the offset of its facts record depends o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition as TP
 
-from clickstream.kafka_admin import partitions_of, start_consumer
+from clickstream.kafka_admin import partitions_of, read_whole
 from clickstream.replay import ReplayFailed
 from clickstream.settings import Settings
 from streams.dead_letters import read_dead_letter
@@ -155,38 +152,13 @@ async def _read_version(settings: Settings, seen: Callable[[int, int], None]) ->
             f"version {app} has no topic {t.window_results.name} at {settings.bootstrap}: "
             f"no worker ever ran under that app id (`clickstream versions` lists them)"
         )
-    tps = [TP(name, p) for name, numbers in partitions.items() for p in numbers]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await start_consumer(consumer, settings.bootstrap)
     found: Records = {}
-    try:
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        total = sum(ends[tp] - starts[tp] for tp in tps)
-        read = 0
-        for tp in tps:  # explicit seeks: seek_to_beginning() races assign()'s own reset
-            consumer.seek(tp, starts[tp])
-        left = {tp for tp in tps if ends[tp] > starts[tp]}
-        while left:
-            batches = await consumer.getmany(*left, timeout_ms=1000, max_records=10_000)
-            for tp, records in batches.items():
-                kind = kinds[tp.topic]
-                for record in records:
-                    for metric, rid, value in _entries(kind, record, app, inputs):
-                        found.setdefault(metric, {})[rid] = value
-                read += len(records)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    left.discard(tp)
-            for tp in list(left):
-                if await consumer.position(tp) >= ends[tp]:
-                    left.discard(tp)
-            seen(read, total)
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14, group-less stop
-            await consumer.stop()
+
+    def take(topic: str, record: Any) -> None:
+        for metric, rid, value in _entries(kinds[topic], record, app, inputs):
+            found.setdefault(metric, {})[rid] = value
+
+    read, total = await read_whole(settings.bootstrap, partitions, take, seen)
     if read < total:  # the derived topics are never compacted: every offset holds a record
         raise ReplayFailed(f"read {read} of the {total} derived records of {app}; run it again")
     return found

@@ -1,13 +1,17 @@
 """Reaching the configured cluster: clients that fail in one line, our topics created
-(idempotent), consumer groups deleted."""
+(idempotent), consumer groups described, whole topics read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
+from aiokafka.structs import TopicPartition as TP
 
 from streams.topics import TopicSpec
 
@@ -90,3 +94,45 @@ async def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, list[int
         for d in described
         if d["error_code"] == 0
     }
+
+
+async def read_whole(
+    bootstrap: str,
+    topics: dict[str, list[int]],
+    take: Callable[[str, Any], None],
+    seen: Callable[[int, int], None],
+) -> tuple[int, int]:
+    """Every record of `topics` (name -> partitions) up to their ends now, each given to
+    `take(topic, record)`, with `seen(read, total)` as it goes; no group, nothing committed.
+    Returns (read, total): fewer read means records vanished meanwhile (retention)."""
+    tps = [TP(name, p) for name, numbers in topics.items() for p in numbers]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await start_consumer(consumer, bootstrap)
+    read = total = 0
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        for tp in tps:  # explicit seeks: seek_to_beginning() races assign()'s own reset
+            consumer.seek(tp, starts[tp])
+        left = {tp for tp in tps if ends[tp] > starts[tp]}
+        while left:
+            batches = await consumer.getmany(*left, timeout_ms=1000, max_records=10_000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        take(tp.topic, record)
+                        read += 1
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    left.discard(tp)
+            for tp in list(left):
+                if await consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+            seen(read, total)
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14, group-less stop
+            await consumer.stop()
+    return read, total

@@ -138,6 +138,16 @@ class FaustConsumerView:
     def __init__(self, app: faust.App, stops: Mapping[TP, int] | None = None) -> None:
         self.app = app
         self.stops = stops or {}
+        self._recovered_generation: int | None = None
+        receiver: Any = self._on_recovered  # mode types receivers as positional-only
+        app.on_rebalance_complete.connect(receiver)  # engine.internals
+
+    async def _on_recovered(self, sender: Any, **kwargs: Any) -> None:
+        self._recovered_generation = self.app.consumer_generation_id
+
+    def recovered(self) -> bool:
+        generation = self._recovered_generation
+        return generation is not None and generation == self.generation()
 
     def generation(self) -> int | None:
         return self.app.consumer_generation_id

@@ -55,6 +55,9 @@ clickstream.state_dir (through rocksdb_saved_offset below)
   RocksDB Store.partition_path(p)     called: partition p's RocksDB folder
   RocksDB Store.offset_key            read: the key of the saved changelog offset (an ASCII
                                       decimal, as set_persisted_offset writes it, raw mode)
+engine.delivery (FaustConsumerView.recovered)
+  App.on_rebalance_complete           connected: sent by Recovery once the assignment's active
+                                      tables are recovered, before streams resume
 clickstream.logs (through active_recovery below)
   app.tables.recovery                 read: the table manager's Recovery service (not on
                                       TableManagerT)

@@ -172,6 +172,15 @@ class Sink(Protocol):
 
     def assigned(self, partitions: set[int]) -> None: ...
 
+    async def lost(self) -> bool:
+        """Whether what the sink wrote may be gone since last asked (Redis restarted empty):
+        the runner then restates every partition it owns."""
+        ...
+
+    def restate(self, partition: int, state: Store) -> None:
+        """Stage everything the sink shows of `partition`, read whole from its state."""
+        ...
+
 
 class Processor(Protocol):
     @property

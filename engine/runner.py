@@ -57,6 +57,10 @@ class ConsumerView(Protocol):
 
     async def ends(self, topic: str, partitions: set[int]) -> dict[int, int]: ...
 
+    def recovered(self) -> bool:
+        """Whether the tables of the current assignment are recovered (state readable)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RunnerConfig:
@@ -102,6 +106,7 @@ class Runner:
         # known before they are fetched)
         self.followers: list[Runner] = []
         self._written: dict[int, Record] = {}  # ticks applied before fetched, by id: acked then
+        self._restated: set[int] = set()  # partitions restated to the sink, this generation
 
     async def deliver(self, fetched: Mapping[TP, Sequence[Record]], gate: bool = True) -> None:
         """Whole fetched record lists of the processor's inputs; committed when due.
@@ -134,11 +139,32 @@ class Runner:
             await self._commit()
 
     async def commit_if_due(self) -> None:
-        """The commit timer's round: deliveries may have stopped coming (caught up)."""
+        """The commit timer's round: deliveries may have stopped coming (caught up); then the
+        restates due."""
         async with self._lock:
             since = self._staged.since
             if since is not None and self.monotonic() - since >= self.config.commit_s:
                 await self._commit()
+            await self._restate()
+
+    async def _restate(self) -> None:
+        """Give the sink each owned partition's state whole: once per assignment, and again
+        when the sink lost what it wrote. Staged on top of what batches staged (flushed with
+        their commit), or flushed now when nothing is staged (the state is then committed)."""
+        sink = self.processor.sink
+        if sink is None or not self.consumer.recovered():
+            return
+        self._discard_if_rebalanced()
+        if await sink.lost():
+            self._restated.clear()
+        due = self.consumer.assigned(self.processor.inputs.source) - self._restated
+        if not due:
+            return
+        for partition in sorted(due):
+            sink.restate(partition, self._state(partition))
+        self._restated |= due
+        if self._staged.since is None:
+            await sink.flush()  # failed: kept pending, sent with the next flush
 
     async def tick_idle_partitions(self) -> dict[int, int]:
         """Append a tick to the time log of each assigned partition that is due one
@@ -290,6 +316,7 @@ class Runner:
         self._staged = _Staged()
         self._merges.clear()
         self._written.clear()
+        self._restated.clear()
         return dropped
 
     async def _on_generation(self) -> None:

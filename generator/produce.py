@@ -83,14 +83,7 @@ async def produce(
     topics = {"clicks": settings.topics.clicks.name, "orders": settings.topics.orders.name}
     specs = (settings.topics.clicks, settings.topics.orders)
     await ensure_topics(settings.bootstrap, specs, settings.replication)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=256 * 1024,
-        max_request_size=max(1024 * 1024, 2 * config.max_event_bytes),
-    )
+    producer = input_producer(settings.bootstrap, 2 * config.max_event_bytes)
     await producer.start()
     report = ProduceReport()
     try:
@@ -163,6 +156,18 @@ class ProgressLines:
         _tb: TracebackType | None,
     ) -> None:
         return None
+
+
+def input_producer(bootstrap: str, largest_bytes: int = 0) -> AIOKafkaProducer:
+    """The producer of the input topics' records (idempotent, acks from all replicas)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+        max_request_size=max(1024 * 1024, largest_bytes),
+    )
 
 
 def partition_for(key: bytes, partitions: list[int]) -> int:

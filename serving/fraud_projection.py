@@ -5,7 +5,8 @@ Pane counts are absolute per-partition values and orders are keyed by order id, 
 redone after a crash writes the same again. Writes that fail (Redis down) stay pending and go
 with the next batch; a newer value replaces a pending one, and pending orders are capped at the
 number Redis keeps (the newest by order time). The sorted sets are trimmed to that number as
-they grow. Fraud panes are dropped with the other panes, by the windowed projections.
+they grow. Fraud panes are dropped with the other panes, by the windowed projections. A restate
+(serving.epoch) stages a partition's pane counts whole, counted from its marks.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.processor import Store
 from serving import keys
-from streams.fraud import SCORE_BUCKETS, FraudOutcome
+from serving.epoch import Epoch
+from streams.fraud import SCORE_BUCKETS, FraudOutcome, marks_prefix, pane_counts
 
 log = logging.getLogger(__name__)
 
 # KEYS[1]: an index (ZSET by order time), KEYS[2]: its bodies (HASH); ARGV[1]: how many to keep
-_TRIM = """
+TRIM = """
 local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
 if extra <= 0 then return 0 end
 local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
@@ -40,13 +43,15 @@ Kept = dict[str, tuple[int, bytes]]  # order id -> (order time, body)
 class FraudProjection:
     """The scorer's sink (engine.processor.Sink)."""
 
-    def __init__(self, client: aioredis.Redis, app_id: str) -> None:
-        self.client, self.app_id = client, app_id
+    def __init__(self, client: aioredis.Redis, app_id: str, pane_ms: int) -> None:
+        self.client, self.app_id, self.pane_ms = client, app_id, pane_ms
+        self.epoch = Epoch(client, app_id)
+        self.restated: dict[str, str] = {}  # "{partition}|fraud" -> epoch token
         self.cells: dict[str, dict[str, int]] = {}  # pane key -> field -> count
         self.starts: set[int] = set()
         self.scored: Kept = {}
         self.alerts: Kept = {}
-        self._trim = client.register_script(_TRIM)
+        self._trim = client.register_script(TRIM)
 
     def stage(self, staged: Sequence[Any]) -> None:
         for out in cast(Sequence[FraudOutcome], staged):
@@ -65,12 +70,26 @@ class FraudProjection:
         for fields in self.cells.values():
             for name in [n for n in fields if keys.split_field(n)[0] not in partitions]:
                 del fields[name]
+        for name in [n for n in self.restated if keys.split_field(n)[0] not in partitions]:
+            del self.restated[name]
+
+    async def lost(self) -> bool:
+        return await self.epoch.changed()
+
+    def restate(self, partition: int, state: Store) -> None:
+        """The pane counts of every order the partition's marks still hold (streams.fraud);
+        the orders' bodies are not in the state (clickstream.projection reads them back)."""
+        marks = (raw for _key, raw in state.items(marks_prefix(partition)))
+        self.stage([FraudOutcome(partition, pane_counts(marks, self.pane_ms), [], [])])
+        self.restated[keys.field(partition, "fraud")] = self.epoch.token or ""
 
     async def flush(self) -> bool:
         """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
-        if not (self.cells or self.scored or self.alerts):
+        if not (self.cells or self.scored or self.alerts or self.restated):
             return True
         app, pipe = self.app_id, self.client.pipeline(transaction=False)
+        if self.restated:
+            pipe.hset(keys.restated(app), mapping=self.restated)  # type: ignore[arg-type]
         for key, fields in self.cells.items():
             if fields:
                 pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
@@ -91,6 +110,7 @@ class FraudProjection:
             log.warning("Redis fraud projection failed, will retry with the next batch: %s", exc)
             return False
         self.cells.clear()
+        self.restated.clear()
         self.starts.clear()
         self.scored.clear()
         self.alerts.clear()

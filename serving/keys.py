@@ -37,6 +37,10 @@ over partitions, and merge panes into wider windows the same way.
         late_orders (clicks: order facts records forwarded by the orders side; orders whose
         facts came after their pane's attribution closed)
 Panes older than the newest watermark minus the retention are deleted (by event time).
+  {app}:epoch                    STRING a token: missing or new, the workers restate what they
+                                       own (serving.epoch; clickstream projection rebuild)
+  {app}:restated                 HASH  "{partition}|{stream}" -> the epoch token its restate
+                                       answered (stream: clicks | orders | fraud)
 
 Versions (clickstream.versions), under the app id the dashboard is configured with:
   {base}:active                  STRING the app id served (clickstream promote); unset: base
@@ -86,6 +90,14 @@ def pipeline(app: str, stream: str) -> str:
 def fraud(app: str, name: str) -> str:
     """name: scored | explained | alerts | alert."""
     return f"{app}:fraud-{name}"
+
+
+def epoch(app: str) -> str:
+    return f"{app}:epoch"
+
+
+def restated(app: str) -> str:
+    return f"{app}:restated"
 
 
 def active(base: str) -> str:

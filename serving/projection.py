@@ -4,7 +4,8 @@ A cell's dimension is "<metric>|<value>"; it becomes field "<partition>|<value>"
 name, for metrics with several) of the pane's hash for that metric. Writes that fail (Redis
 down) stay pending and are retried with the next batch; a newer value for the same field
 replaces an older pending one, so nothing is lost and nothing is doubled. Panes older than the
-newest watermark minus the retention are deleted, by event time.
+newest watermark minus the retention are deleted, by event time. A restate (serving.epoch)
+stages a partition's whole state the same way, with its acknowledgement and the metadata.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -33,11 +34,20 @@ return #old
 
 
 class RedisProjection:
-    def __init__(self, client: aioredis.Redis, app_id: str, stream: str, retention_ms: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        app_id: str,
+        stream: str,
+        retention_ms: int,
+        meta: Mapping[str, int] | None = None,
+    ) -> None:
         self.client = client
         self.app_id = app_id
         self.stream = stream
         self.retention_ms = retention_ms
+        self.meta = dict(meta or {})  # {app}:meta, written again with each restate
+        self._meta_due = False
         self.pending: dict[str, dict[FieldT, EncodableT]] = {}  # key -> field -> value
         self.windows: dict[str, set[int]] = defaultdict(set)  # metric -> pane starts
         self.keep_from = -1  # oldest pane start kept, by the newest watermark seen
@@ -73,6 +83,14 @@ class RedisProjection:
                 stats[keys.field(out.partition, name)] = getattr(progress, name)
             self.keep_from = max(self.keep_from, progress.watermark_ms - self.retention_ms)
 
+    def acknowledge(self, partition: int, token: str) -> None:
+        """A restate of `partition` (staged just before) answers epoch `token`
+        (serving.epoch); it says so with the next flush."""
+        restated = self.pending.setdefault(keys.restated(self.app_id), {})
+        restated[keys.field(partition, self.stream)] = token
+        self._meta_due = bool(self.meta)
+        self.dropped_before = -1  # the restate may hold panes past the retention: drop again
+
     def keep_only(self, partitions: set[int]) -> None:
         """After a rebalance: drop what is pending for partitions this worker no longer owns
         (their new owner writes them; a stale value sent later could overwrite its newer one)."""
@@ -90,6 +108,8 @@ class RedisProjection:
         for key, fields in self.pending.items():
             if fields:  # an HSET of no fields raises (DataError)
                 pipe.hset(key, mapping=fields)
+        if self._meta_due:
+            pipe.hset(keys.meta(self.app_id), mapping=self.meta)  # type: ignore[arg-type]
         for metric, starts in self.windows.items():
             pipe.zadd(keys.windows(self.app_id, metric), {str(s): s for s in starts})
         drop_before = self.keep_from - self.keep_from % 60_000  # checked once a minute
@@ -109,4 +129,5 @@ class RedisProjection:
         self.pending.clear()
         self.windows.clear()
         self.dropped_before = drop_before
+        self._meta_due = False
         return True

@@ -29,6 +29,7 @@ What the scorer stages for its sink (serving.fraud_projection) is a FraudOutcome
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -43,6 +44,30 @@ USER, CARD, IP, DEVICE, POLICY = "u|", "c|", "i|", "d|", "p|"  # entry keys' pre
 KIND_OF_PREFIX = {USER: "user", CARD: "card", IP: "ip", DEVICE: "device"}
 SCORE_BUCKETS = 10  # the score distribution: [0, 0.1), ..., [0.9, 1.0]
 PANE_COUNTS = 2 + SCORE_BUCKETS  # a pane's counts: orders, alerts, orders per score bucket
+
+
+def marks_prefix(partition: int) -> bytes:
+    """Scored orders' marks in the scorer's state: D|p|<event id> -> [time, bucket, alert]."""
+    return b"D|%d|" % partition
+
+
+def add_count(panes: dict[int, list[int]], pane: int, bucket: int, alert: int) -> None:
+    """One scored order more in pane `pane`'s counts."""
+    counts = panes.get(pane)
+    if counts is None:
+        counts = panes[pane] = [0] * PANE_COUNTS
+    counts[0] += 1
+    counts[1] += alert
+    counts[2 + bucket] += 1
+
+
+def pane_counts(marks: Iterable[bytes], pane_ms: int) -> dict[int, list[int]]:
+    """Pane start -> counts, of scored orders' marks."""
+    panes: dict[int, list[int]] = {}
+    for raw in marks:
+        time_ms, bucket, alert = orjson.loads(raw)
+        add_count(panes, time_ms - time_ms % pane_ms, bucket, alert)
+    return panes
 
 
 @dataclass(frozen=True, slots=True)

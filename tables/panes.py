@@ -68,6 +68,22 @@ def sketch_key(partition: int, start_ms: int, dimension: str) -> bytes:
     return pane_prefix("H", partition, start_ms) + dimension.encode()
 
 
+def stored_panes(
+    partition: int, store: Store
+) -> tuple[dict[tuple[int, str], list[int]], dict[tuple[int, str], bytes]]:
+    """Every stored pane's cells and sketches, by (pane start, dimension)."""
+
+    def stored(kind: str) -> Iterable[tuple[tuple[int, str], bytes]]:
+        prefix = f"{kind}|{partition}|".encode()
+        for key, value in store.items(prefix):
+            start, dimension = key[len(prefix) :].decode().split("|", 1)
+            yield (int(start), dimension), value
+
+    cells = {at: orjson.loads(value)["v"] for at, value in stored("C")}
+    sketches = {at: bytes(value) for at, value in stored("H")}
+    return cells, sketches
+
+
 class PaneBatch:
     """The panes of one partition as one batch changes them."""
 

@@ -43,7 +43,7 @@ import orjson
 from engine.processor import Keyspace, Prefix, Store
 from tables.attribution import Attribution, LateOrder, OrderFact, OrderFacts, OrderJoin
 from tables.dedup import BatchIds, Entry, SeenIndex
-from tables.panes import ClosedWindow, Increments, PaneBatch, Uniques
+from tables.panes import ClosedWindow, Increments, PaneBatch, Uniques, stored_panes
 from tables.sessions import SessionIndex, Visit
 from tables.user_sessions import Position, SessionSummary, UserBatch
 from tables.windows import WindowSpec
@@ -173,6 +173,14 @@ class BatchOutcome:
 
 def progress_key(partition: int) -> bytes:
     return f"P|{partition}".encode()
+
+
+def served(partition: int, store: Store) -> BatchOutcome:
+    """What the projection shows of a partition, read whole from its state (a restate,
+    serving.epoch): its stored panes' cells and sketches, and its progress."""
+    cells, sketches = stored_panes(partition, store)
+    progress = Progress.decode(store.get(progress_key(partition)))
+    return BatchOutcome(partition, cells=cells, sketches=sketches, progress=progress)
 
 
 def apply_batch(

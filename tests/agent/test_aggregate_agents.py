@@ -92,6 +92,9 @@ class StaticConsumer:
     async def ends(self, topic, partitions):
         return {}
 
+    def recovered(self):
+        return True
+
 
 def clicks_runner(
     app, settings, commit_s: float, gap_ms: int | None = 1_800_000, kind: EventKind | None = None

@@ -116,7 +116,7 @@ def project_fraud(redis_url: str, outcomes: list[FraudOutcome], app: str = APP) 
 
     async def write() -> None:
         client = aioredis.Redis.from_url(redis_url)
-        projection = FraudProjection(client, app)
+        projection = FraudProjection(client, app, 60_000)
         projection.stage(outcomes)
         assert await projection.flush()
         await client.aclose()

@@ -230,6 +230,10 @@ def test_bootstrap_installs_the_project_without_the_setuptools_banner(tmp_path: 
         (("diff", "{app}", "{app}-v2"), "no worker ever ran under that app id"),
         (("promote", "{app}-v2"), "is no version replayed beside {app}"),
         (("retire", "{app}", "--yes"), "the version the dashboard serves"),
+        (("projection", "rebuild", "{app}-v2"), "no worker ever ran under that app id"),
+        (("import", "/nonexistent/history.jsonl"), "cannot read /nonexistent/history.jsonl"),
+        (("import", "x.csv", "--map", "user_id=c"), "--map and --set are for CSV files"),
+        (("import", "x.csv", "--csv", "orders", "--map", "user_id"), "must be FIELD=VALUE"),
     ],
 )
 def test_versions_commands_refuse_misuse_in_one_line(

@@ -38,7 +38,7 @@ async def test_only_the_newest_orders_and_alerts_are_kept_with_their_bodies(
     monkeypatch.setattr(keys, "FRAUD_EXPLAINED", 5)
     monkeypatch.setattr(keys, "FRAUD_ALERTS", 3)
     client = aioredis.Redis.from_url(redis_server.url)
-    projection = FraudProjection(client, app_id)
+    projection = FraudProjection(client, app_id, 60_000)
     projection.stage([outcome(0, range(0, 6), alert_from=2)])
     assert await projection.flush()
     projection.stage([outcome(1, range(6, 9), alert_from=6)])
@@ -60,7 +60,7 @@ async def test_what_fails_while_redis_is_down_is_sent_once_it_is_back(tmp_path, 
     own.start()
     client = aioredis.Redis.from_url(own.url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        projection = FraudProjection(client, app_id)
+        projection = FraudProjection(client, app_id, 60_000)
         own.stop()
         projection.stage([outcome(0, range(0, 3), alert_from=1)])
         assert not await projection.flush()

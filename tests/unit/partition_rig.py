@@ -36,7 +36,7 @@ from agents.clicks import ALL_METRICS, aggregate_clicks
 from agents.orders import aggregate_orders
 from agents.window_results import counts_of
 from agents.windowed import WindowedConfig, WindowedMetrics
-from engine.processor import InputRecord
+from engine.processor import InputRecord, Store
 from engine.testing import TestDriver, VirtualClock
 from serving import keys
 from serving.projection import RedisProjection
@@ -48,7 +48,7 @@ from streams.topics import topology
 from streams.validation import Limits
 from tables.panes import cell_key
 from tables.user_sessions import SESSIONS_ENDED
-from tables.window_state import BatchOutcome, Progress, progress_key
+from tables.window_state import BatchOutcome, Progress, progress_key, served
 from tables.windows import WindowSpec
 from tests.builders import T0, click_bytes, order_json
 
@@ -197,6 +197,7 @@ class ProjectionSink:
         self.projection = RedisProjection(NoRedis(), APP, stream, retention_ms=1 << 60)
         self.shown = shown  # Redis, shared by the worker's sinks
         self.staged: list[BatchOutcome] = []  # since the last flush
+        self.redis_lost = False  # set: the next question says Redis lost it all
 
     def stage(self, staged: Sequence[Any]) -> None:
         self.staged += staged
@@ -214,7 +215,15 @@ class ProjectionSink:
         self.staged.clear()  # the runner discarded them
         self.projection.keep_only(partitions)  # as agents.windowed.WindowedSink does
 
-    def lost(self) -> None:
+    async def lost(self) -> bool:
+        lost, self.redis_lost = self.redis_lost, False
+        return lost
+
+    def restate(self, partition: int, state: Store) -> None:
+        self.projection.stage([served(partition, state)])
+        self.projection.acknowledge(partition, "epoch")
+
+    def died(self) -> None:
         """The worker died: its memory is gone."""
         self.projection.pending.clear()
         self.projection.windows.clear()
@@ -314,7 +323,7 @@ class ClicksRig:
         """The worker dies (with `land`: during a commit, after that many state writes)."""
         await self.driver.crash(land)
         for sink in self.sinks.values():
-            sink.lost()
+            sink.died()
 
     def rebalance(self) -> None:
         self.driver.rebalance()

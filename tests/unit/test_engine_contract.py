@@ -401,6 +401,16 @@ def _recovery() -> None:
         _is(_attr(recovery, name), dict, f"Recovery.{name}")  # Counters: TP -> offset
 
 
+def _rebalance_complete() -> None:
+    from faust.tables.recovery import Recovery
+
+    _calls(Recovery.on_recovery_completed, "await self.app.on_rebalance_complete.send()")
+    source = inspect.getsource(Recovery.on_recovery_completed)
+    if source.index("on_rebalance_complete.send") > source.index("resume_partitions"):
+        raise Changed("on_rebalance_complete is sent after the streams resume")
+    _attr(_attr(_app(), "on_rebalance_complete"), "connect")  # a signal receivers connect to
+
+
 # --- clickstream.worker ----------------------------------------------------------------------
 
 
@@ -618,6 +628,12 @@ USES = [
         LOGS,
         "counts the changelog partitions and records recovery reads, for one summary line",
         _recovery,
+    ),
+    Use(
+        "App.on_rebalance_complete (a signal, sent by Recovery.on_recovery_completed)",
+        "engine.delivery",
+        "FaustConsumerView.recovered: the assignment's tables are readable, restates may run",
+        _rebalance_complete,
     ),
     Use(
         "AIOKafkaAdminClient._send_request(request, node_id)",

@@ -99,6 +99,12 @@ class PaneSink:
     def assigned(self, partitions: set[int]) -> None:
         pass
 
+    async def lost(self) -> bool:
+        return False
+
+    def restate(self, partition: int, state: object) -> None:
+        pass
+
 
 def pane_counts(want: dict[str, dict]) -> dict[tuple[int, int], list[int]]:
     """(scorer partition, pane start) -> orders, alerts, orders per score bucket."""

@@ -314,6 +314,12 @@ class RebalancingSink:
     def assigned(self, partitions: set[int]) -> None:
         self.assignments.append(partitions)
 
+    async def lost(self) -> bool:
+        return False
+
+    def restate(self, partition: int, state: object) -> None:
+        pass
+
 
 async def test_a_rebalance_while_the_sink_flushes_lands_neither_state_nor_offsets():
     sink = RebalancingSink()

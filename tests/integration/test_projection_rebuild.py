@@ -1,0 +1,122 @@
+"""`clickstream projection rebuild` against the session's Kafka and Redis: two workers take faulty
+traffic, Redis loses everything (FLUSHALL), and the rebuild writes back exactly what it showed,
+the oracle's numbers: the open panes from the workers' tables, the closed ones from the window
+results, the fraud views from the scored orders."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+import redis
+
+from clickstream.kafka_admin import admin_client, group_members
+from clickstream.settings import Settings, load
+from serving import keys
+from tests.rig import (
+    FAULTY_TRAFFIC,
+    clickstream,
+    processed,
+    produce_and_expect,
+    summed_cells,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+TRAFFIC = replace(FAULTY_TRAFFIC, seed=7, count=5_000, late_rate=0.02, fraud_rate=0.03)
+SMALL_WINDOWS = {
+    "CLICKSTREAM_WINDOW_SECONDS": "10",
+    "CLICKSTREAM_HOP_SECONDS": "30",
+    "CLICKSTREAM_GRACE_SECONDS": "5",
+    "CLICKSTREAM_SESSION_GAP_SECONDS": "20",
+}
+
+
+def members(settings: Settings) -> int:
+    async def ask() -> int:
+        admin = await admin_client(settings.bootstrap)
+        try:
+            return await group_members(admin, settings.app_id)
+        finally:
+            await admin.close()
+
+    return asyncio.run(ask())
+
+
+def shown(client: redis.Redis, app: str) -> dict[bytes, object]:
+    """Every key of the version as Redis holds it (the epoch's own keys left out)."""
+    found: dict[bytes, object] = {}
+    for key in client.scan_iter(f"{app}:*"):
+        if key in (keys.epoch(app).encode(), keys.restated(app).encode()):
+            continue
+        kind = client.type(key)
+        if kind == b"hash":
+            found[key] = client.hgetall(key)
+        elif kind == b"zset":
+            found[key] = client.zrange(key, 0, -1, withscores=True)
+        else:
+            found[key] = client.get(key)
+    return found
+
+
+def steady(client: redis.Redis, app: str, quiet_s: float = 4, within: float = 90) -> dict:
+    """What Redis shows once it has not changed for `quiet_s`."""
+    deadline = time.monotonic() + within
+    last, since = shown(client, app), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "Redis never settled"
+        time.sleep(1)
+        now = shown(client, app)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def test_a_rebuild_after_flushall_gives_back_every_number(
+    pipeline_env, start_worker, redis_server, tmp_path
+):
+    env = pipeline_env
+    env.update(SMALL_WINDOWS)  # no ticks: the newest panes stay open in the tables
+    settings = load(env, dotenv=None)
+    app = settings.app_id
+    expected = produce_and_expect(settings, TRAFFIC, tmp_path)
+    workers = [start_worker(), start_worker()]
+    client = redis.Redis.from_url(redis_server.url)
+    for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
+        wait_until(
+            lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
+            within=180, why=f"{stream} processed", alive=workers[0].alive,
+        )  # fmt: skip
+    before = steady(client, app)
+    assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
+    assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
+    assert client.zcard(keys.fraud(app, "scored")) > 0
+
+    client.flushall()
+    # the workers notice by themselves (serving.epoch) and restate their open panes and
+    # counters; the closed panes only the rebuild brings back
+    wait_until(
+        lambda: client.exists(keys.pipeline(app, "clicks"), keys.meta(app)) == 2,
+        within=30, why="the workers restated",
+    )  # fmt: skip
+    restated = steady(client, app)
+    assert restated.keys() < before.keys()
+    pages = keys.windows(app, keys.PAGE_VIEWS).encode()
+    assert len(restated[pages]) < len(before[pages])  # type: ignore[arg-type]
+
+    rebuilt = clickstream(env, "projection", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert f"rebuilt {app}: {2 * settings.partitions + settings.partitions}" in rebuilt.stdout
+    assert shown(client, app) == before
+    assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
+    assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
+
+    for worker in workers:
+        worker.stop()
+    wait_until(lambda: members(settings) == 0, within=60, why="the workers' sessions ended")
+    refused = clickstream(env, "projection", "rebuild")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and f"no worker of {app} is running" in refused.stderr
