@@ -8,6 +8,7 @@ replayed beside the base (clickstream.replay) with how they were made.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -46,8 +47,9 @@ def registered(client: redis.Redis, base: str) -> dict[str, dict[str, Any]]:
 
 
 def save_diff(client: redis.Redis, base: str, report: dict[str, Any]) -> None:
-    """The latest diff of two versions (clickstream.diff), for the dashboard."""
-    client.hset(keys.diffs(base), f"{report['live']}/{report['shadow']}", orjson.dumps(report))
+    """The latest diff of two versions (clickstream.diff), for the dashboard, with when."""
+    saved = {**report, "saved_at_ms": round(time.time() * 1000)}
+    client.hset(keys.diffs(base), f"{report['live']}/{report['shadow']}", orjson.dumps(saved))
 
 
 def diffs(client: redis.Redis, base: str) -> dict[str, dict[str, Any]]:

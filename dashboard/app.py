@@ -225,6 +225,12 @@ def _layout(settings: Settings) -> html.Div:
                                 html.Div(id="versions-table", className="table-wrap"),
                                 wide=True,
                             ),
+                            _card(
+                                "Latest diff",
+                                html.Span("clickstream diff LIVE SHADOW", id="diff-title"),
+                                html.Div(id="diff-table", className="table-wrap"),
+                                wide=True,
+                            ),
                         ],
                     ),
                 ],
@@ -263,15 +269,24 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, base: str, served: Callabl
     @app.callback(
         Output("app-chip", "children"),
         Output("versions-table", "children"),
+        Output("diff-title", "children"),
+        Output("diff-table", "children"),
         Input("refresh", "n_intervals"),
     )
-    def version(_tick: int | None) -> tuple[Any, Any]:
+    def version(_tick: int | None) -> tuple[Any, Any, Any, Any]:
         try:
             rows = read_model.versions(client, base)
+            report = read_model.latest_diff(client, base)
         except read_model.Unavailable:
-            return dash.no_update, dash.no_update  # the status line says so
+            return (dash.no_update,) * 4  # the status line says so
         serving = next(row.name for row in rows if row.served)
-        return serving, _table(figures.versions_table(rows))
+        diff: html.Table | html.P = html.P("No diff yet", className="empty")
+        title = "clickstream diff LIVE SHADOW"
+        if report is not None:
+            verdict = "identical" if report.get("identical") else "different"
+            title = f"{report.get('live')} vs {report.get('shadow')}: {verdict}"
+            diff = _table(figures.diff_table(report))
+        return serving, _table(figures.versions_table(rows)), title, diff
 
     @app.callback(
         Output("status", "children"),

@@ -551,6 +551,21 @@ def versions_table(versions: Sequence[VersionRow]) -> Table:
     return Table(header, rows)
 
 
+def diff_table(report: Mapping[str, Any] | None) -> Table:
+    """One row per metric of a diff report (clickstream.diff): its counts and its largest
+    difference."""
+    if report is None:
+        return Table((), ())
+    header = ("Metric", "Equal", "Different", "Only live", "Only shadow", "Largest difference")
+    rows = []
+    for name, m in sorted(report.get("metrics", {}).items()):
+        largest = m.get("largest") or []
+        biggest = f"{largest[0]['id']}: {largest[0]['difference']:g}" if largest else "—"
+        counts = (m.get(k, 0) for k in ("equal", "different", "only_live", "only_shadow"))
+        rows.append((name, *(f"{n:,}" for n in counts), biggest))
+    return Table(header, tuple(rows))
+
+
 def event_time(pipeline: Sequence[PipelineRow]) -> str:
     """'event time 12:03:58 UTC': how far every partition of every stream has been read."""
     marks = [p.low_watermark_ms for p in pipeline if p.low_watermark_ms is not None]

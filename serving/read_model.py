@@ -230,6 +230,13 @@ def versions(client: redis.Redis, base: str) -> list[VersionRow]:
     return rows
 
 
+def latest_diff(client: redis.Redis, base: str) -> dict[str, Any] | None:
+    """The diff report saved last (`clickstream diff`), or None."""
+    with _reachable(client):
+        reports = [orjson.loads(raw) for raw in client.hvals(keys.diffs(base))]
+    return max(reports, key=lambda r: r.get("saved_at_ms", 0), default=None)
+
+
 def _diff_summary(report: dict[str, Any]) -> str:
     if report.get("identical"):
         return "identical"

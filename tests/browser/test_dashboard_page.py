@@ -240,14 +240,28 @@ def test_a_promoted_version_is_served_without_a_reload(
 
     about = {"from": "earliest", "to": "now", "clock": APP, "state": "replayed"}
     versions.register(layout.client, APP, "shadow", about)
-    versions.save_diff(layout.client, APP, {"live": APP, "shadow": "shadow", "identical": True})
+    assert browser.find_element(By.ID, "diff-table").text == "No diff yet"
+    metrics = {
+        "results clicks tumbling": {"equal": 1200, "different": 0, "only_live": 0,
+                                    "only_shadow": 0, "largest": []},
+        "sessions": {"equal": 310, "different": 2, "only_live": 1, "only_shadow": 0,
+                     "largest": [{"id": "u-7/1767225600000", "difference": 3.0}]},
+    }  # fmt: skip
+    report = {"live": APP, "shadow": "shadow", "identical": False, "metrics": metrics}
+    versions.save_diff(layout.client, APP, report)
     versions.promote(layout.client, APP, "shadow")
 
     wait_for(browser, lambda d: kpis(d)["Page views"][0] == "999")
     assert browser.find_element(By.ID, "app-chip").text == "shadow"
     rows = browser.find_elements(By.CSS_SELECTOR, "#versions-table tbody tr")
     assert [row.text.split()[:2] for row in rows] == [[APP, "base"], ["shadow", "●"]]
-    assert f"identical vs {APP}" in rows[1].text and "earliest .. now" in rows[1].text
+    assert "2 different, 1 only live" in rows[1].text and "earliest .. now" in rows[1].text
+    assert browser.find_element(By.ID, "diff-title").text == f"{APP} vs shadow: different"
+    diff_rows = browser.find_elements(By.CSS_SELECTOR, "#diff-table tbody tr")
+    assert [row.text for row in diff_rows] == [
+        "results clicks tumbling 1,200 0 0 0 —",
+        "sessions 310 2 1 0 u-7/1767225600000: 3",
+    ]
     assert dashboard.get("/api/v1/meta")[2]["version"] == "shadow"  # type: ignore[index]
     views = dashboard.get("/api/v1/page-views?windows=1")[2]
     assert views["rows"] == [{"window_start_ms": LATEST, "url": "/home", "views": 999}]  # type: ignore[index]
