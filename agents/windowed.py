@@ -116,7 +116,7 @@ class WindowedSink:
         outcome = served(partition, state)
         if outcome.progress != Progress():  # a partition that never had a record shows none
             self.projection.stage([outcome])
-        self.projection.acknowledge(partition, self.epoch.token or "")
+        self.projection.acknowledge(partition, self.epoch.mark or "")
 
 
 class WindowedMetrics:

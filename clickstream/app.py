@@ -32,12 +32,15 @@ from agents.orders import aggregate_orders
 from agents.window_totals import WindowTotals
 from agents.windowed import EventKind, WindowedConfig, WindowedMetrics, WindowedSink
 from clickstream.membership import group_instance_id
+from clickstream.rebuild import ReadBackGuard
 from clickstream.settings import Settings
 from clickstream.state_dir import state_folder
 from engine.topology import Engine, EngineConfig
 from serving import keys
 from serving.fraud_projection import FraudProjection
 from serving.projection import RedisProjection
+
+READ_BACK_CHECK_S = 5.0  # how often a worker asks whether the closed panes need reading back
 
 
 def broker_urls(bootstrap: str) -> str:
@@ -128,6 +131,13 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
         # Faust's worker sets the root logger to DEBUG (for its spinner), so aiokafka would
         # build a debug record per sent message (~20% of the hot path's CPU in a profile).
         logging.getLogger("aiokafka").setLevel(logging.getLevelName(settings.python_log_level))
+
+    guard = ReadBackGuard(settings)
+
+    @app.timer(READ_BACK_CHECK_S)
+    async def read_back_closed_panes() -> None:
+        """After Redis lost its data, the closed panes come back from the results (once)."""
+        guard.poke()
 
     @app.task
     async def publish_window_settings() -> None:  # again with every restate (serving.epoch)

@@ -1,12 +1,15 @@
 """Whether Redis still holds what a version's workers wrote: its epoch key.
 
 `{app}:epoch` holds a token. Each sink asks at most once per CHECK_S: it sets a new token if
-the key is missing (SET NX), then reads it back. A key it had to create (Redis restarted empty,
-FLUSHALL) or a token it did not know (another worker found it missing first, or `clickstream
-projection rebuild` wrote a new one) means that what it wrote may be gone: the runner then
-restates its partitions (engine.runner), and each restated partition is acknowledged under
-`{app}:restated` with the token it answers. A worker's first question always says changed, so
-a worker restates what it owns once it starts.
+the key is missing (SET NX), then reads it back with the Redis server's run id. A key it had to
+create (Redis restarted empty, FLUSHALL), a token it did not know (another worker found it
+missing first, or `clickstream projection rebuild` wrote a new one) or another run id (Redis
+restarted, perhaps from an append-only file a second behind) means that what it wrote may be
+gone: the runner then restates its partitions (engine.runner), and each restated partition is
+acknowledged under `{app}:restated` with the mark (token and run id) it answers. A worker's
+first question always says changed, so a worker restates what it owns once it starts. The
+closed panes, which the tables no longer hold, are read back once per mark
+(clickstream.rebuild).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from serving import keys
 CHECK_S = 1.0
 
 
+def mark_of(token: str, run_id: str) -> str:
+    """What a restate acknowledges: the epoch token and the Redis run it was written to."""
+    return f"{token} {run_id}"
+
+
 class Epoch:
     def __init__(
         self,
@@ -31,7 +39,7 @@ class Epoch:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client, self.key, self.monotonic = client, keys.epoch(app_id), monotonic
-        self.token: str | None = None  # the token last read; None: never asked
+        self.mark: str | None = None  # mark_of the token and run last read; None: never asked
         self._next_check = 0.0
 
     async def changed(self) -> bool:
@@ -43,11 +51,13 @@ class Epoch:
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key, uuid.uuid4().hex, nx=True)  # new: the others see it changed too
         pipe.get(self.key)
+        pipe.info("server")
         try:
-            created, current = await pipe.execute()
+            created, current, server = await pipe.execute()
         except (RedisError, OSError):
             return False  # Redis away: the writes wait and retry; asked again next round
         token = current.decode() if isinstance(current, bytes) else str(current)
-        changed = bool(created) or token != self.token
-        self.token = token
+        mark = mark_of(token, str(server.get("run_id")))
+        changed = bool(created) or mark != self.mark
+        self.mark = mark
         return changed

@@ -81,7 +81,7 @@ class FraudProjection:
         the orders' bodies are not in the state (clickstream.projection reads them back)."""
         marks = (raw for _key, raw in state.items(marks_prefix(partition)))
         self.stage([FraudOutcome(partition, pane_counts(marks, self.pane_ms), [], [])])
-        self.restated[keys.field(partition, "fraud")] = self.epoch.token or ""
+        self.restated[keys.field(partition, "fraud")] = self.epoch.mark or ""
 
     async def flush(self) -> bool:
         """Send what is pending in one round trip; False (and kept pending) if Redis failed."""

@@ -39,8 +39,12 @@ over partitions, and merge panes into wider windows the same way.
 Panes older than the newest watermark minus the retention are deleted (by event time).
   {app}:epoch                    STRING a token: missing or new, the workers restate what they
                                        own (serving.epoch; clickstream projection rebuild)
-  {app}:restated                 HASH  "{partition}|{stream}" -> the epoch token its restate
-                                       answered (stream: clicks | orders | fraud)
+  {app}:restated                 HASH  "{partition}|{stream}" -> the epoch mark (token and
+                                       Redis run id) its restate answered (stream: clicks |
+                                       orders | fraud)
+  {app}:read-back                STRING the mark whose closed panes were read back
+                                       (clickstream.rebuild)
+  {app}:reading-back             STRING held (with a TTL) by the one reading them back now
 
 Versions (clickstream.versions), under the app id the dashboard is configured with:
   {base}:active                  STRING the app id served (clickstream promote); unset: base
@@ -98,6 +102,14 @@ def epoch(app: str) -> str:
 
 def restated(app: str) -> str:
     return f"{app}:restated"
+
+
+def read_back(app: str) -> str:
+    return f"{app}:read-back"
+
+
+def reading_back(app: str) -> str:
+    return f"{app}:reading-back"
 
 
 def active(base: str) -> str:

@@ -1,4 +1,6 @@
-"""Redis from Debian's redis-server, on 127.0.0.1, data under `<home>/`."""
+"""Redis from Debian's redis-server, on 127.0.0.1, data under `<home>/`: an append-only file
+written every second, so a restart keeps (nearly) everything; the workers restate and read
+back what the last second lost (clickstream.rebuild)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from clickstream.local.process import LocalServiceError, ServerProcess
 
 
 class LocalRedis:
-    def __init__(self, home: Path, port: int) -> None:
+    def __init__(self, home: Path, port: int, persist: bool = True) -> None:
         self.home = home
         self.port = port
+        self.persist = persist  # False: a restart comes back empty (tests of that)
         self.process = ServerProcess("redis", home, port)
 
     @property
@@ -32,7 +35,8 @@ class LocalRedis:
                 "--port", str(self.port),
                 "--dir", str(self.home.resolve()),
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if self.persist else "no",
+                "--appendfsync", "everysec",
                 "--protected-mode", "yes",
             ]
         )  # fmt: skip
