@@ -325,8 +325,8 @@ def _pairs(options: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _closed_before(s: Settings) -> int | None:
-    """Where the windows still open start, for the version served: events before are late
-    (None: nothing known, Redis away or no worker ran yet)."""
+    """Where the windows every partition of this app id still holds open start: events before
+    are late (None: nothing known, Redis away or no worker ran yet)."""
     from serving import keys
 
     try:

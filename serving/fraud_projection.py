@@ -46,7 +46,7 @@ class FraudProjection:
     def __init__(self, client: aioredis.Redis, app_id: str, pane_ms: int) -> None:
         self.client, self.app_id, self.pane_ms = client, app_id, pane_ms
         self.epoch = Epoch(client, app_id)
-        self.restated: dict[str, str] = {}  # "{partition}|fraud" -> epoch token
+        self.restated: dict[str, str] = {}  # "{partition}|fraud" -> the epoch mark answered
         self.cells: dict[str, dict[str, int]] = {}  # pane key -> field -> count
         self.starts: set[int] = set()
         self.scored: Kept = {}
@@ -78,7 +78,7 @@ class FraudProjection:
 
     def restate(self, partition: int, state: Store) -> None:
         """The pane counts of every order the partition's marks still hold (streams.fraud);
-        the orders' bodies are not in the state (clickstream.projection reads them back)."""
+        the orders' bodies are not in the state (clickstream.rebuild reads them back)."""
         marks = (raw for _key, raw in state.items(marks_prefix(partition)))
         self.stage([FraudOutcome(partition, pane_counts(marks, self.pane_ms), [], [])])
         self.restated[keys.field(partition, "fraud")] = self.epoch.mark or ""

@@ -36,6 +36,7 @@ over partitions, and merge panes into wider windows the same way.
         dead_letters, ticks, open_sessions (clicks: sessions not yet expired), order_facts,
         late_orders (clicks: order facts records forwarded by the orders side; orders whose
         facts came after their pane's attribution closed)
+  {app}:dead-letter-reasons:{stream}  HASH  "{partition}|{reason}" -> dead letters for it
 Panes older than the newest watermark minus the retention are deleted (by event time).
   {app}:epoch                    STRING a token: missing or new, the workers restate what they
                                        own (serving.epoch; clickstream projection rebuild)
@@ -89,6 +90,10 @@ def window(app: str, metric: str, start_ms: int) -> str:
 
 def pipeline(app: str, stream: str) -> str:
     return f"{app}:pipeline:{stream}"
+
+
+def dead_letter_reasons(app: str, stream: str) -> str:
+    return f"{app}:dead-letter-reasons:{stream}"
 
 
 def fraud(app: str, name: str) -> str:

@@ -57,6 +57,7 @@ class RedisProjection:
     def stage(self, outcomes: Sequence[BatchOutcome]) -> None:
         app = self.app_id
         stats = self.pending.setdefault(keys.pipeline(app, self.stream), {})
+        reasons = self.pending.setdefault(keys.dead_letter_reasons(app, self.stream), {})
         for out in outcomes:
             attributed = [
                 ((a.start_ms, d), v) for a in out.attributions for d, v in a.counts.items()
@@ -81,6 +82,8 @@ class RedisProjection:
             stats[keys.field(out.partition, "watermark_ms")] = progress.watermark_ms
             for name in Progress.COUNTERS:
                 stats[keys.field(out.partition, name)] = getattr(progress, name)
+            for reason, count in progress.dead_letter_reasons.items():
+                reasons[keys.field(out.partition, reason)] = count
             self.keep_from = max(self.keep_from, progress.watermark_ms - self.retention_ms)
 
     def acknowledge(self, partition: int, token: str) -> None:

@@ -13,7 +13,7 @@ import base64
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -159,6 +159,7 @@ class PipelineRow:
     low_watermark_ms: int | None  # the smallest partition watermark: event time fully seen
     partitions: tuple[PartitionRow, ...]
     open_sessions: int = 0  # clicks: user sessions not yet expired, now
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # summed over partitions
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,18 @@ def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
         pipe = client.pipeline()
         for stream in PIPELINE_STREAMS:
             pipe.hgetall(keys.pipeline(app, stream))
+            pipe.hgetall(keys.dead_letter_reasons(app, stream))
         replies = pipe.execute()
-    return [_pipeline_row(s, h) for s, h in zip(PIPELINE_STREAMS, replies, strict=True)]
+    rows = []
+    for stream, counters, reasons in zip(
+        PIPELINE_STREAMS, replies[::2], replies[1::2], strict=True
+    ):
+        summed: dict[str, int] = defaultdict(int)
+        for _partition, parts, value in _fields(reasons):
+            summed[keys.SEP.join(parts)] += value
+        row = _pipeline_row(stream, counters)
+        rows.append(replace(row, dead_letter_reasons=dict(sorted(summed.items()))))
+    return rows
 
 
 def snapshot(client: redis.Redis, app: str, last_windows: int) -> Snapshot:

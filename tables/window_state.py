@@ -117,6 +117,7 @@ class Progress:
     attributed: list[int] = field(default_factory=list)  # clicks: attributed, not yet deleted
     order_facts: int = 0  # clicks: order facts records (not events)
     late_orders: int = 0  # clicks: orders whose pane's attribution had closed
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # of dead_letters
 
     COUNTERS = (
         "accepted",
@@ -235,6 +236,8 @@ def apply_batch(
                     join.take(item, watermark, ids.fact_is_new)
             else:
                 progress.dead_letters += 1
+                reasons = progress.dead_letter_reasons
+                reasons[item.reason] = reasons.get(item.reason, 0) + 1  # type: ignore[union-attr]
                 out.dead_letters.append(item)  # type: ignore[arg-type]
             continue
         if offset <= applied[SOURCE]:

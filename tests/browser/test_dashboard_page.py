@@ -19,6 +19,7 @@ from clickstream import versions
 from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
 from serving import keys
+from tests.rig import clickstream
 
 pytestmark = pytest.mark.browser
 
@@ -225,11 +226,12 @@ def test_a_password_guards_the_page_and_the_api(
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
 
 
-def test_a_promoted_version_is_served_without_a_reload(
-    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome
+def test_a_promoted_version_is_served_without_a_reload_then_retired(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, kafka, redis_server
 ) -> None:
     """`clickstream promote` moves the pointer the read model follows: the open page and the
-    API switch to the new version's numbers at the next refresh, and back again."""
+    API switch to the new version's numbers at the next refresh, and back again; `clickstream
+    retire` then takes the version off the page and out of Redis."""
     seed_shop(layout)
     shadow = LayoutWriter(layout.client, "shadow")
     shadow.meta(MINUTE, 30_000)
@@ -271,3 +273,13 @@ def test_a_promoted_version_is_served_without_a_reload(
     wait_for(browser, lambda d: kpis(d)["Page views"][0] == "273")
     assert browser.find_element(By.ID, "app-chip").text == APP
     assert not layout.client.exists(keys.active(APP))
+
+    env = {"CLICKSTREAM_APP_ID": APP, "CLICKSTREAM_KAFKA_BOOTSTRAP": kafka.bootstrap,
+           "CLICKSTREAM_REDIS_URL": redis_server.url}  # fmt: skip
+    retired = clickstream(env, "retire", "shadow", "--yes")
+    assert retired.returncode == 0, retired.stderr
+    wait_for(
+        browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#versions-table tbody tr")) == 1
+    )
+    assert not layout.client.keys("shadow:*")
+    assert kpis(browser)["Page views"][0] == "273"

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from clickstream.settings import load
-from serving import keys
+from serving import keys, read_model
 from tests.oracle import hopping, totals
 from tests.rig import (
     FAULTY_TRAFFIC,
@@ -165,6 +165,10 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
     )
     reasons = Counter(dict(record.headers)["reason"].decode() for record in dead)
     assert reasons == expected.dead_letter_reasons
+    projected: Counter = Counter()  # and the per-reason counts the read model serves
+    for row in read_model.pipeline(client, app):
+        projected.update(row.dead_letter_reasons)
+    assert projected == expected.dead_letter_reasons
     for record in dead:
         headers = dict(record.headers)
         assert {"detail", "source_topic", "source_partition", "source_offset"} <= headers.keys()

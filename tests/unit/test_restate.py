@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 
 from serving import keys
-from tests.unit.partition_rig import APP, MIN, Click, ClicksRig, Order, Tick, at
+from tests.unit.partition_rig import APP, MIN, Click, ClicksRig, Malformed, Order, Tick, at
 
 TRAFFIC = [
     Click(MIN + 1_000, user="u1", host="news.example", partition=0),
@@ -17,6 +17,7 @@ TRAFFIC = [
     Order(2 * MIN + 6_000, user="u1", currency="EUR", cents=1_250, partition=0),
     Order(2 * MIN + 7_000, user="u3", currency="JPY", cents=900, partition=1),
     Click(3 * MIN + 1_000, user="u3", partition=1),
+    Malformed(partition=1),
 ]
 
 
@@ -41,6 +42,7 @@ async def test_a_restate_writes_back_every_open_pane_and_counter():
     }
     assert rig.redis == {k: v for k, v in before.items() if k != keys.restated(APP)}
     assert any(k.startswith(f"{APP}:{keys.ORDERS}:") for k in rig.redis)
+    assert rig.redis[keys.dead_letter_reasons(APP, "clicks")] == {"1|malformed_json": 1}
 
 
 async def test_a_restate_holds_no_value_redis_did_not_show():
