@@ -240,11 +240,12 @@ def import_file(
     run_lines: int = RUN_LINES,
 ) -> Checked:
     """Validate, sort and (unless `dry_run`) produce `path`; `meter(total)` a progress bar;
-    `closed_before_ms`: the version's watermark minus its grace, when known (events older will
-    be late)."""
+    `closed_before_ms`: where the windows the app still holds open start, when known (events
+    before will be late)."""
     now_ms = round(time.time() * 1000)
     checked = Checked(closed_before_ms=closed_before_ms)
     rejected_path = path.with_name(path.name + ".rejected.jsonl")
+    rejected_path.unlink(missing_ok=True)  # an earlier run's: this run writes its own
     with tempfile.TemporaryDirectory(prefix="clickstream-import-") as folder, ExitStack() as stack:
         runs = Runs(Path(folder), run_lines)
         rejects = None
@@ -280,9 +281,10 @@ def import_file(
             say("record timestamps: the events' own times (--timestamps event)")
         else:
             say(
-                f"record timestamps: the import time, {format_timestamp(now_ms)}; event time "
-                f"is each event's occurred_at. (Stamped with their event times, records older "
-                f"than a topic's retention.ms would be deleted at once: --timestamps event.)"
+                f"record timestamps: the import time, {format_timestamp(now_ms)}, since a topic "
+                f"with time-based retention would delete records stamped with old event times "
+                f"at once; event time is each event's occurred_at (--timestamps event stamps "
+                f"the records with it, for topics without time retention)"
             )
         asyncio.run(
             _produce(settings, topics, runs.sorted(stack), runs.count, event_timestamps, now_ms,

@@ -171,7 +171,7 @@ class ReadBackGuard:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         try:
             done = restore_if_lost(self.settings, client)
-            if done is not None:
+            if done is not None and done.filled:  # none: a first start, nothing was lost
                 log.warning("Redis had lost %s's numbers: %s", app, done.describe(app))
         except Exception as exc:  # Redis or Kafka away, a worker not restated yet: next round
             log.warning("closed panes of %s not read back yet, will retry: %s", app, exc)

@@ -306,6 +306,15 @@ def produce_and_expect(settings: Settings, config: GeneratorConfig, tmp_path: Pa
     return expectation(settings, produce_lines(settings, config, tmp_path / "events.jsonl"))
 
 
+# Windows short enough for ticks to close them soon after the data (hops of three panes)
+SMALL_WINDOWS = {
+    "CLICKSTREAM_WINDOW_SECONDS": "10",
+    "CLICKSTREAM_HOP_SECONDS": "30",
+    "CLICKSTREAM_GRACE_SECONDS": "5",
+    "CLICKSTREAM_SESSION_GAP_SECONDS": "20",
+}
+
+
 # Traffic with every kind of fault, long enough (in event time) for late copies to arrive.
 FAULTY_TRAFFIC = GeneratorConfig(
     seed=99,

@@ -23,6 +23,7 @@ from clickstream.settings import Settings, load
 from serving import keys
 from tests.rig import (
     FAULTY_TRAFFIC,
+    SMALL_WINDOWS,
     Worker,
     clickstream,
     processed,
@@ -34,12 +35,6 @@ from tests.rig import (
 pytestmark = pytest.mark.integration
 
 TRAFFIC = replace(FAULTY_TRAFFIC, seed=7, count=5_000, late_rate=0.02, fraud_rate=0.03)
-SMALL_WINDOWS = {
-    "CLICKSTREAM_WINDOW_SECONDS": "10",
-    "CLICKSTREAM_HOP_SECONDS": "30",
-    "CLICKSTREAM_GRACE_SECONDS": "5",
-    "CLICKSTREAM_SESSION_GAP_SECONDS": "20",
-}
 
 
 def members(settings: Settings) -> int:

@@ -32,6 +32,7 @@ from tests.integration.test_backfill import SPARSE_MONTH
 from tests.integration.test_own_topics import end_offsets
 from tests.rig import (
     FAULTY_TRAFFIC,
+    SMALL_WINDOWS,
     Worker,
     clickstream,
     expectation,
@@ -48,12 +49,6 @@ pytestmark = pytest.mark.integration
 TRAFFIC = replace(
     FAULTY_TRAFFIC, seed=41, count=6_000, late_by_ms=(20_000, 40_000), fraud_rate=0.02
 )
-SMALL_WINDOWS = {
-    "CLICKSTREAM_WINDOW_SECONDS": "10",
-    "CLICKSTREAM_HOP_SECONDS": "30",
-    "CLICKSTREAM_GRACE_SECONDS": "5",
-    "CLICKSTREAM_SESSION_GAP_SECONDS": "20",
-}
 
 
 def both(client: redis.Redis, app_id: str) -> int:
