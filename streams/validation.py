@@ -48,7 +48,7 @@ from streams.records import (
     OrderItem,
     Payment,
 )
-from streams.upcast import V1_TO_V2, upcast_order
+from streams.upcast import V1_TO_V2, upcast, upcast_order
 
 EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 LATEST_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
@@ -190,6 +190,7 @@ def _usual_click_fields(
 
 
 def _check_click(body: dict[str, Any], log_time_ms: int, limits: Limits) -> ClickEvent:
+    body, _ = upcast(CLICK_SCHEMA, body)  # an older click version, once it has an upcaster
     _check_schema(body, CLICK_SCHEMA, CLICK_VERSION, f"click v{CLICK_VERSION}")
     kind = _text(body, "type")
     click_type = CLICK_TYPES.get(kind)
