@@ -306,7 +306,7 @@ def import_history(
         dry_run,
         timestamps == "event",
         click.echo,
-        lambda total: progress_meter(total, True, sys.stderr),
+        lambda total, doing: progress_meter(total, True, sys.stderr, f"import: {doing}"),
         closed_before_ms=_closed_before(s),
     )
     if not dry_run and checked.valid.total():

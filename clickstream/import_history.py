@@ -235,11 +235,12 @@ def import_file(
     dry_run: bool,
     event_timestamps: bool,
     say: Callable[[str], None],
-    meter: Callable[[int], Any],
+    meter: Callable[[int | None, str], Any],
     closed_before_ms: int | None = None,
     run_lines: int = RUN_LINES,
 ) -> Checked:
-    """Validate, sort and (unless `dry_run`) produce `path`; `meter(total)` a progress bar;
+    """Validate, sort and (unless `dry_run`) produce `path`; `meter(total, doing)` a progress
+    bar (checked, then sent);
     `closed_before_ms`: where the windows the app still holds open start, when known (events
     before will be late)."""
     now_ms = round(time.time() * 1000)
@@ -250,26 +251,33 @@ def import_file(
         runs = Runs(Path(folder), run_lines)
         rejects = None
         last = None
-        for number, line in read_lines(path, mapping):
-            try:
-                stream, key, time_ms, value = parsed(number, line, mapping, now_ms)
-            except InvalidEvent as exc:
-                checked.rejected[exc.reason] += 1
-                if rejects is None:
-                    rejects = stack.enter_context(rejected_path.open("wb"))
-                shown = line if isinstance(line, dict) else line.decode(errors="replace")
-                entry = {"line": number, "reason": exc.reason, "detail": exc.detail, "at": shown}
-                rejects.write(orjson.dumps(entry) + b"\n")
-                continue
-            checked.valid[stream] += 1
-            if closed_before_ms is not None and time_ms < closed_before_ms:
-                checked.late += 1
-            if last is not None and time_ms < last:
-                checked.out_of_order += 1
-            last = time_ms
-            checked.first_ms = min(time_ms, checked.first_ms or time_ms)
-            checked.last_ms = max(time_ms, checked.last_ms or time_ms)
-            runs.add(stream, key, time_ms, value)
+        with meter(None, "checked") as checking:
+            for number, line in read_lines(path, mapping):
+                checking.update()
+                try:
+                    stream, key, time_ms, value = parsed(number, line, mapping, now_ms)
+                except InvalidEvent as exc:
+                    checked.rejected[exc.reason] += 1
+                    if rejects is None:
+                        rejects = stack.enter_context(rejected_path.open("wb"))
+                    shown = line if isinstance(line, dict) else line.decode(errors="replace")
+                    entry = {
+                        "line": number,
+                        "reason": exc.reason,
+                        "detail": exc.detail,
+                        "at": shown,
+                    }
+                    rejects.write(orjson.dumps(entry) + b"\n")
+                    continue
+                checked.valid[stream] += 1
+                if closed_before_ms is not None and time_ms < closed_before_ms:
+                    checked.late += 1
+                if last is not None and time_ms < last:
+                    checked.out_of_order += 1
+                last = time_ms
+                checked.first_ms = min(time_ms, checked.first_ms or time_ms)
+                checked.last_ms = max(time_ms, checked.last_ms or time_ms)
+                runs.add(stream, key, time_ms, value)
         say(checked.describe())
         if rejects is not None:
             say(f"rejected lines, with their reasons: {rejected_path}")
@@ -325,7 +333,7 @@ async def _produce(
     total: int,
     event_timestamps: bool,
     now_ms: int,
-    meter: Callable[[int], Any],
+    meter: Callable[[int | None, str], Any],
 ) -> None:
     specs = (settings.topics.clicks, settings.topics.orders)
     await ensure_topics(settings.bootstrap, specs, settings.replication)
@@ -333,7 +341,7 @@ async def _produce(
     await producer.start()
     try:
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.values()}
-        with meter(total) as bar:
+        with meter(total, "sent") as bar:
             unacked: list[asyncio.Future[Any]] = []
             for time_ms, _order, stream, key, value in events:
                 topic = topics[stream]

@@ -117,16 +117,19 @@ async def produce(
     return report
 
 
-def progress_meter(total: int | None, progress: bool, stream: TextIO) -> Any:
+def progress_meter(
+    total: int | None, progress: bool, stream: TextIO, doing: str = "generate: sent"
+) -> Any:
     """A tqdm bar on a terminal; into a log file or a pipe, ProgressLines (a bar there would be
     a heap of carriage-return frames)."""
     if progress and stream.isatty():
-        return tqdm(total=total, unit="rec", file=stream)
-    return ProgressLines(total, stream if progress else None)
+        return tqdm(total=total, unit="rec", file=stream, desc=doing)
+    return ProgressLines(total, stream if progress else None, doing=doing)
 
 
 class ProgressLines:
-    """`generate: sent N of M records` once every `every_s` seconds of wall time, none sooner."""
+    """`generate: sent N of M records` (`doing`: what comes before N) once every `every_s`
+    seconds of wall time, none sooner."""
 
     def __init__(
         self,
@@ -134,8 +137,10 @@ class ProgressLines:
         stream: TextIO | None,
         every_s: float = PROGRESS_LINE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        doing: str = "generate: sent",
     ) -> None:
         self.total, self.stream, self.every_s, self.clock = total, stream, every_s, clock
+        self.doing = doing
         self.sent = 0
         self.due = clock() + every_s
 
@@ -143,7 +148,7 @@ class ProgressLines:
         self.sent += n
         if self.stream is not None and self.clock() >= self.due:
             of = f" of {self.total}" if self.total is not None else ""
-            print(f"generate: sent {self.sent}{of} records", file=self.stream, flush=True)
+            print(f"{self.doing} {self.sent}{of} records", file=self.stream, flush=True)
             self.due = self.clock() + self.every_s
 
     def __enter__(self) -> ProgressLines:

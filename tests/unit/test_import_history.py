@@ -12,6 +12,7 @@ import pytest
 
 from clickstream.import_history import ImportFailed, Mapping, Runs, import_file
 from clickstream.settings import load
+from generator.produce import ProgressLines
 from tests.builders import click_bytes, order_json
 
 SETTINGS = load({"CLICKSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9"}, dotenv=None)  # never reached
@@ -20,7 +21,8 @@ T0 = 1_767_225_600_000
 
 def dry_run(path: Path, mapping: Mapping | None = None, **options):
     said: list[str] = []
-    checked = import_file(SETTINGS, path, mapping, True, False, said.append, None, **options)  # type: ignore[arg-type]
+    quiet = lambda total, doing: ProgressLines(total, None)  # noqa: E731
+    checked = import_file(SETTINGS, path, mapping, True, False, said.append, quiet, **options)
     return checked, said
 
 
