@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from aiokafka.structs import TopicPartition as TP
 
 from streams.topics import TopicSpec
@@ -71,9 +77,21 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication:
         await admin.close()
 
 
-async def group_members(admin: AIOKafkaAdminClient, group: str) -> int:
-    """How many members consumer group `group` has now (0 when it does not exist)."""
-    responses = await admin.describe_consumer_groups([group])
+async def group_members(admin: AIOKafkaAdminClient, group: str, within_s: float = 30) -> int:
+    """How many members consumer group `group` has now (0 when it does not exist). A cluster
+    that has not placed group coordinators yet (a new one) is asked again for `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            responses = await admin.describe_consumer_groups([group])
+            break
+        except GroupCoordinatorNotAvailableError:
+            if time.monotonic() > deadline:
+                raise KafkaUnreachable(
+                    f"Kafka has no group coordinator for {group} after {within_s:g} s; check "
+                    f"that the cluster can create its __consumer_offsets topic"
+                ) from None
+            await asyncio.sleep(0.5)
     return sum(
         len(described[5])  # (error_code, group, state, protocol_type, protocol, members, ...)
         for response in responses

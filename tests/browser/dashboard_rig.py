@@ -91,6 +91,10 @@ class LayoutWriter:
         fields = {keys.field(partition, name): value for name, value in counters.items()}
         self.client.hset(keys.pipeline(self.app, stream), mapping=fields)
 
+    def dead_letter_reasons(self, stream: str, partition: int, **reasons: int) -> None:
+        fields = {keys.field(partition, reason): n for reason, n in reasons.items()}
+        self.client.hset(keys.dead_letter_reasons(self.app, stream), mapping=fields)
+
 
 def scored_outcome(partition: int, orders: list[tuple[int, int, dict[str, float]]]) -> FraudOutcome:
     """One scorer batch's outcome over (order id, order time, features), scored by the default
@@ -226,3 +230,6 @@ def seed_shop(layout: LayoutWriter) -> None:
     layout.pipeline("clicks", 2, watermark_ms=LATEST + 42_000, accepted=7_100, duplicates=2)
     layout.pipeline("orders", 0, watermark_ms=LATEST + 39_000, accepted=310, late=1)
     layout.pipeline("orders", 1, watermark_ms=LATEST + 40_500, accepted=295, dead_letters=3)
+    layout.dead_letter_reasons("clicks", 1, malformed_json=1)
+    layout.dead_letter_reasons("orders", 0, unknown_schema_version=1)
+    layout.dead_letter_reasons("orders", 1, unknown_schema_version=1, bad_value=1)

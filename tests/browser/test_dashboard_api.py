@@ -98,7 +98,9 @@ def test_pipeline_api_gives_stream_totals_and_partition_watermarks(
         "dead_letters": 1,
         "low_watermark_ms": LATEST + 40_000,
         "open_sessions": 0,
+        "dead_letter_reasons": {"malformed_json": 1},
     }
+    assert orders["dead_letter_reasons"] == {"bad_value": 1, "unknown_schema_version": 2}
     assert clicks["partitions"][1] == {
         "partition": 1,
         "watermark_ms": LATEST + 40_000,
