@@ -551,11 +551,9 @@ def versions_table(versions: Sequence[VersionRow]) -> Table:
     return Table(header, rows)
 
 
-def diff_table(report: Mapping[str, Any] | None) -> Table:
+def diff_table(report: Mapping[str, Any]) -> Table:
     """One row per metric of a diff report (clickstream.diff): its counts and its largest
     difference."""
-    if report is None:
-        return Table((), ())
     header = ("Metric", "Equal", "Different", "Only live", "Only shadow", "Largest difference")
     rows = []
     for name, m in sorted(report.get("metrics", {}).items()):
