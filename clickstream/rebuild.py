@@ -147,6 +147,8 @@ def read_back(
     try:
         out = _read_back(settings, client, partitions, seen)
         out.restated = restated
+        if _mark(client, app) != mark:  # lost again while reading: what was written may be too
+            raise ReplayFailed(f"{app}'s epoch moved while its closed panes were read back")
         client.set(keys.read_back(app), mark)
     finally:
         client.delete(lock)
@@ -279,6 +281,8 @@ def _restated(
     """Wait until every partition in `expected` restated for `mark`."""
     deadline = time.monotonic() + timeout_s
     while True:
+        if _mark(client, app) != mark:  # Redis lost its data again meanwhile: a new round
+            raise ReplayFailed(f"{app}'s epoch moved while its partitions restated; try again")
         answers = client.hgetall(keys.restated(app)).items()
         done = {name.decode() for name, value in answers if value == mark.encode()} & expected
         waiting(len(done), len(expected))

@@ -146,8 +146,13 @@ class FaustConsumerView:
         self._recovered_generation = self.app.consumer_generation_id
 
     def recovered(self) -> bool:
+        """The assignment's tables are recovered. Recovery signals before it checks that no
+        newer rebalance began (a stale signal then finds the newer generation), so also: no
+        rebalance in progress (app.rebalancing is cleared only by a recovery that finished)."""
         generation = self._recovered_generation
-        return generation is not None and generation == self.generation()
+        return (
+            generation == self.generation() and generation is not None and not self.app.rebalancing
+        )
 
     def generation(self) -> int | None:
         return self.app.consumer_generation_id

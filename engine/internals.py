@@ -58,6 +58,8 @@ clickstream.state_dir (through rocksdb_saved_offset below)
 engine.delivery (FaustConsumerView.recovered)
   App.on_rebalance_complete           connected: sent by Recovery once the assignment's active
                                       tables are recovered, before streams resume
+  App.rebalancing                     read: True from a rebalance's start until a recovery
+                                      finished (Recovery.on_recovery_completed's last step)
 clickstream.logs (through active_recovery below)
   app.tables.recovery                 read: the table manager's Recovery service (not on
                                       TableManagerT)

@@ -65,6 +65,42 @@ def shown(client: redis.Redis, app: str) -> dict[bytes, object]:
     return found
 
 
+def differences(before: dict, now: dict, most: int = 8) -> str:
+    """The keys that differ, for a failure to name."""
+    missing = [k for k in before if k not in now]
+    extra = [k for k in now if k not in before]
+    changed = [k for k in before if k in now and before[k] != now[k]]
+    lines = [f"{len(missing)} missing, {len(extra)} extra, {len(changed)} changed"]
+    lines += [f"missing {k!r}" for k in missing[:most]]
+    lines += [f"extra {k!r}: {now[k]!r:.200}" for k in extra[:most]]
+    for k in changed[:most]:
+        was, is_ = before[k], now[k]
+        if isinstance(was, dict) and isinstance(is_, dict):
+            diff = {
+                f: (was.get(f), is_.get(f))
+                for f in was.keys() | is_.keys()
+                if was.get(f) != is_.get(f)
+            }
+            lines.append(f"changed {k!r}: {dict(list(diff.items())[:6])!r:.400}")
+        else:
+            lines.append(f"changed {k!r}: {was!r:.150} -> {is_!r:.150}")
+    return "\n".join(lines)
+
+
+def settles_to(client: redis.Redis, app: str, before: dict, within: float) -> None:
+    deadline = time.monotonic() + within
+    while (now := shown(client, app)) != before:
+        if time.monotonic() > deadline:
+            marks = {
+                k(app): client.get(k(app)) for k in (keys.epoch, keys.read_back, keys.reading_back)
+            }
+            restated = client.hgetall(keys.restated(app))
+            raise AssertionError(
+                f"Redis not as it was: {differences(before, now)}\n{marks}\nrestated {restated}"
+            )
+        time.sleep(0.25)
+
+
 def steady(client: redis.Redis, app: str, quiet_s: float = 4, within: float = 90) -> dict:
     """What Redis shows once it has not changed for `quiet_s`."""
     deadline = time.monotonic() + within
@@ -101,13 +137,13 @@ def test_a_rebuild_after_flushall_gives_back_every_number(
     client.flushall()
     # the workers notice by themselves (serving.epoch): they restate their open panes and
     # counters, and one of them reads the closed panes back from the results
-    wait_until(lambda: shown(client, app) == before, within=90, why="Redis as it was")
+    settles_to(client, app, before, within=90)
     assert client.get(keys.read_back(app)) is not None
 
     rebuilt = clickstream(env, "projection", "rebuild")  # at once, by hand: the same
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert f"rebuilt {app}: {3 * settings.partitions} partitions restated" in rebuilt.stdout
-    assert shown(client, app) == before
+    settles_to(client, app, before, within=0)
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
     assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
 

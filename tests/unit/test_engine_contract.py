@@ -409,6 +409,12 @@ def _rebalance_complete() -> None:
     if source.index("on_rebalance_complete.send") > source.index("resume_partitions"):
         raise Changed("on_rebalance_complete is sent after the streams resume")
     _attr(_attr(_app(), "on_rebalance_complete"), "connect")  # a signal receivers connect to
+    # app.rebalancing: set as a rebalance begins, cleared only once a recovery finished (one
+    # superseded by a newer generation returns before that)
+    _calls(faust.App.on_rebalance_start, "self.rebalancing = True")
+    _calls(faust.App.on_rebalance_end, "self.rebalancing = False")
+    if source.index("on_rebalance_end()") < source.index("consumer_generation_id != generation_id"):
+        raise Changed("Recovery ends the rebalance before it checks for a newer generation")
 
 
 # --- clickstream.worker ----------------------------------------------------------------------

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 
+import faust
+
+from engine.delivery import FaustConsumerView
 from serving import keys
 from tests.unit.partition_rig import APP, MIN, Click, ClicksRig, Malformed, Order, Tick, at
 
@@ -69,3 +72,21 @@ async def test_nothing_is_restated_while_redis_holds_what_was_written():
     rig.redis.clear()
     await rig.driver.commit_if_due()
     assert rig.redis == {}
+
+
+async def test_restates_wait_for_a_recovery_that_a_newer_rebalance_did_not_overtake():
+    """Faust's recovery signals that its tables are ready, then checks whether a newer
+    rebalance began meanwhile: a restate must not read tables still recovering for that one."""
+    app = faust.App("restate-gate", broker="kafka://127.0.0.1:1")
+    view = FaustConsumerView(app)
+    app.consumer_generation_id, app.rebalancing = 1, True
+    assert not view.recovered()
+    await app.on_rebalance_complete.send()  # generation 1 recovered ...
+    assert not view.recovered()  # ... but its recovery has not finished
+    app.rebalancing = False
+    assert view.recovered()
+    app.consumer_generation_id, app.rebalancing = 2, True  # generation 2 began
+    await app.on_rebalance_complete.send()  # the stale signal of a recovery it overtook
+    assert not view.recovered()
+    app.rebalancing = False  # generation 2's own recovery finished
+    assert view.recovered()
