@@ -29,6 +29,7 @@ from engine.processor import (
     Position,
     Record,
     Send,
+    Sink,
     Store,
 )
 from serving.epoch import Epoch
@@ -105,6 +106,9 @@ class WindowedSink:
     async def flush(self) -> bool:
         return await self.projection.flush()
 
+    def size(self) -> int:
+        return self.projection.size()
+
     def assigned(self, partitions: set[int]) -> None:
         self.projection.keep_only(partitions)
         forget_unassigned(self.stream, partitions)
@@ -124,7 +128,7 @@ class WindowedMetrics:
 
     keyspace = KEYSPACE
 
-    def __init__(self, kind: EventKind, config: WindowedConfig, sink: WindowedSink | None) -> None:
+    def __init__(self, kind: EventKind, config: WindowedConfig, sink: Sink | None) -> None:
         topics = config.topics
         clicks = kind.stream == "clicks"
         self.kind, self.config, self.sink = kind, config, sink

@@ -39,6 +39,7 @@ from engine.topology import Engine, EngineConfig
 from serving import keys
 from serving.fraud_projection import FraudProjection
 from serving.projection import RedisProjection
+from serving.sender import InBackground
 
 READ_BACK_CHECK_S = 5.0  # how often a worker asks whether the closed panes need reading back
 
@@ -69,7 +70,10 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
         env={},  # Faust would read BROKER_URL, WEB_PORT, ... itself; settings are ours alone
     )
     setup_prometheus_sensors(app, name_prefix=settings.app_id)  # GET /metrics on the worker
-    redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5)
+    # bounded: a hung Redis holds a background round (serving.sender) for 5 s at most
+    redis_client = aioredis.Redis.from_url(
+        settings.redis, socket_timeout=5, socket_connect_timeout=5
+    )
     metrics = settings.click_metrics
     config = WindowedConfig(
         spec=settings.window_spec,
@@ -93,7 +97,8 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
         projection = RedisProjection(redis_client, settings.app_id, kind.stream, retention_ms, meta)
         # only clicks have sessions
         stream_config = config if kind.stream == "clicks" else replace(config, session_gap_ms=None)
-        return WindowedMetrics(kind, stream_config, WindowedSink(projection, kind.stream))
+        sink = InBackground(WindowedSink(projection, kind.stream), kind.stream)
+        return WindowedMetrics(kind, stream_config, sink)
 
     state = "source partition -> {} pane cells and sketches, sessions, seen ids, progress"
     engine = Engine(app, _engine_config(settings, stops))
@@ -121,7 +126,7 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
             topics,
             settings.fraud_policy,
             settings.window_spec.size_ms,
-            FraudProjection(redis_client, settings.app_id, spec.size_ms),
+            InBackground(FraudProjection(redis_client, settings.app_id, spec.size_ms), "fraud"),
         )
         engine.attach(scorer, help=parts, commit_s=commit_s)
     engine.install()

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from engine.processor import Store
 from serving import keys
 from serving.epoch import Epoch
+from serving.sender import forget_sent, forget_sent_fields, snapshot
 from streams.fraud import SCORE_BUCKETS, FraudOutcome, marks_prefix, pane_counts
 
 log = logging.getLogger(__name__)
@@ -84,22 +85,24 @@ class FraudProjection:
         self.restated[keys.field(partition, "fraud")] = self.epoch.mark or ""
 
     async def flush(self) -> bool:
-        """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
+        """Send what is pending in one round trip; False (and kept pending) if Redis failed.
+        Staging may go on meanwhile (serving.sender): what changed since stays pending."""
         if not (self.cells or self.scored or self.alerts or self.restated):
             return True
+        cells, restated, starts = snapshot(self.cells), dict(self.restated), set(self.starts)
+        orders = {"scored": dict(self.scored), "alerts": dict(self.alerts)}
         app, pipe = self.app_id, self.client.pipeline(transaction=False)
-        if self.restated:
-            pipe.hset(keys.restated(app), mapping=self.restated)  # type: ignore[arg-type]
-        for key, fields in self.cells.items():
-            if fields:
-                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-        if self.starts:
-            pipe.zadd(keys.windows(app, keys.FRAUD), {str(s): s for s in self.starts})
-        for kept, index, bodies, keep in (
-            (self.scored, "scored", "explained", keys.FRAUD_EXPLAINED),
-            (self.alerts, "alerts", "alert", keys.FRAUD_ALERTS),
+        if restated:
+            pipe.hset(keys.restated(app), mapping=restated)  # type: ignore[arg-type]
+        for key, fields in cells.items():
+            pipe.hset(key, mapping=fields)
+        if starts:
+            pipe.zadd(keys.windows(app, keys.FRAUD), {str(s): s for s in starts})
+        for index, bodies, keep in (
+            ("scored", "explained", keys.FRAUD_EXPLAINED),
+            ("alerts", "alert", keys.FRAUD_ALERTS),
         ):
-            if kept:
+            if kept := orders[index]:
                 index_key, bodies_key = keys.fraud(app, index), keys.fraud(app, bodies)
                 pipe.zadd(index_key, {order: t for order, (t, _) in kept.items()})
                 pipe.hset(bodies_key, mapping={order: body for order, (_, body) in kept.items()})
@@ -109,12 +112,18 @@ class FraudProjection:
         except (RedisError, OSError) as exc:
             log.warning("Redis fraud projection failed, will retry with the next batch: %s", exc)
             return False
-        self.cells.clear()
-        self.restated.clear()
-        self.starts.clear()
-        self.scored.clear()
-        self.alerts.clear()
+        forget_sent(self.cells, cells)
+        for pending, sent in (
+            (self.restated, restated),
+            (self.scored, orders["scored"]),
+            (self.alerts, orders["alerts"]),
+        ):
+            forget_sent_fields(pending, sent)
+        self.starts -= starts
         return True
+
+    def size(self) -> int:
+        return sum(map(len, self.cells.values())) + len(self.scored) + len(self.alerts)
 
 
 def _keep_newest(kept: Kept, most: int) -> None:

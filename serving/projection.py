@@ -1,8 +1,9 @@
 """Batch outcomes -> Redis, as absolute per-partition values (see serving.keys).
 
 A cell's dimension is "<metric>|<value>"; it becomes field "<partition>|<value>" (one per count
-name, for metrics with several) of the pane's hash for that metric. Writes that fail (Redis
-down) stay pending and are retried with the next batch; a newer value for the same field
+name, for metrics with several) of the pane's hash for that metric. Writes go out in rounds off
+the commit path (serving.sender); those that fail (Redis down) stay pending and go with the
+next round; a newer value for the same field
 replaces an older pending one, so nothing is lost and nothing is doubled. Panes older than the
 newest watermark minus the retention are deleted, by event time. A restate (serving.epoch)
 stages a partition's whole state the same way, with its acknowledgement and the metadata.
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from serving import keys
+from serving.sender import forget_sent, snapshot
 from tables.window_state import BatchOutcome, Progress
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class RedisProjection:
         self.retention_ms = retention_ms
         self.meta = dict(meta or {})  # {app}:meta, written again with each restate
         self._meta_due = False
+        self._acks = 0  # restates acknowledged (a round in flight then leaves their work due)
         self.pending: dict[str, dict[FieldT, EncodableT]] = {}  # key -> field -> value
         self.windows: dict[str, set[int]] = defaultdict(set)  # metric -> pane starts
         self.keep_from = -1  # oldest pane start kept, by the newest watermark seen
@@ -92,6 +95,7 @@ class RedisProjection:
         restated = self.pending.setdefault(keys.restated(self.app_id), {})
         restated[keys.field(partition, self.stream)] = token
         self._meta_due = bool(self.meta)
+        self._acks += 1
         self.dropped_before = -1  # the restate may hold panes past the retention: drop again
 
     def keep_only(self, partitions: set[int]) -> None:
@@ -104,16 +108,18 @@ class RedisProjection:
                 del self.pending[key]
 
     async def flush(self) -> bool:
-        """Send what is pending in one round trip; False (and kept pending) if Redis failed."""
-        if not self.pending:
+        """Send what is pending in one round trip; False (and kept pending) if Redis failed.
+        Staging may go on meanwhile (serving.sender): what changed since stays pending."""
+        if not self.pending and not self._meta_due:
             return True
+        sent, acks = snapshot(self.pending), self._acks
+        windows = {metric: set(starts) for metric, starts in self.windows.items() if starts}
         pipe = self.client.pipeline(transaction=False)
-        for key, fields in self.pending.items():
-            if fields:  # an HSET of no fields raises (DataError)
-                pipe.hset(key, mapping=fields)
+        for key, fields in sent.items():
+            pipe.hset(key, mapping=fields)
         if self._meta_due:
             pipe.hset(keys.meta(self.app_id), mapping=self.meta)  # type: ignore[arg-type]
-        for metric, starts in self.windows.items():
+        for metric, starts in windows.items():
             pipe.zadd(keys.windows(self.app_id, metric), {str(s): s for s in starts})
         drop_before = self.keep_from - self.keep_from % 60_000  # checked once a minute
         if drop_before > self.dropped_before:
@@ -129,8 +135,15 @@ class RedisProjection:
         except (RedisError, OSError) as exc:
             log.warning("Redis projection failed, will retry with the next batch: %s", exc)
             return False
-        self.pending.clear()
-        self.windows.clear()
-        self.dropped_before = drop_before
-        self._meta_due = False
+        forget_sent(self.pending, sent)
+        for metric, starts in windows.items():
+            self.windows[metric] -= starts
+            if not self.windows[metric]:
+                del self.windows[metric]
+        if acks == self._acks:  # else a restate came meanwhile: its metadata and drop are due
+            self.dropped_before = drop_before
+            self._meta_due = False
         return True
+
+    def size(self) -> int:
+        return sum(map(len, self.pending.values()))
