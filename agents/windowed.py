@@ -109,6 +109,10 @@ class WindowedSink:
     def size(self) -> int:
         return self.projection.size()
 
+    @property
+    def failure(self) -> str:
+        return self.projection.failure
+
     def assigned(self, partitions: set[int]) -> None:
         self.projection.keep_only(partitions)
         forget_unassigned(self.stream, partitions)

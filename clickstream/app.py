@@ -11,9 +11,12 @@ Nothing runs at import time; `create_app(settings)` builds it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import faust
 import redis.asyncio as aioredis
@@ -31,6 +34,7 @@ from agents.fraud import (
 from agents.orders import aggregate_orders
 from agents.window_totals import WindowTotals
 from agents.windowed import EventKind, WindowedConfig, WindowedMetrics, WindowedSink
+from clickstream import health
 from clickstream.membership import group_instance_id
 from clickstream.rebuild import ReadBackGuard
 from clickstream.settings import Settings
@@ -42,6 +46,7 @@ from serving.projection import RedisProjection
 from serving.sender import InBackground
 
 READ_BACK_CHECK_S = 5.0  # how often a worker asks whether the closed panes need reading back
+log = logging.getLogger(__name__)
 
 
 def broker_urls(bootstrap: str) -> str:
@@ -102,9 +107,13 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
 
     state = "source partition -> {} pane cells and sketches, sessions, seen ids, progress"
     engine = Engine(app, _engine_config(settings, stops))
-    engine.attach(windowed(aggregate_clicks(metrics)), help=state.format("clicks"))
     forward = keys.ATTRIBUTED in metrics
-    engine.attach(windowed(aggregate_orders(forward_facts=forward)), help=state.format("orders"))
+    streams = {
+        "clicks": engine.attach(windowed(aggregate_clicks(metrics)), help=state.format("clicks")),
+        "orders": engine.attach(
+            windowed(aggregate_orders(forward_facts=forward)), help=state.format("orders")
+        ),
+    }
     engine.attach(
         WindowTotals(settings.topics, settings.top_k),
         help="window -> its parts until totalled; stream -> its partitions' progress",
@@ -143,6 +152,31 @@ def create_app(settings: Settings, stops: Mapping[TP, int] | None = None) -> fau
     async def read_back_closed_panes() -> None:
         """After Redis lost its data, the closed panes come back from the results (once)."""
         guard.poke()
+
+    worker, sinks = health.worker_name(), [r.processor.sink for r in engine.runners]
+
+    async def report_health_once() -> None:
+        producer: Any = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka's
+        reachable = await health.probe(producer.client)
+        health.BROKER.probed(reachable, settings.bootstrap)
+        if reachable:  # event time stands still while the broker is away (tables.event_clock)
+            engine.clock.broker_back(time.monotonic())
+        else:
+            engine.clock.broker_away(health.BROKER.answered_at)
+        now_ms = round(time.time() * 1000)
+        body = health.report(streams, [s for s in sinks if isinstance(s, InBackground)], now_ms)
+        await health.publish(redis_client, settings.app_id, worker, body)
+
+    @app.task
+    async def report_health() -> None:
+        """Whether the broker answers; this worker's partitions, lag and Redis rounds. A loop,
+        not a timer: a probe that waits out its bound must not overlap the next."""
+        while not app.should_stop:
+            try:
+                await report_health_once()
+            except Exception as exc:  # a rebalance or a hiccup: the next round
+                log.warning("health report failed, will retry: %r", exc)
+            await asyncio.sleep(health.HEARTBEAT_S)
 
     @app.task
     async def publish_window_settings() -> None:  # again with every restate (serving.epoch)

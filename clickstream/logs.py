@@ -14,6 +14,8 @@ matched by their exact templates in faust, mode and aiokafka, pinned by tests/un
   then "We experienced a crash!", and the shutdown that follows logs what fails for want of
   the crashed parts. All that becomes one ERROR line, "worker stopped: <ExceptionType>:
   <message>"; the rest, tracebacks included, stays at DEBUG.
+- While the worker's probe finds the broker unreachable (clickstream.health), the client
+  library's warnings and errors go to DEBUG, summarized by the probe's own lines.
 - A record logged with exc_info where no exception was being handled loses it (mode's
   supervisors print `NoneType: None` otherwise).
 """
@@ -29,6 +31,7 @@ from typing import Any
 from faust.exceptions import ConsistencyError
 from faust.types import AppT
 
+from clickstream.health import BROKER, BrokerWatch
 from engine.internals import active_recovery
 
 COORDINATOR_GRACE_SECONDS = 30.0
@@ -75,8 +78,10 @@ class WorkerLogRules:
         recovery_counts: Callable[[], tuple[int, int] | None] = lambda: None,
         state_folder: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        broker: BrokerWatch = BROKER,
     ) -> None:
         self.recovery_counts = recovery_counts  # (changelog partitions, records to read)
+        self.broker = broker
         self.state_folder = state_folder
         self.clock = clock
         self.crash_reason: BaseException | None = None
@@ -105,6 +110,8 @@ class WorkerLogRules:
         if self.crash_reason is not None and record.levelno >= logging.WARNING:
             _give_traceback(record, args[0] if args else None)
             return logging.DEBUG  # the worker is going down: what fails now follows from it
+        if self.broker.holds(record):
+            return logging.DEBUG  # the broker does not answer: summarized (clickstream.health)
         if template in (HIGHWATER_TABLE, OFFSETS_TABLE):
             if template == OFFSETS_TABLE and args and args[0] == "active":
                 return self._summarise_recovery(record)

@@ -1,10 +1,12 @@
-"""The JSON API (/api/v1/..., /healthz) and the optional HTTP Basic login, on the Flask server
-that also serves the Dash page. Every API error is JSON `{"error": ...}`: 400 bad parameter,
-401 login, 404 unknown path, 405 wrong method (with Allow), 500 a bug (logged), 503 Redis."""
+"""The JSON API (/api/v1/..., /healthz, /livez) and the optional HTTP Basic login, on the Flask
+server that also serves the Dash page. Every API error is JSON `{"error": ...}`: 400 bad
+parameter, 401 login, 404 unknown path, 405 wrong method (with Allow), 500 a bug (logged), 503
+Redis unreachable (and /healthz: a failing check)."""
 
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import asdict
 
 import flask
@@ -12,7 +14,7 @@ import orjson
 import redis
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from serving import keys, read_model
+from serving import health, keys, read_model
 from streams.fraud import SCORE_BUCKETS
 from tables import sketch
 
@@ -21,6 +23,8 @@ API_DEFAULT_ALERTS = 50
 SCORE_BUCKET_EDGES = [[b / SCORE_BUCKETS, (b + 1) / SCORE_BUCKETS] for b in range(SCORE_BUCKETS)]
 API_PREFIX = "/api/"
 HEALTH_PATH = "/healthz"
+LIVE_PATH = "/livez"
+OPEN_PATHS = (HEALTH_PATH, LIVE_PATH)  # answered without a login (probes)
 
 
 class BadRequest(ValueError):
@@ -35,8 +39,21 @@ def add_api(server: flask.Flask, client: redis.Redis, base: str) -> None:
 
     @server.get(HEALTH_PATH)
     def healthz() -> flask.Response:
-        read_model.ping(client)
-        return _json({"status": "ok", "redis": "ok"})
+        """The pipeline's health (serving.health): 200 when every check passes, else 503."""
+        now = health.health(client, served(), round(time.time() * 1000))
+        checks = {check.name: check.detail for check in now.checks}
+        body = {"status": now.status, "redis": "ok", "checks": checks}
+        return _json(body, 200 if now.status == "ok" else 503)
+
+    @server.get(LIVE_PATH)
+    def livez() -> flask.Response:
+        """The dashboard itself answers (a liveness probe: it needs neither Redis nor Kafka)."""
+        return _json({"status": "ok"})
+
+    @server.get("/api/v1/health")
+    def pipeline_health() -> flask.Response:
+        now = health.health(client, served(), round(time.time() * 1000))
+        return _json(asdict(now), 200)
 
     @server.get("/api/v1/page-views")
     def page_views() -> flask.Response:
@@ -148,7 +165,7 @@ def add_api(server: flask.Flask, client: redis.Redis, base: str) -> None:
 
 
 def _is_api(path: str) -> bool:
-    return path == HEALTH_PATH or path == API_PREFIX.rstrip("/") or path.startswith(API_PREFIX)
+    return path in OPEN_PATHS or path == API_PREFIX.rstrip("/") or path.startswith(API_PREFIX)
 
 
 def _routed_to_api(server: flask.Flask, path: str) -> bool:
@@ -180,13 +197,13 @@ def _json(body: object, status: int = 200) -> flask.Response:
 
 
 def require_login(server: flask.Flask, user: str, password: str) -> None:
-    """HTTP Basic login on every route but /healthz, when a password is set."""
+    """HTTP Basic login on every route but /healthz and /livez, when a password is set."""
     if not password:
         return
 
     @server.before_request
     def login() -> flask.Response | None:
-        if flask.request.path == "/healthz":
+        if flask.request.path in OPEN_PATHS:
             return None
         auth = flask.request.authorization
         if auth is not None and auth.type == "basic":

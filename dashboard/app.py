@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from werkzeug.serving import make_server
 
 from clickstream.settings import Settings
 from dashboard import api, figures
-from serving import read_model
+from serving import health, read_model
 
 REFRESH_MS = 2000
 CHART_WINDOWS = 30  # windows drawn on the time charts
@@ -309,10 +310,12 @@ def _add_refresh(app: dash.Dash, client: redis.Redis, base: str, served: Callabl
     )
     def refresh(_tick: int | None) -> tuple[Any, ...]:
         try:
-            snapshot = read_model.snapshot(client, served(), CHART_WINDOWS)
+            version = served()
+            snapshot = read_model.snapshot(client, version, CHART_WINDOWS)
+            now = health.health(client, version, round(time.time() * 1000))
         except read_model.Unavailable as exc:
             return _render_unavailable(exc)
-        return _render(snapshot)
+        return _render(snapshot, now)
 
 
 def _add_fraud(app: dash.Dash, client: redis.Redis, served: Callable[[], str]) -> None:
@@ -414,14 +417,15 @@ def _render_unavailable(exc: read_model.Unavailable) -> tuple[Any, ...]:
     return (status, "status status-down", str(exc), "page page-stale", *[dash.no_update] * 12)
 
 
-def _render(s: read_model.Snapshot) -> tuple[Any, ...]:
+def _render(s: read_model.Snapshot, now: health.Health) -> tuple[Any, ...]:
     window_ms = s.meta.window_ms
     latest = figures.latest_start(s.page_views)
     updated = datetime.now(UTC).strftime("%H:%M:%S")
+    problems = now.problems  # the first on the line, all of them on hover
     return (
-        f"Live · updated {updated} UTC",
-        "status status-live",
-        "",
+        f"{problems[0] if problems else 'Live'} · updated {updated} UTC",
+        "status status-warn" if problems else "status status-live",
+        "\n".join(problems),
         "page",
         [
             _kpi_card(k)

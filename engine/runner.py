@@ -107,6 +107,7 @@ class Runner:
         self.followers: list[Runner] = []
         self._written: dict[int, Record] = {}  # ticks applied before fetched, by id: acked then
         self._restated: set[int] = set()  # partitions restated to the sink, this generation
+        self.applied_at: float | None = None  # monotonic time records were last applied
 
     async def deliver(self, fetched: Mapping[TP, Sequence[Record]], gate: bool = True) -> None:
         """Whole fetched record lists of the processor's inputs; committed when due.
@@ -217,6 +218,21 @@ class Runner:
                 due[partition] = min(at, ceiling)
             return due
 
+    def lag(self) -> dict[int, int]:
+        """Per assigned source partition, the records between the last one applied and the
+        high watermark its latest fetch reported (partitions not fetched yet left out)."""
+        source = self.processor.inputs.source
+        behind = {}
+        for partition in self.consumer.assigned(source):
+            highwater = self.consumer.highwater(source, partition)
+            if highwater is not None:
+                state = StagedState(  # read only: no staged entry is made for it
+                    self.committer.stored(partition), self._staged.writes.get(partition, {})
+                )
+                applied = self.processor.position(partition, state).offset
+                behind[partition] = max(highwater - applied - 1, 0)
+        return behind
+
     async def take_tick(self, partition: int, tick: Record) -> None:
         """A tick that the runner writing this processor's time log just wrote, placed among
         the source records by its `after` (acked once fetched)."""
@@ -278,8 +294,9 @@ class Runner:
                 offsets.setdefault(TP(source.topic, partition), []).append(source.offset)
         if processor.sink is not None:
             processor.sink.stage([out.staged])
+        self.applied_at = now = self.monotonic()
         if staged.since is None:
-            staged.since = self.monotonic()
+            staged.since = now
 
     def _resolve(self, send: Send) -> Derived:
         topic = self.processor.outputs[send.output]

@@ -11,7 +11,6 @@ they grow. Fraud panes are dropped with the other panes, by the windowed project
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -23,8 +22,6 @@ from serving import keys
 from serving.epoch import Epoch
 from serving.sender import forget_sent, forget_sent_fields, snapshot
 from streams.fraud import SCORE_BUCKETS, FraudOutcome, marks_prefix, pane_counts
-
-log = logging.getLogger(__name__)
 
 # KEYS[1]: an index (ZSET by order time), KEYS[2]: its bodies (HASH); ARGV[1]: how many to keep
 TRIM = """
@@ -53,6 +50,7 @@ class FraudProjection:
         self.scored: Kept = {}
         self.alerts: Kept = {}
         self._trim = client.register_script(TRIM)
+        self.failure = ""  # why the last round failed
 
     def stage(self, staged: Sequence[Any]) -> None:
         for out in cast(Sequence[FraudOutcome], staged):
@@ -110,7 +108,7 @@ class FraudProjection:
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
-            log.warning("Redis fraud projection failed, will retry with the next batch: %s", exc)
+            self.failure = f"{type(exc).__name__}: {exc}"  # logged by serving.sender
             return False
         forget_sent(self.cells, cells)
         for pending, sent in (

@@ -46,6 +46,8 @@ Panes older than the newest watermark minus the retention are deleted (by event 
   {app}:read-back                STRING the mark whose closed panes were read back
                                        (clickstream.rebuild)
   {app}:reading-back             STRING held (with a TTL) by the one reading them back now
+  {app}:workers                  ZSET  member = worker (host:pid), score = its last report (ms)
+  {app}:worker-health            HASH  worker -> its health report, JSON (clickstream.health)
 
 Versions (clickstream.versions), under the app id the dashboard is configured with:
   {base}:active                  STRING the app id served (clickstream promote); unset: base
@@ -115,6 +117,14 @@ def read_back(app: str) -> str:
 
 def reading_back(app: str) -> str:
     return f"{app}:reading-back"
+
+
+def workers(app: str) -> str:
+    return f"{app}:workers"
+
+
+def worker_health(app: str) -> str:
+    return f"{app}:worker-health"
 
 
 def active(base: str) -> str:

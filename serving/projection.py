@@ -12,7 +12,6 @@ stages a partition's whole state the same way, with its acknowledgement and the 
 from __future__ import annotations
 
 import base64
-import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -23,8 +22,6 @@ from redis.typing import EncodableT, FieldT
 from serving import keys
 from serving.sender import forget_sent, snapshot
 from tables.window_state import BatchOutcome, Progress
-
-log = logging.getLogger(__name__)
 
 # KEYS[1]: a metric's window index; ARGV[1]: its pane key prefix; ARGV[2]: oldest start kept
 _DROP_OLD_PANES = """
@@ -51,6 +48,7 @@ class RedisProjection:
         self.meta = dict(meta or {})  # {app}:meta, written again with each restate
         self._meta_due = False
         self._acks = 0  # restates acknowledged (a round in flight then leaves their work due)
+        self.failure = ""  # why the last round failed
         self.pending: dict[str, dict[FieldT, EncodableT]] = {}  # key -> field -> value
         self.windows: dict[str, set[int]] = defaultdict(set)  # metric -> pane starts
         self.keep_from = -1  # oldest pane start kept, by the newest watermark seen
@@ -133,7 +131,7 @@ class RedisProjection:
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
-            log.warning("Redis projection failed, will retry with the next batch: %s", exc)
+            self.failure = f"{type(exc).__name__}: {exc}"  # logged by serving.sender
             return False
         forget_sent(self.pending, sent)
         for metric, starts in windows.items():

@@ -192,13 +192,13 @@ def connect(url: str, timeout: float = 1.5) -> redis.Redis:
 
 
 def ping(client: redis.Redis) -> None:
-    with _reachable(client):
+    with reachable(client):
         client.ping()
 
 
 def served(client: redis.Redis, base: str) -> str:
     """The version (app id) that the dashboard and API of `base` serve (clickstream.versions)."""
-    with _reachable(client):
+    with reachable(client):
         name = client.get(keys.active(base))
     return str(name) if name else base
 
@@ -215,7 +215,7 @@ class VersionRow:
 def versions(client: redis.Redis, base: str) -> list[VersionRow]:
     """The base and the versions replayed beside it (clickstream.versions), the served marked,
     each with its latest diff against another version."""
-    with _reachable(client):
+    with reachable(client):
         served = str(client.get(keys.active(base)) or base)  # a decode_responses client
         registered = client.hgetall(keys.versions(base))
         diffs = client.hgetall(keys.diffs(base))
@@ -236,7 +236,7 @@ def versions(client: redis.Redis, base: str) -> list[VersionRow]:
 
 def latest_diff(client: redis.Redis, base: str) -> dict[str, Any] | None:
     """The diff report saved last (`clickstream diff`), or None."""
-    with _reachable(client):
+    with reachable(client):
         reports = [orjson.loads(raw) for raw in client.hvals(keys.diffs(base))]
     return max(reports, key=lambda r: r.get("saved_at_ms", 0), default=None)
 
@@ -255,7 +255,7 @@ def _diff_summary(report: dict[str, Any]) -> str:
 
 
 def meta(client: redis.Redis, app: str) -> Meta:
-    with _reachable(client):
+    with reachable(client):
         return _meta(client.hgetall(keys.meta(app)))
 
 
@@ -316,7 +316,7 @@ def fraud_summary(client: redis.Redis, app: str, last_windows: int) -> FraudSumm
 def fraud_alerts(client: redis.Redis, app: str, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` fraud alerts (streams.fraud's FraudAlert), newest first."""
     check_limit(limit)
-    with _reachable(client):
+    with reachable(client):
         newest = [_text(m) for m in client.zrevrange(keys.fraud(app, "alerts"), 0, limit - 1)]
         bodies = client.hmget(keys.fraud(app, "alert"), newest) if newest else []
     return [orjson.loads(body) for body in bodies if body is not None]
@@ -325,14 +325,14 @@ def fraud_alerts(client: redis.Redis, app: str, limit: int) -> list[dict[str, An
 def fraud_order(client: redis.Redis, app: str, order_id: str) -> dict[str, Any] | None:
     """One order's scored record (its features, contributions and reasons), while Redis keeps
     it (the newest keys.FRAUD_EXPLAINED orders); None otherwise."""
-    with _reachable(client):
+    with reachable(client):
         body = client.hget(keys.fraud(app, "explained"), order_id)
     return None if body is None else orjson.loads(body)
 
 
 def pipeline(client: redis.Redis, app: str) -> list[PipelineRow]:
     """Per input stream: totals over partitions and per-partition watermarks and counters."""
-    with _reachable(client):
+    with reachable(client):
         pipe = client.pipeline()
         for stream in PIPELINE_STREAMS:
             pipe.hgetall(keys.pipeline(app, stream))
@@ -388,7 +388,8 @@ def check_windows(last_windows: int) -> int:
 
 
 @contextmanager
-def _reachable(client: redis.Redis) -> Iterator[None]:
+def reachable(client: redis.Redis) -> Iterator[None]:
+    """Redis errors inside become Unavailable (a 503, a "Redis unreachable" status)."""
     try:
         yield
     except redis.RedisError as exc:
@@ -409,7 +410,7 @@ def _read_windows(
     """Per metric, (window start, raw hash) for its newest windows, oldest first; and the raw
     `plain_hashes`, read in the first of the two round trips."""
     check_windows(last_windows)
-    with _reachable(client):
+    with reachable(client):
         first = client.pipeline()
         for metric in metrics:
             first.zrevrange(keys.windows(app, metric), 0, last_windows - 1)

@@ -135,6 +135,39 @@ def wait_until(
         time.sleep(0.25)
 
 
+# A paced run's settings: short windows that close as it goes, ticks after 1 s of quiet, and a
+# session long enough to outlast a 20 s broker stall without a rebalance
+PACED = {
+    "CLICKSTREAM_IDLE_SECONDS": "1",
+    "CLICKSTREAM_WINDOW_SECONDS": "10",
+    "CLICKSTREAM_HOP_SECONDS": "10",
+    "CLICKSTREAM_GRACE_SECONDS": "5",
+    "CLICKSTREAM_SESSION_TIMEOUT_SECONDS": "30",
+}
+
+
+def paced_generator(
+    env: dict[str, str], jsonl: Path, count: int, rate: int, faults: bool = False
+) -> subprocess.Popen[bytes]:
+    """`clickstream generate --pace` into the topics of `env`, what it sent in `jsonl`;
+    without faults, nothing is late in truth (what a fault test then checks)."""
+    command = [sys.executable, "-m", "clickstream", "generate", "--pace", "--count", str(count),
+               "--rate", str(rate), "--no-progress", "--jsonl", str(jsonl)]  # fmt: skip
+    if not faults:
+        command += ["--duplicates", "0", "--out-of-order", "0", "--late", "0", "--malformed", "0"]
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT)
+
+
+def late_events(client: redis.Redis, app: str, stream: str) -> int:
+    counters = client.hgetall(keys.pipeline(app, stream))
+    return sum(int(v) for k, v in counters.items() if k.endswith(b"|late"))
+
+
+def recovered(fault: str, since: float) -> None:
+    """Say how long a recovery took (`pytest -s` shows it; the README's reliability table)."""
+    print(f"RECOVERY {fault}: {time.monotonic() - since:.1f} s")
+
+
 def summed_cells(client: redis.Redis, app: str, metric: str, part: int) -> Counter:
     """(window start, dimension) -> sum over partitions of the `part`-th count."""
     totals: Counter = Counter()

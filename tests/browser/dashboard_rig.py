@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import redis
@@ -49,6 +50,23 @@ class LayoutWriter:
     def __init__(self, client: redis.Redis, app: str = APP) -> None:
         self.client = client
         self.app = app
+
+    def worker_report(self, worker: str = "host:1", at_ms: int | None = None, **parts: Any) -> None:
+        """A worker's health report (clickstream.health), healthy unless `parts` say otherwise;
+        by default dated a day ahead, so that it stays fresh however long the test runs."""
+        at = at_ms if at_ms is not None else round(time.time() * 1000) + 86_400_000
+        body = {
+            "at": at,
+            "broker": {"reachable": True, "since_ms": at},
+            "streams": {
+                "clicks": {"partitions": [0, 1, 2], "lag": 0, "applied_ms": at},
+                "orders": {"partitions": [0, 1, 2], "lag": 0, "applied_ms": at},
+            },
+            "sinks": {"clicks": {"pending": 0, "failing": 0, "landed_ms": at}},
+            **parts,
+        }
+        self.client.zadd(keys.workers(self.app), {worker: at})
+        self.client.hset(keys.worker_health(self.app), worker, orjson.dumps(body))
 
     def meta(self, window_ms: int, grace_ms: int) -> None:
         self.client.hset(
@@ -210,6 +228,7 @@ def seed_shop(layout: LayoutWriter) -> None:
     Latest window: /home 120 + 80 + 12 = 212, all pages 273; USD 5 orders 180.00, EUR 1 order 45.50.
     """
     layout.meta(window_ms=MINUTE, grace_ms=30_000)
+    layout.worker_report()
     rng = random.Random(7)
     urls = ["/home", "/products/42", "/search", "/cart", "/checkout", "/pricing", "/blog/launch"]
     for i in range(20):

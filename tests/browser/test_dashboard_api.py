@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -315,8 +316,56 @@ def test_the_page_keeps_its_own_answers_outside_the_api(dashboard: Dashboard) ->
     assert (code, headers["Content-Type"]) == (405, "text/html; charset=utf-8")
 
 
-def test_healthz_is_ok_while_redis_answers(dashboard: Dashboard) -> None:
-    assert dashboard.get("/healthz")[::2] == (200, {"status": "ok", "redis": "ok"})
+def test_healthz_is_ok_while_every_check_passes(layout: LayoutWriter, dashboard: Dashboard) -> None:
+    layout.worker_report()
+
+    assert dashboard.get("/healthz")[::2] == (
+        200,
+        {
+            "status": "ok",
+            "redis": "ok",
+            "checks": {
+                "workers": "1 reporting",
+                "broker": "reachable",
+                "projection": "current",
+                "event time": "advancing",
+            },
+        },
+    )
+    assert dashboard.get("/livez")[::2] == (200, {"status": "ok"})
+
+
+def test_healthz_names_what_is_down(layout: LayoutWriter, dashboard: Dashboard) -> None:
+    def checks() -> dict[str, str]:
+        code, _, body = dashboard.get("/healthz")
+        assert code == 503 and isinstance(body, dict) and body["status"] == "down"
+        return body["checks"]
+
+    assert checks()["workers"] == f"no worker of {APP} has ever reported"
+    now = int(time.time() * 1000)
+    layout.worker_report(at_ms=now - 60_000)
+    assert checks()["workers"].startswith(f"no worker of {APP} has reported for 6")
+
+    layout.worker_report(
+        "host:2",
+        at_ms=now,
+        broker={"reachable": False, "since_ms": now - 40_000},
+        streams={"clicks": {"partitions": [0], "lag": 12, "applied_ms": now - 45_000}},
+        sinks={"clicks": {"pending": 30, "failing": 4, "landed_ms": now - 20_000}},
+    )
+    found = checks()
+    assert found["workers"] == "1 reporting"
+    assert found["broker"] == "Kafka unreachable from 1 of 1 workers, for 40 s"
+    assert found["projection"] == (
+        "Redis writes failing: clicks: 30 fields waiting, last write 20 s ago"
+    )
+    assert found["event time"] == "stalled: clicks: 12 records waiting, none applied"
+    _, _, detail = dashboard.get("/api/v1/health")
+    assert isinstance(detail, dict)
+    assert detail["workers"] == [
+        {"worker": "host:2", "seen_s": detail["workers"][0]["seen_s"],
+         "partitions": {"clicks": [0]}, "lag": {"clicks": 12}}
+    ]  # fmt: skip
 
 
 # --- start-up failures: one line on stderr, exit 2 ----------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,9 @@ def test_empty_redis_shows_empty_states_not_errors(
 ) -> None:
     browser.get(dashboard.url)
 
-    wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("Live"))
+    no_worker = f"no worker of {APP} has ever reported"  # the pipeline's health, on the line
+    wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith(no_worker))
+    assert "status-warn" in (browser.find_element(By.ID, "status").get_attribute("class") or "")
     assert kpis(browser)["Page views"] == ("0", "no windows yet")
     assert "No page views yet" in browser.find_element(By.ID, "views-chart").text
     assert "No orders yet" in browser.find_element(By.ID, "revenue-chart").text
@@ -159,6 +162,25 @@ def test_empty_redis_shows_empty_states_not_errors(
     assert "No alert yet" in browser.find_element(By.ID, "alerts-table").text
     assert "No order scored yet" in browser.find_element(By.ID, "fraud-chart").text
     browser.save_screenshot(str(tmp_path / "empty.png"))
+
+
+def test_the_status_line_says_what_in_the_pipeline_is_down(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    seed_shop(layout)  # with a healthy worker's report
+    browser.get(dashboard.url)
+    wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("Live"))
+
+    now = int(time.time() * 1000)
+    layout.worker_report(at_ms=now + 86_400_000, broker={"reachable": False, "since_ms": now})
+    status = lambda d: d.find_element(By.ID, "status")  # noqa: E731
+    wait_for(browser, lambda d: status(d).text.startswith("Kafka unreachable from 1 of 1"))
+    assert "status-warn" in (status(browser).get_attribute("class") or "")
+    assert kpis(browser)["Page views"][0] == "273"  # the numbers it has stay, not dimmed
+    browser.save_screenshot(str(tmp_path / "broker-down.png"))
+
+    layout.worker_report()  # the probe reaches Kafka again
+    wait_for(browser, lambda d: status(d).text.startswith("Live"))
 
 
 def test_page_says_redis_is_unreachable_when_it_goes_away(

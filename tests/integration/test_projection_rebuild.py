@@ -28,6 +28,7 @@ from tests.rig import (
     clickstream,
     processed,
     produce_and_expect,
+    recovered,
     summed_cells,
     wait_until,
 )
@@ -49,8 +50,10 @@ def members(settings: Settings) -> int:
 
 
 def shown(client: redis.Redis, app: str) -> dict[bytes, object]:
-    """Every key of the version as Redis holds it (the epoch's own keys left out)."""
-    bookkeeping = {keys.epoch(app), keys.restated(app), keys.read_back(app), keys.reading_back(app)}
+    """Every key of the version as Redis holds it (the epoch's and the health reports' own keys
+    left out)."""
+    own = (keys.epoch, keys.restated, keys.read_back, keys.reading_back)
+    bookkeeping = {k(app) for k in (*own, keys.workers, keys.worker_health)}
     found: dict[bytes, object] = {}
     for key in client.scan_iter(f"{app}:*"):
         if key.decode() in bookkeeping:
@@ -135,9 +138,11 @@ def test_a_rebuild_after_flushall_gives_back_every_number(
     assert client.zcard(keys.fraud(app, "scored")) > 0
 
     client.flushall()
+    flushed = time.monotonic()
     # the workers notice by themselves (serving.epoch): they restate their open panes and
     # counters, and one of them reads the closed panes back from the results
     settles_to(client, app, before, within=90)
+    recovered("Redis FLUSHALL: every key as it was", flushed)
     assert client.get(keys.read_back(app)) is not None
 
     rebuilt = clickstream(env, "projection", "rebuild")  # at once, by hand: the same
@@ -181,6 +186,7 @@ def test_redis_killed_under_load_and_back_empty_shows_the_oracles_numbers_again(
             os.waitpid(pid, 0)  # reaped: a zombie would look alive to start()
         time.sleep(3)
         server.start()
+        restarted = time.monotonic()
         for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
             wait_until(
                 lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
@@ -191,6 +197,7 @@ def test_redis_killed_under_load_and_back_empty_shows_the_oracles_numbers_again(
             and summed_cells(client, app, keys.ORDERS, 1) == expected.revenue,
             within=90, why="the oracle's numbers again", alive=worker.alive,
         )  # fmt: skip
+        recovered("Redis SIGKILL, back empty: the oracle's numbers", restarted)
         assert summed_cells(client, app, keys.REFERRERS, 0) == expected.referrers
     finally:
         worker.stop()

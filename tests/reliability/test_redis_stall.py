@@ -12,8 +12,6 @@ import asyncio
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -25,8 +23,16 @@ from clickstream.local.process import free_port
 from clickstream.local.redis import LocalRedis
 from clickstream.settings import Settings, load
 from generator.produce import read_jsonl
-from serving import keys, read_model
-from tests.rig import ROOT, Worker, expectation, processed, summed_cells, wait_until
+from serving import health, keys, read_model
+from tests.rig import (
+    Worker,
+    expectation,
+    paced_generator,
+    processed,
+    recovered,
+    summed_cells,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +62,7 @@ def test_a_hung_redis_holds_back_no_commit(pipeline_env, tmp_path):
     client = redis.Redis.from_url(server.url)
     worker = Worker(env, tmp_path / "worker.log").start()
     jsonl = tmp_path / "events.jsonl"
-    generate = [sys.executable, "-m", "clickstream", "generate", "--pace", "--count", "1500",
-                "--rate", "30", "--no-progress", "--jsonl", str(jsonl)]  # fmt: skip
-    producer = subprocess.Popen(generate, env={**os.environ, **env}, cwd=ROOT)
+    producer = paced_generator(env, jsonl, count=1500, rate=30, faults=True)
     pid = server.process.pid()
     assert pid is not None
     try:
@@ -77,6 +81,10 @@ def test_a_hung_redis_holds_back_no_commit(pipeline_env, tmp_path):
                 seen.append(committed(settings))
         finally:
             os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        wait_until(lambda: health.health(dashboard, app, round(time.time() * 1000)).problems == [],
+                   within=30, why="health back to ok", alive=worker.alive)  # fmt: skip
+        recovered(f"Redis SIGSTOP {STALL_S} s: healthy after SIGCONT", resumed)
         moves = sum(1 for a, b in itertools.pairwise(seen) if b > a)
         # about one commit a second; commits that waited on Redis would move twice at most
         assert moves >= STALL_S // 4, f"committed offsets moved {moves} times: {seen}"

@@ -29,6 +29,23 @@ def test_a_quiet_partition_follows_its_busy_sibling():
     assert due == {1: 62_000}
 
 
+def test_event_time_stands_still_while_the_broker_is_away():
+    clock = EventClock(idle_s=1)
+    clock.received(0, now=0)
+    clock.received(1, now=0)
+    clock.due_ticks({0: 60_000, 1: 60_000}, ALL_CAUGHT_UP, now=0)
+    clock.broker_away(answered_at=3)  # the probe last had an answer at 3 s
+    assert clock.due_ticks({0: 60_000, 1: 60_000}, ALL_CAUGHT_UP, now=10) == {}
+    assert clock.reading(now=10) == 63_000
+    clock.broker_back(now=20)
+    # the outage counts neither as time passed nor as quiet: idle again 1 s after the return
+    assert clock.due_ticks({0: 60_000, 1: 60_000}, ALL_CAUGHT_UP, now=20.5) == {}
+    assert clock.due_ticks({0: 60_000, 1: 60_000}, ALL_CAUGHT_UP, now=21) == {
+        0: 64_000,
+        1: 64_000,
+    }
+
+
 def test_when_everything_is_quiet_event_time_runs_on_at_wall_clock_speed():
     clock = EventClock(idle_s=10)
     clock.received(0, now=0)

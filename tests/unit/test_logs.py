@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import logging
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from aiokafka.errors import GroupCoordinatorNotAvailableError, UnknownMemberIdError
 from faust.exceptions import ConsistencyError
 
-from clickstream import logs
+from clickstream import health, logs
 
 SOURCES = {
     logs.HIGHWATER_TABLE: (faust, "tables/recovery.py"),
@@ -43,12 +44,17 @@ def test_each_message_matched_is_logged_by_the_installed_library(template):
     assert template in strings, f"{module} no longer logs {template!r}"
 
 
+LOGGERS = itertools.count()
+
+
 class Log:
     """A logger with one handler at `level`, our rules on it, and what it printed."""
 
     def __init__(self, level: int = logging.INFO, clock: list[float] | None = None) -> None:
         self.out = io.StringIO()
-        self.logger = logging.getLogger(f"test_logs.{id(self)}")
+        # a name never used before: an id() is reused once its object is freed, and the old
+        # logger would still hold its handler, whose rules would then rule these records
+        self.logger = logging.getLogger(f"test_logs.{next(LOGGERS)}")
         self.logger.propagate = False
         self.logger.setLevel(logging.DEBUG)
         handler = logging.StreamHandler(self.out)
@@ -164,3 +170,39 @@ def test_a_coordinator_error_that_is_not_retried_stays_an_error():
     log = Log()
     log.logger.error(logs.COORDINATOR_FAILED, UnknownMemberIdError())
     assert log.lines()[0].startswith("[ERROR] Group Coordinator Request failed")
+
+
+def test_client_errors_are_held_back_while_the_broker_does_not_answer():
+    clock = [0.0]
+    log = Log()
+    log.rules.broker = watch = health.BrokerWatch(lambda: clock[0])
+    handler = log.logger.handlers[0]
+    for name in ("aiokafka.test-held", "clickstream.health"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+    client = logging.getLogger("aiokafka.test-held")
+    try:
+        client.error("Unable connect to node with id 1: refused")  # before any probe: shown
+        watch.probed(False, "127.0.0.1:9092")
+        for _ in range(105):  # a second of a dead broker
+            client.error("Unable connect to node with id 1: refused")
+        clock[0] = 31.0
+        watch.probed(False, "127.0.0.1:9092")
+        client.warning("Heartbeat failed")
+        clock[0] = 40.0
+        watch.probed(True, "127.0.0.1:9092")
+        client.error("Unable connect to node with id 1: refused")  # reachable again: shown
+    finally:
+        for name in ("aiokafka.test-held", "clickstream.health"):
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).propagate = True
+    assert log.lines() == [
+        "[ERROR] Unable connect to node with id 1: refused",
+        "[WARNING] Kafka at 127.0.0.1:9092 does not answer; retrying (client errors summarized "
+        "every 30 s)",
+        "[WARNING] Kafka at 127.0.0.1:9092 still does not answer after 31 s (105 client log "
+        "lines held back)",
+        "[WARNING] Kafka at 127.0.0.1:9092 answers again (1 client log lines held back)",
+        "[ERROR] Unable connect to node with id 1: refused",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from serving import sender
 from serving.sender import WRITE_FAILURES, InBackground, Sender, forget_sent, snapshot
 
 
@@ -36,15 +37,25 @@ async def test_rounds_run_one_at_a_time_and_a_request_meanwhile_runs_right_after
     assert rounds == [0, 1]
 
 
-async def test_a_failed_round_is_counted():
+async def test_a_failed_round_is_counted_and_tried_again_by_itself(monkeypatch, caplog):
+    monkeypatch.setattr(sender, "RETRY_S", 0.01)
+    answers = [False, False, True]  # Redis away for two rounds
+
     async def send() -> bool:
-        return False  # Redis away
+        return answers.pop(0)
 
     before = WRITE_FAILURES.labels("test-failed")._value.get()
-    sender = Sender("test-failed", send, lambda: 7)
-    sender.request()
-    await sender.drain()
-    assert WRITE_FAILURES.labels("test-failed")._value.get() == before + 1
+    rounds = Sender("test-failed", send, lambda: 7, lambda: "ConnectionError: refused")
+    rounds.request()  # one request: the retries need no commit to ask again
+    await rounds.drain()
+    assert answers == [] and rounds.failing == 0 and rounds.landed_ms is not None
+    assert WRITE_FAILURES.labels("test-failed")._value.get() == before + 2
+    said = [r.getMessage() for r in caplog.records if r.name == "serving.sender"]
+    assert said == [
+        "Redis writes of the test-failed projection fail (ConnectionError: refused); 7 fields "
+        "kept, retried every 0 s",
+        "Redis writes of the test-failed projection land again, after 0 s",
+    ]
 
 
 class Sink:
