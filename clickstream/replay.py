@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from clickstream import versions
 from clickstream.kafka_admin import admin_client, ensure_topics, partitions_of, start_consumer
-from clickstream.local.process import free_port
+from clickstream.local.process import free_port, stop_with_parent
 from clickstream.settings import Settings, SettingsError
 from streams.eventtime import format_timestamp, parse_timestamp
 from streams.topics import TopicSpec
@@ -350,6 +350,7 @@ class ReplayWorkers:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=stop_with_parent,  # a killed replay leaves no worker running
                 )
             self.processes.append((log, process))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from clickstream.cli import load_settings, local_kafka, local_redis, one_line_errors
-from clickstream.local.process import port_open
+from clickstream.local.process import port_open, stop_with_parent
 from clickstream.settings import SettingsError
 
 
@@ -30,6 +30,7 @@ def _spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=stop_with_parent,  # `up` killed: its worker and dashboard stop too
         )
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 
 class LocalServiceError(RuntimeError):
@@ -20,6 +23,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent (a forked child should not load libraries)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return cast(Callable[..., int], libc.prctl)
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def stop_with_parent() -> None:
+    """A child's preexec_fn: SIGTERM it (a clean stop) when the process that started it dies,
+    even by SIGKILL, so that a killed `replay` or `up` leaves no worker behind (Linux; a no-op
+    elsewhere)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
