@@ -3,9 +3,9 @@
 A cell's dimension is "<metric>|<value>"; it becomes field "<partition>|<value>" (one per count
 name, for metrics with several) of the pane's hash for that metric. Writes go out in rounds off
 the commit path (serving.sender); those that fail (Redis down) stay pending and go with the
-next round; a newer value for the same field
-replaces an older pending one, so nothing is lost and nothing is doubled. Panes older than the
-newest watermark minus the retention are deleted, by event time. A restate (serving.epoch)
+next round, and a newer value for the same field replaces an older pending one, so nothing is
+lost and nothing is doubled. Panes older than the newest watermark minus the retention are
+deleted, by event time. A restate (serving.epoch)
 stages a partition's whole state the same way, with its acknowledgement and the metadata.
 """
 
