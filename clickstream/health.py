@@ -119,18 +119,18 @@ def report(
     def wall_ms(monotonic: float | None) -> int | None:
         return None if monotonic is None else round((wall_now - (mono_now - monotonic)) * 1000)
 
+    def stream(runner: Runner) -> dict[str, Any]:
+        lag = runner.lag()  # partition -> records behind
+        return {
+            "partitions": sorted(lag),
+            "lag": sum(lag.values()),
+            "applied_ms": wall_ms(runner.applied_at),
+        }
+
     return {
         "at": now_ms,
         "broker": {"reachable": broker.reachable, "since_ms": broker.changed_ms},
-        "streams": {
-            stream: {
-                "partitions": sorted(lag),
-                "lag": sum(lag.values()),
-                "applied_ms": wall_ms(runner.applied_at),
-            }
-            for stream, runner in streams.items()
-            for lag in (runner.lag(),)
-        },
+        "streams": {name: stream(runner) for name, runner in streams.items()},
         "sinks": {
             sink.sender.name: {
                 "pending": sink.sender.size(),

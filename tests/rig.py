@@ -125,6 +125,21 @@ def processed(client: redis.Redis, app: str, stream: str) -> int:
     return total
 
 
+def wait_processed(
+    client: redis.Redis,
+    settings: Settings,
+    expected: Expected,
+    alive: Callable[[], bool] = lambda: True,
+    within: float = 180,
+) -> None:
+    """Until clicks and orders have applied every message the oracle counted on their topics."""
+    for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
+        wait_until(
+            lambda s=stream, t=topic: processed(client, settings.app_id, s) == expected.messages[t],
+            within=within, why=f"{stream} processed", alive=alive,
+        )  # fmt: skip
+
+
 def wait_until(
     condition: Callable[[], bool], within: float, why: str, alive: Callable[[], bool] = lambda: True
 ) -> None:

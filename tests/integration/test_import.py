@@ -16,7 +16,13 @@ from generator.config import GeneratorConfig
 from generator.produce import partition_for
 from generator.simulate import simulate
 from serving import keys
-from tests.rig import Worker, clickstream, expectation, processed, summed_cells, wait_until
+from tests.rig import (
+    Worker,
+    clickstream,
+    expectation,
+    summed_cells,
+    wait_processed,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,12 +76,7 @@ def test_shuffled_history_is_imported_sorted_and_counted_like_a_live_run(pipelin
     worker = Worker(env, tmp_path / "worker.log").start()
     client = redis.Redis.from_url(settings.redis)
     try:
-        for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-            wait_until(
-                lambda s=stream, t=topic: processed(client, settings.app_id, s)
-                == expected.messages[t],
-                within=180, why=f"{stream} processed", alive=worker.alive,
-            )  # fmt: skip
+        wait_processed(client, settings, expected, alive=worker.alive)
     finally:
         worker.stop()
     app = settings.app_id

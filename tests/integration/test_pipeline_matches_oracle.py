@@ -24,12 +24,12 @@ from tests.rig import (
     attribution_results,
     hopping_results,
     merged_uniques,
-    processed,
     produce_and_expect,
     read_topic,
     session_summaries,
     summed_cells,
     tumbling_results,
+    wait_processed,
     wait_until,
     window_totals,
     within_sketch_error,
@@ -71,13 +71,7 @@ def test_worker_results_equal_the_oracle(ticking_env, start_worker, redis_server
     worker = start_worker()
     client = redis.Redis.from_url(redis_server.url)
     app = settings.app_id
-    for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-        wait_until(
-            lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-            within=180,
-            why=f"{stream} processed",
-            alive=worker.alive,
-        )
+    wait_processed(client, settings, expected, alive=worker.alive)
 
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
     assert summed_cells(client, app, keys.CLICK_TYPES, 0) == expected.click_types

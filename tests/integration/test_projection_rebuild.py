@@ -30,6 +30,7 @@ from tests.rig import (
     produce_and_expect,
     recovered,
     summed_cells,
+    wait_processed,
     wait_until,
 )
 
@@ -127,11 +128,7 @@ def test_a_rebuild_after_flushall_gives_back_every_number(
     expected = produce_and_expect(settings, TRAFFIC, tmp_path)
     workers = [start_worker(), start_worker()]
     client = redis.Redis.from_url(redis_server.url)
-    for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-        wait_until(
-            lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-            within=180, why=f"{stream} processed", alive=workers[0].alive,
-        )  # fmt: skip
+    wait_processed(client, settings, expected, alive=workers[0].alive)
     before = steady(client, app)
     assert summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
     assert summed_cells(client, app, keys.ORDERS, 1) == expected.revenue
@@ -187,11 +184,7 @@ def test_redis_killed_under_load_and_back_empty_shows_the_oracles_numbers_again(
         time.sleep(3)
         server.start()
         restarted = time.monotonic()
-        for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-            wait_until(
-                lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-                within=180, why=f"{stream} processed", alive=worker.alive,
-            )  # fmt: skip
+        wait_processed(client, settings, expected, alive=worker.alive)
         wait_until(
             lambda: summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views
             and summed_cells(client, app, keys.ORDERS, 1) == expected.revenue,

@@ -30,6 +30,7 @@ from tests.rig import (
     processed,
     recovered,
     summed_cells,
+    wait_processed,
     wait_until,
 )
 
@@ -76,11 +77,7 @@ def test_a_broker_killed_twice_loses_nothing_and_makes_nothing_late(pipeline_env
         lines = list(read_jsonl(jsonl))
         expected = expectation(settings, lines)
         assert not expected.late, "the paced run has no late event in truth"
-        for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-            wait_until(
-                lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-                within=180, why=f"{stream} processed", alive=worker.alive,
-            )  # fmt: skip
+        wait_processed(client, settings, expected, alive=worker.alive)
         wait_until(lambda: problems() == [], within=60, why="health back to ok")
     finally:
         worker.stop()

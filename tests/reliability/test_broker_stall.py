@@ -27,9 +27,9 @@ from tests.rig import (
     expectation,
     late_events,
     paced_generator,
-    processed,
     recovered,
     summed_cells,
+    wait_processed,
     wait_until,
 )
 
@@ -76,11 +76,7 @@ def test_a_broker_stall_makes_no_valid_event_late(kafka, pipeline_env, tmp_path)
         lines = list(read_jsonl(jsonl))
         expected = expectation(settings, lines)
         assert not expected.late, "the paced run has no late event in truth"
-        for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-            wait_until(
-                lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-                within=180, why=f"{stream} processed", alive=worker.alive,
-            )  # fmt: skip
+        wait_processed(client, settings, expected, alive=worker.alive)
     finally:
         worker.stop()
         if producer.poll() is None:

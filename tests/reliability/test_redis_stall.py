@@ -31,6 +31,7 @@ from tests.rig import (
     processed,
     recovered,
     summed_cells,
+    wait_processed,
     wait_until,
 )
 
@@ -104,11 +105,7 @@ def test_a_hung_redis_holds_back_no_commit(pipeline_env, tmp_path):
 
         assert producer.wait(timeout=120) == 0
         expected = expectation(settings, list(read_jsonl(jsonl)))
-        for stream, topic in (("clicks", settings.clicks_topic), ("orders", settings.orders_topic)):
-            wait_until(
-                lambda s=stream, t=topic: processed(client, app, s) == expected.messages[t],
-                within=180, why=f"{stream} processed", alive=worker.alive,
-            )  # fmt: skip
+        wait_processed(client, settings, expected, alive=worker.alive)
         wait_until(
             lambda: summed_cells(client, app, keys.PAGE_VIEWS, 0) == expected.page_views,
             within=30, why="the oracle's page views", alive=worker.alive,
