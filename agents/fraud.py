@@ -183,7 +183,10 @@ class ProfileOrders:
         self.outputs = {"parts": topics.fraud_parts.name, "dead_letters": topics.dead_letters.name}
         self.partitions = topics.fraud_parts.partitions
         sources = (topics.clicks, topics.orders, topics.fraud_policy)
-        self.alignment = Alignment({topic.name: topic.partitions for topic in sources})
+        self.alignment = Alignment(
+            {topic.name: topic.partitions for topic in sources},
+            logs=(topics.clicks_ticks.name, topics.orders_ticks.name),  # re-injected events'
+        )
 
     def apply(
         self, partition: int, records: Sequence[Record | Poisoned], state: Store, settled: Store

@@ -39,9 +39,11 @@ from streams.dead_letters import dead_letter, processing_error_detail
 from streams.eventtime import event_time_ms
 from streams.late_events import EVENT_LATE, ORDER_LATE, late_event_value
 from streams.order_facts import order_facts_values, read_order_facts
+from streams.retries import is_retry, read_copy
 from streams.ticks import read_tick
 from streams.topics import Topology
 from streams.validation import InvalidEvent, Limits
+from tables import positions
 from tables.attribution import LateOrder, OrderFacts
 from tables.dedup import SeenIndex, seen_prefix
 from tables.panes import ClosedWindow
@@ -57,6 +59,7 @@ from tables.window_state import (
     Observation,
     Progress,
     Rejected,
+    Retried,
     Tick,
     apply_batch,
     progress_key,
@@ -141,6 +144,8 @@ class WindowedMetrics:
             source=(topics.clicks if clicks else topics.orders).name,
             time_log=(topics.clicks_ticks if clicks else topics.orders_ticks).name,
             sides=(topics.order_facts.name,) if kind.reads_facts else (),
+            # re-injections are copied into the time log: only by the app that writes it
+            retries=topics.retry.name if config.app_id == config.clock_app_id else None,
         )
         self.outputs = {
             "results": topics.window_results.name,
@@ -182,28 +187,26 @@ class WindowedMetrics:
 
     def position(self, partition: int, state: Store) -> Position:
         progress = Progress.decode(state.get(progress_key(partition)))
-        return Position(progress.offset, progress.ticks_offset, progress.watermark_ms)
+        return Position(
+            progress.offset, progress.ticks_offset, progress.watermark_ms, progress.retry_request
+        )
 
     def forget(self, partition: int) -> None:
         for index in (self._seen, self._sessions, self._final_panes, self._forwarded):
             index.pop(partition, None)
 
-    def decode(self, record: Record | Poisoned) -> Observation | Tick | OrderFacts | Rejected:
+    def decode(
+        self, record: Record | Poisoned
+    ) -> Observation | Tick | Retried | OrderFacts | Rejected:
         log = self._log_of.get(record.topic, SOURCE)
         offset = record.offset
         if isinstance(record, Poisoned):
             return Rejected(offset, "processing_error", processing_error_detail(record.error), log)
         if log is SOURCE:
-            try:
-                event = self.kind.parse(record.value or b"", record.timestamp, self.config.limits)
-                return Observation(
-                    offset, event.event_id, event_time_ms(event), *self.kind.measure(event)
-                )
-            except InvalidEvent as exc:
-                return Rejected(offset, exc.reason, exc.detail)
-            except Exception as exc:  # a bug's, not the data's fault: the record still moves on
-                return Rejected(offset, "processing_error", processing_error_detail(exc))
+            return self._event(offset, record.value, record.timestamp)
         if log is TICKS:
+            if is_retry(record.headers):
+                return self._retried(record)
             tick = read_tick(record.value)
             if tick is None:
                 return Rejected(offset, "bad_tick", "not a tick: no tick_ms, after or by", log)
@@ -216,6 +219,33 @@ class WindowedMetrics:
         latest = max([watermark, *(fact[2] for fact in facts)])
         verdict = self._untrusted("order_facts", by, latest, record.timestamp)
         return Rejected(offset, *verdict, log) if verdict else OrderFacts(offset, facts, watermark)
+
+    def _event(
+        self, at: positions.Position, value: bytes | None, timestamp_ms: int
+    ) -> Observation | Rejected:
+        """The event at position `at` (a source offset, or a re-injected one's At), parsed at
+        its record timestamp."""
+        offset, log = (at, SOURCE) if type(at) is int else (at.tick, TICKS)  # type: ignore[union-attr]
+        try:
+            event = self.kind.parse(value or b"", timestamp_ms, self.config.limits)
+            return Observation(at, event.event_id, event_time_ms(event), *self.kind.measure(event))
+        except InvalidEvent as exc:
+            return Rejected(offset, exc.reason, exc.detail, log)
+        except Exception as exc:  # a bug's, not the data's fault: the record still moves on
+            return Rejected(offset, "processing_error", processing_error_detail(exc), log)
+
+    def _retried(self, record: Record) -> Retried | Rejected:
+        """A re-injected event's copy in the time log (streams.retries): the original event,
+        judged at its original record timestamp, at its place in the time log."""
+        copy, offset = read_copy(record.headers), record.offset
+        if copy is None:
+            return Rejected(offset, "bad_retry", "retry_of without after, request or by", TICKS)
+        if copy.by != self.config.clock_app_id or copy.request.topic != self.inputs.source:
+            detail = f"a copy of {copy.request.source_id} by app {copy.by[:100]!r}"
+            return Rejected(offset, "foreign_retry", detail, TICKS)
+        at = positions.At(copy.after, offset)
+        event = self._event(at, record.value, copy.request.timestamp_ms)
+        return Retried(offset, copy.request_offset, event)
 
     def _untrusted(
         self, kind: str, by: str, latest_ms: int, log_time_ms: int
@@ -271,7 +301,8 @@ class WindowedMetrics:
             )
             sends.append(Send("dead_letters", letter[0], letter[1], headers=letter[2]))
         for late in out.late:
-            source = find(SOURCE, late.offset)
+            at = late.offset  # a re-injected event's record: its copy in the time log
+            source = find(SOURCE, at) if type(at) is int else find(TICKS, at.tick)  # type: ignore[union-attr]
             late_value = late_event_value(
                 source, EVENT_LATE, late.event_id, late.time_ms, late.window_start_ms,
                 late.watermark_ms,

@@ -397,15 +397,17 @@ def projection_rebuild(version: str | None, timeout: float) -> None:
     click.echo(out.describe(version))
 
 
-@cli.command("dead-letters")
+@cli.group("dead-letters", invoke_without_command=True)
 @click.option("-n", "--last", default=20, show_default=True, help="Per partition, the newest.")
 @click.option("--all", "everything", is_flag=True, help="Every letter, not only the newest.")
 @click.option("--reason", help="Only this reason (e.g. malformed_json, unknown_schema_version).")
 @click.option("--source", help="Only letters of records from this topic.")
 @click.option("--since", help="Only letters written at or after this ISO time.")
 @click.option("--counts", is_flag=True, help="Count the letters per reason instead.")
+@click.pass_context
 @one_line_errors
 def dead_letters(
+    ctx: click.Context,
     last: int,
     everything: bool,
     reason: str | None,
@@ -419,6 +421,14 @@ def dead_letters(
     from clickstream.dead_letters import NoDeadLetterTopic, matching, read_dead_letters
     from clickstream.replay import parse_when
 
+    if ctx.invoked_subcommand is not None:
+        given = [p.opts[-1] for p in ctx.command.params if p.name and _given(ctx, p.name)]
+        if given:  # they would be ignored: the subcommand has its own
+            raise click.UsageError(
+                f"give {', '.join(given)} after {ctx.invoked_subcommand!r}: before it, they are "
+                f"the listing's options"
+            )
+        return
     s = load_settings()
     since_ms = parse_when(since, "--since", ()) if since is not None else None
     topic = s.topics.dead_letters.name
@@ -437,6 +447,42 @@ def dead_letters(
             click.echo(f"{letter.reason:<24} {letter.source:<28} {letter.detail}\n    {preview!r}")
     filtered = "" if len(letters) == len(read) else f" (of {len(read)} read)"
     click.echo(f"{len(letters)} dead letters in {topic}{filtered}", err=True)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+@dead_letters.command("reinject")
+@click.option("--reason", help="Only letters of this reason.")
+@click.option("--source", help="Only originals from this input topic.")
+@click.option("--since", help="Only letters written at or after this ISO time.")
+@click.option("--dry-run", is_flag=True, help="Read and report only; send nothing.")
+@one_line_errors
+def dead_letters_reinject(
+    reason: str | None, source: str | None, since: str | None, dry_run: bool
+) -> None:
+    """Send the letters' originals to <app>-retry.
+
+    The workers apply each one again where it was, judged as it would have been there. Each
+    original once; only those of the input topics, which are never written; one whose letter
+    has a cut payload (or no source_timestamp) is read from its input topic (gone: skipped).
+    """
+    from clickstream.dead_letters import NoDeadLetterTopic, NoRetryTopic, reinject
+    from clickstream.replay import parse_when
+    from generator.produce import progress_meter
+
+    s = load_settings()
+    since_ms = parse_when(since, "--since", ()) if since is not None else None
+    try:
+        done = asyncio.run(
+            reinject(s, reason, source, since_ms, dry_run,
+                     lambda total: progress_meter(total, True, sys.stderr, "reinject: sent"))
+        )  # fmt: skip
+    except (NoDeadLetterTopic, NoRetryTopic) as exc:
+        click.echo(f"clickstream: {exc}", err=True)
+        sys.exit(2)
+    click.echo(done.describe())
 
 
 @cli.group()

@@ -52,8 +52,15 @@ class Committer(Protocol):
 
     def stored(self, partition: int) -> Store: ...
 
-    async def append(self, topic: str, partition: int, value: bytes) -> int:
-        """Write one record now (a tick); its offset."""
+    async def append(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
+        """Write one record now (a tick, a re-injected event's copy); its offset."""
         ...
 
     async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
@@ -118,8 +125,15 @@ class KafkaCommitter:
     def stored(self, partition: int) -> Store:
         return PartitionState(self.table, partition)
 
-    async def append(self, topic: str, partition: int, value: bytes) -> int:
-        ack = await self.app.producer.send(topic, None, value, partition, None, None)
+    async def append(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
+        ack = await self.app.producer.send(topic, key, value, partition, None, headers)
         return cast(int, (await ack).offset)
 
     async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:

@@ -6,8 +6,10 @@ may rebuild from its state at any time:
     apply(partition, records, state, settled) -> Outcome
 
 - `inputs`: the source topic, whose offsets are the processor's positions; optionally a time
-  log (ticks, each applied right after the source offset it names: engine.time_log) and side
-  inputs (app-owned topics taken as they come, e.g. order facts). Partition p of each.
+  log (ticks, each applied right after the source offset it names: engine.time_log), side
+  inputs (app-owned topics taken as they come, e.g. order facts) and a topic of re-injection
+  requests (the runner writing the time log copies each into it: streams.retries). Partition
+  p of each.
 - `table`: the changelog-backed table of its state, one key space per partition, laid out by
   `keyspace`: its key prefixes, what each holds and its place in the crash-safe write order.
 - `outputs`: output name -> topic; the outcome names outputs, never topics.
@@ -16,8 +18,8 @@ may rebuild from its state at any time:
   to reject; `state` the stored state overlaid with what earlier batches staged, `settled` the
   committed state alone. It returns the writes, the records to send, what its sink stages
   (projection, metrics), and reads nothing but its arguments and its own indexes.
-- `position(partition, state)`: the last source and time-log offsets applied, and the
-  watermark (idle ticks and the time log need them).
+- `position(partition, state)`: the last source and time-log offsets applied, the watermark
+  (idle ticks and the time log need them) and the last re-injection request applied.
 - `forget(partition)`: drop the in-memory indexes of a partition (after a rebalance, or a
   batch that raised half-way); they are rebuilt from `state` when next needed.
 
@@ -108,6 +110,7 @@ class Position:
     offset: int  # last source offset applied (-1: none)
     ticks_offset: int = -1  # last time-log offset applied
     watermark_ms: int = -1
+    retry_request: int = -1  # the last re-injection request applied (Inputs.retries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +121,11 @@ class Inputs:
     # a control log (not events): its ticks follow the wall clock plus this lead, every
     # few seconds, whatever the idle setting; its entries are stamped further ahead than that
     wall_ticks_lead_ms: int = 0
+    retries: str | None = None  # re-injection requests, for the runner writing the time log
 
     def topics(self) -> tuple[str, ...]:
-        return (self.source, *((self.time_log,) if self.time_log else ()), *self.sides)
+        optional = tuple(topic for topic in (self.time_log, self.retries) if topic)
+        return (self.source, *optional, *self.sides)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ each entry counted once and read in one order, whatever the crashes and the inte
 Forwarding, over source partition p and its time log:
   - `rekey(record)` gives the record's entries (new key, value, event time): none for a record
     it does not take (invalid input is the validating processor's to report); a dead letter for
-    one it raises on;
+    one it raises on; a re-injected event's copy in the time log (streams.retries) is rekeyed
+    as its original, its entries' ids naming the copy;
   - each entry goes to the partition of its new key (or the one it names) with its id and
     release time = max(event time, p's watermark before it); the watermark = max of entries'
     times and trusted ticks (an untrusted tick is skipped: the stream's own processor
@@ -46,6 +47,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from engine.processor import (
+    InputRecord,
     Inputs,
     Keyspace,
     Outcome,
@@ -67,6 +69,7 @@ from streams.repartition import (
     read_entry,
     read_mark,
 )
+from streams.retries import is_retry, read_copy
 from streams.ticks import read_tick
 
 NO_WATERMARK = -1
@@ -144,6 +147,10 @@ class Repartition:
                     source, "processing_error", processing_error_detail(record.error)
                 )
                 sends.append(Send("dead_letters", letter[0], letter[1], headers=letter[2]))
+            elif tick and is_retry(source.headers):
+                original = self._retried(source)
+                if original is not None:
+                    watermark = self._forward(partition, original, watermark, sends)
             elif tick:
                 tick_ms = self._tick(source)
                 watermark, ticked_ms = max(watermark, tick_ms), max(ticked_ms, tick_ms)
@@ -186,6 +193,19 @@ class Repartition:
             return NO_WATERMARK
         return tick.time_ms
 
+    def _retried(self, record: Record) -> Record | None:
+        """A re-injected event's copy in the time log (streams.retries) as the record to
+        forward: its original's value at the original record timestamp, from the copy's place
+        (its entries' ids name the copy). None when the clock's app did not write it (the
+        stream's own processor dead-letters it)."""
+        copy = read_copy(record.headers)
+        if copy is None or copy.by != self.clock_app_id:
+            return None
+        timestamp = copy.request.timestamp_ms
+        return InputRecord(
+            record.topic, record.partition, record.offset, timestamp, record.key, record.value
+        )
+
     def position(self, partition: int, state: Store) -> Position:
         offset, ticks_offset, watermark, *ticked = orjson.loads(
             state.get(_forward_key(partition)) or NO_POSITION
@@ -219,10 +239,13 @@ class Aligned:
 class Alignment:
     """The reading side's fold over partition d of a repartition topic (see the docstring)."""
 
-    def __init__(self, sources: Mapping[str, int]) -> None:
-        """`sources`: source topic -> its partition count (the marks to wait for)."""
+    def __init__(self, sources: Mapping[str, int], logs: Sequence[str] = ()) -> None:
+        """`sources`: source topic -> its partition count (the marks to wait for); `logs`:
+        their time logs, whose re-injected events' entries name them (ranked after the
+        sources, so that no source's rank moves)."""
         self.sources = dict(sources)
-        self.rank = {topic: rank for rank, topic in enumerate(sorted(sources))}
+        ranked = [*sorted(sources), *sorted(logs)]
+        self.rank = {topic: rank for rank, topic in enumerate(ranked)}
 
     def take(self, partition: int, records: Sequence[Record | Poisoned], state: Store) -> Aligned:
         out = Aligned()

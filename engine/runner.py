@@ -39,6 +39,7 @@ from engine.processor import (
 )
 from engine.state import StagedState
 from engine.time_log import TimeLogMerge
+from streams.retries import Request, copy_headers, read_request
 from streams.ticks import tick_value
 from tables.event_clock import EventClock
 
@@ -127,6 +128,7 @@ class Runner:
                 records = self._ordered(partition, topics)
                 if records:
                     self._advance(partition, records)
+                await self._copy_requests(partition)
                 if topics.get(source):  # only input records count as activity
                     self.clock.received((source, partition), now)
             since = self._staged.since
@@ -212,7 +214,7 @@ class Runner:
                 offset = await self.committer.append(time_log, partition, value)
                 tick = InputRecord(time_log, partition, offset, wall_ms, None, value)
                 self._written[id(tick)] = tick  # acked once fetched
-                self._advance(partition, self._ordered(partition, {time_log: [tick]}))
+                self._advance(partition, self._ordered(partition, {time_log: [tick]}, written=True))
                 for follower in self.followers:
                     await follower.take_tick(partition, tick)
                 due[partition] = min(at, ceiling)
@@ -242,22 +244,69 @@ class Runner:
             await self._on_generation()
             if partition in self.consumer.assigned(self.processor.inputs.source):
                 self._written[id(tick)] = tick
-                records = self._ordered(partition, {time_log: [tick]})
+                records = self._ordered(partition, {time_log: [tick]}, written=True)
                 if records:
                     self._advance(partition, records)
 
-    def _ordered(self, partition: int, topics: Mapping[str, Sequence[Record]]) -> list[Record]:
+    async def _copy_requests(self, partition: int) -> None:
+        """Copy the partition's due re-injection requests into its time log, each after the
+        source offset applied, and apply each copy as it is written (streams.retries); a
+        request covered already, or of another source, is only acked."""
+        inputs, by = self.processor.inputs, self.config.ticks_by
+        merge = self._merges.get(partition)
+        if inputs.retries is None or inputs.time_log is None or by is None:
+            return
+        if merge is None or not merge.requests:
+            return
+        position = self.processor.position(partition, self._state(partition))
+        due, done = merge.take_requests(position.ticks_offset, position.retry_request)
+        copy_now = {id(request) for request in due}
+        acks = self._staged.step.offsets.setdefault(TP(inputs.retries, partition), [])
+        for request in sorted(due + done, key=_offset):
+            original = read_request(request.headers)
+            if id(request) in copy_now and original is not None and original.topic == inputs.source:
+                if original.partition != partition:
+                    where = f"{request.topic}/{partition}/{request.offset}"
+                    log.warning("re-injection request %s names another partition: ignored", where)
+                else:
+                    await self._copy(partition, request, original, by)
+            acks.append(request.offset)
+        if self._staged.since is None:
+            self._staged.since = self.monotonic()
+
+    async def _copy(self, partition: int, request: Record, original: Request, by: str) -> None:
+        time_log = self.processor.inputs.time_log
+        assert time_log is not None
+        position = self.processor.position(partition, self._state(partition))
+        headers = copy_headers(original, position.offset, request.offset, by)
+        value = request.value or b""
+        offset = await self.committer.append(time_log, partition, value, request.key, headers)
+        copy = InputRecord(
+            time_log, partition, offset, round(self.wall() * 1000), request.key, value, headers
+        )
+        self._written[id(copy)] = copy  # acked once fetched
+        self._advance(partition, self._ordered(partition, {time_log: [copy]}, written=True))
+        for follower in self.followers:
+            await follower.take_tick(partition, copy)
+
+    def _ordered(
+        self, partition: int, topics: Mapping[str, Sequence[Record]], written: bool = False
+    ) -> list[Record]:
         """The records to apply now: side inputs as they came, then the source records with
-        the ticks placed among them (engine.time_log)."""
+        the ticks placed among them (engine.time_log; `written`: ticks written now, not
+        fetched); re-injection requests wait in the merge (`_copy_requests`)."""
         inputs = self.processor.inputs
         sides = [record for topic in inputs.sides for record in topics.get(topic, ())]
         source = topics.get(inputs.source, ())
         if inputs.time_log is None:
             return [*sides, *source]
         merge = self._merges.setdefault(partition, TimeLogMerge(None))
+        if inputs.retries:
+            merge.requests.extend(topics.get(inputs.retries, ()))
         position = self.processor.position(partition, self._state(partition))
         ticks = topics.get(inputs.time_log, ())
-        return [*sides, *merge.take(source, ticks, position.offset, position.ticks_offset)]
+        applied, applied_ticks = position.offset, position.ticks_offset
+        return [*sides, *merge.take(source, ticks, applied, applied_ticks, written)]
 
     def _advance(self, partition: int, records: Sequence[Record | Poisoned]) -> None:
         """Apply `records` to the partition's staged state; split them when that raises."""
@@ -361,6 +410,10 @@ class Runner:
 
 async def _nothing() -> None:
     pass
+
+
+def _offset(record: Record) -> int:
+    return record.offset
 
 
 def _check_sizes(out: Outcome, sends: list[Derived]) -> None:

@@ -288,8 +288,15 @@ class TableCommitter:
     def stored(self, partition: int) -> DictStore:
         return DictStore(self.broker.committed_state(self.table).setdefault(partition, {}))
 
-    async def append(self, topic: str, partition: int, value: bytes) -> int:
-        return self.broker.produce(topic, value, partition)
+    async def append(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
+        return self.broker.produce(topic, value, partition, key, headers=headers or ())
 
     async def commit(self, step: CommitStep, owner: Callable[[], bool], flush: Flush) -> None:
         await self.broker._commit(self.table, step, owner, flush)

@@ -33,7 +33,8 @@ over partitions, and merge panes into wider windows the same way.
   {app}:fraud-alert              HASH  order id -> its fraud alert (streams.fraud)
   {app}:pipeline:{stream}        HASH  "{partition}|{counter}" -> value
         stream: clicks | orders; counter: watermark_ms, accepted, duplicates, late,
-        dead_letters, ticks, open_sessions (clicks: sessions not yet expired), order_facts,
+        dead_letters, ticks, retried (re-injected copies applied, streams.retries),
+        open_sessions (clicks: sessions not yet expired), order_facts,
         late_orders (clicks: order facts records forwarded by the orders side; orders whose
         facts came after their pane's attribution closed)
   {app}:dead-letter-reasons:{stream}  HASH  "{partition}|{reason}" -> dead letters for it

@@ -3,8 +3,10 @@
   topic:   <app>-dead-letters, partition by the original key
   key:     the original key           value: the original bytes (at most DEAD_LETTER_BYTES)
   headers: id (= source_id: "<topic>/<partition>/<offset>" of the source record), reason,
-           detail, source_topic, source_partition, source_offset, and `truncated` (the original
-           size) when the value was cut
+           detail, source_topic, source_partition, source_offset, source_timestamp (the
+           record timestamp, ms), and `truncated` (the original size) when the value was cut;
+           a re-injected copy's letter (streams.retries) also names its original: retry_of,
+           and source_timestamp is the original's
 The id is derived from the source record alone, so a letter repeated after a crash has the
 same id (consumers dedupe by it). Writer (the engine's processors) and reader (the CLI) share
 this module.
@@ -16,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from streams.retries import RETRY_OF, Request, is_retry, read_request, request_headers
+
 DEAD_LETTER_BYTES = 512 * 1024  # of a rejected payload copied (the source keeps it whole)
 DETAIL_CHARS = 500  # of an exception's message kept in a processing_error's detail
 
@@ -26,6 +30,11 @@ class DeadLetter:
     detail: str
     source: str  # its id: topic/partition/offset
     payload: bytes
+    key: bytes | None = None  # the original key
+    # the record first rejected: the one retry_of names, else the source; None in a letter
+    # without source_timestamp (written before it was) or without its source
+    original: Request | None = None
+    truncated: bool = False  # payload is the first DEAD_LETTER_BYTES of the original only
 
 
 def source_id(record: Any) -> str:
@@ -51,6 +60,11 @@ def dead_letter(
         ("reason", reason.encode()),
         ("detail", detail.encode(errors="replace")),
     ]
+    original = read_request(record.headers) if is_retry(record.headers) else None
+    if original is None:
+        headers.append(("source_timestamp", str(record.timestamp).encode()))
+    else:  # a re-injected copy (streams.retries) rejected again: it names its original
+        headers += request_headers(original, reason)[:2]
     value = record.value
     if value is not None and len(value) > DEAD_LETTER_BYTES:
         headers.append(("truncated", str(len(value)).encode()))
@@ -63,6 +77,24 @@ def processing_error_detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
 
 
-def read_dead_letter(headers: Iterable[tuple[str, bytes]], value: bytes | None) -> DeadLetter:
+def read_dead_letter(
+    headers: Iterable[tuple[str, bytes]], value: bytes | None, key: bytes | None = None
+) -> DeadLetter:
     h = {name: raw.decode(errors="replace") for name, raw in headers}
-    return DeadLetter(h.get("reason", "?"), h.get("detail", ""), h.get("id", "?"), value or b"")
+    return DeadLetter(
+        reason=h.get("reason", "?"),
+        detail=h.get("detail", ""),
+        source=h.get("id", "?"),
+        payload=value or b"",
+        key=key,
+        original=_original(h),
+        truncated="truncated" in h,
+    )
+
+
+def _original(h: dict[str, str]) -> Request | None:
+    try:
+        topic, partition, offset = h.get(RETRY_OF, h.get("id", "")).rsplit("/", 2)
+        return Request(topic, int(partition), int(offset), int(h["source_timestamp"]))
+    except (KeyError, ValueError):
+        return None

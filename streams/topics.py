@@ -54,6 +54,7 @@ class Topology:
     fraud_policy: TopicSpec  # control log, like the time logs: of CLICKSTREAM_CLOCK_APP_ID
     fraud_policy_ticks: TopicSpec
     replay: TopicSpec  # a replayed version's bounds (clickstream.replay); one partition
+    retry: TopicSpec  # dead letters re-injected (streams.retries)
     changelogs: tuple[TopicSpec, ...]
 
     def inputs(self) -> tuple[TopicSpec, ...]:
@@ -79,6 +80,7 @@ class Topology:
             self.fraud_policy,
             self.fraud_policy_ticks,
             self.replay,
+            self.retry,
             *self.changelogs,
         )
 
@@ -171,6 +173,12 @@ def topology(
             "replay bounds JSON (clickstream.replay): the input offsets read, the clock followed",
             1,
             compacted=True,
+        ),
+        retry=TopicSpec(
+            f"{app_id}-retry",
+            "original key (partition: the original's)",
+            "original bytes; headers: retry_of, source_timestamp, reason (streams.retries)",
+            partitions,
         ),
         # Created by us before Faust starts (Faust would create them too, racing its own
         # metadata); named as Faust names them. Partition p holds source partition p's state.

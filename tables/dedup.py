@@ -2,8 +2,9 @@
 
 Stored shape: S|p|<first offset of batch> -> [[event_id, source offset, event time], ...], the
 ids first seen in one batch (split into records of at most RESULT_BYTES; S|p|f<offset>: order
-facts' ids, by their own topic's offsets). In memory, per source partition: event_id -> offset,
-and each bucket's offsets and newest event time.
+facts' ids, by their own topic's offsets; S|p|r<time-log offset>: re-injected events' ids, at
+their positions [N, t], tables.positions). In memory, per source partition: event_id ->
+position, and each bucket's positions and newest event time.
 
 Rule, at each event's place in the log (so the verdict depends on neither batching nor
 crashes): an event is a duplicate when its event_id was first seen at another offset, with an
@@ -22,8 +23,10 @@ import orjson
 
 from engine.processor import Store
 from tables.bounded import RESULT_BYTES
+from tables.positions import At, Position, as_json, decoded
 
-Entry = tuple[str, int, int]  # event_id, source offset, event time (ms)
+Entry = tuple[str, Position, int]  # event_id, position (a source offset, mostly), event time ms
+SOURCE_LOG, FACTS_LOG, RETRIED_LOG = "", "f", "r"  # a bucket key's letter after S|p|
 NO_BUCKET = 1 << 62  # later than any event time
 
 
@@ -32,27 +35,29 @@ def seen_chunks(entries: list[Entry]) -> list[tuple[list[Entry], bytes]]:
     record, unless the ids are long (up to 2 KB each)."""
     if not entries:
         return []
-    encoded = orjson.dumps(entries)
+    encoded = orjson.dumps(entries, default=as_json)
     if len(encoded) <= RESULT_BYTES:
         return [(entries, encoded)]
     chunks: list[list[Entry]] = [[]]
     size = 0
     for entry in entries:
-        cost = len(orjson.dumps(entry)) + 1
+        cost = len(orjson.dumps(entry, default=as_json)) + 1
         if size + cost > RESULT_BYTES and chunks[-1]:
             chunks.append([])
             size = 0
         chunks[-1].append(entry)
         size += cost
-    return [(chunk, orjson.dumps(chunk)) for chunk in chunks]
+    return [(chunk, orjson.dumps(chunk, default=as_json)) for chunk in chunks]
 
 
 def seen_prefix(partition: int) -> bytes:
     return f"S|{partition}|".encode()
 
 
-def seen_bucket_key(partition: int, first_offset: int, log: str = "") -> bytes:
-    """`log`: "" for source events, "f" for order facts (offsets in another topic)."""
+def seen_bucket_key(partition: int, first_offset: int, log: str = SOURCE_LOG) -> bytes:
+    """`log`: SOURCE_LOG for source events, FACTS_LOG for order facts (offsets in another
+    topic), RETRIED_LOG for re-injected events (`first_offset`: the first one's time-log
+    offset)."""
     return seen_prefix(partition) + log.encode() + b"%020d" % first_offset
 
 
@@ -60,10 +65,11 @@ class SeenIndex:
     """One partition's stored ids, in memory (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.offsets: dict[str, int] = {}
-        # key -> (newest time, first offset, last offset, ids)
-        self.buckets: dict[bytes, tuple[int, int, int, list[str]]] = {}
-        self._firsts: list[tuple[int, bytes]] = []  # source buckets: (first offset, key), sorted
+        self.offsets: dict[str, Position] = {}
+        # key -> (newest time, first position, last position, ids)
+        self.buckets: dict[bytes, tuple[int, Position, Position, list[str]]] = {}
+        # source and re-injected buckets: (first position, key), sorted
+        self._firsts: dict[str, list[tuple[Position, bytes]]] = {SOURCE_LOG: [], RETRIED_LOG: []}
         self._no_newest_before = NO_BUCKET  # no bucket's newest time is earlier than this
 
     @classmethod
@@ -71,10 +77,10 @@ class SeenIndex:
         """From the stored bucket records of one partition."""
         index = cls()
         for key, value in stored:
-            index.add(key, [(e, o, t) for e, o, t in orjson.loads(value)])
+            index.add(key, [(e, decoded(o), t) for e, o, t in orjson.loads(value)])
         return index
 
-    def offset_of(self, event_id: str) -> int | None:
+    def offset_of(self, event_id: str) -> Position | None:
         return self.offsets.get(event_id)
 
     def add(self, key: bytes, entries: list[Entry]) -> None:
@@ -83,17 +89,19 @@ class SeenIndex:
         self.buckets[key] = (newest, min(offsets), max(offsets), list(event_ids))
         self._no_newest_before = min(self._no_newest_before, newest)
         self.offsets.update(zip(event_ids, offsets, strict=True))
-        if not _is_facts(key):
-            bisect.insort(self._firsts, (min(offsets), key))
+        firsts = self._firsts.get(_log(key))
+        if firsts is not None:
+            bisect.insort(firsts, (min(offsets), key))
 
-    def time_of(self, offset: int, store: Store) -> int:
-        """The event time of the source event first seen at `offset` (read from its bucket:
-        asked only for a duplicate, rarely)."""
-        at = bisect.bisect_right(self._firsts, (offset, b"\xff")) - 1
+    def time_of(self, offset: Position, store: Store) -> int:
+        """The event time of the event first seen at `offset` (read from its bucket: asked
+        only for a duplicate, rarely)."""
+        firsts = self._firsts[RETRIED_LOG if type(offset) is At else SOURCE_LOG]
+        at = bisect.bisect_right(firsts, (offset, b"\xff")) - 1
         if at >= 0:
-            raw = store.get(self._firsts[at][1])
+            raw = store.get(firsts[at][1])
             for _, entry_offset, time_ms in orjson.loads(raw or b"[]"):
-                if entry_offset == offset:
+                if decoded(entry_offset) == offset:
                     return int(time_ms)
         return NO_BUCKET  # unknown here: taken for recent (a duplicate)
 
@@ -117,7 +125,8 @@ class SeenIndex:
                 if first <= self.offsets.get(event_id, -1) <= last:
                     del self.offsets[event_id]
         if dropped:
-            self._firsts = [(o, k) for o, k in self._firsts if k not in dropped]
+            for log, firsts in self._firsts.items():
+                self._firsts[log] = [(o, k) for o, k in firsts if k not in dropped]
 
 
 class BatchIds:
@@ -131,12 +140,12 @@ class BatchIds:
     def __init__(self, partition: int, seen: SeenIndex, store: Store, horizon_ms: int) -> None:
         self.partition, self.seen, self.store, self.horizon_ms = partition, seen, store, horizon_ms
         self.known = seen.offsets
-        self.new: dict[str, tuple[int, int]] = {}  # event_id -> (offset, time), first seen here
+        self.new: dict[str, tuple[Position, int]] = {}  # event_id -> (position, time), first here
         self.facts: dict[str, tuple[int, int]] = {}  # order facts' ids (offsets: their topic's)
 
-    def duplicate(self, event_id: str, offset: int, time_ms: int, watermark_ms: int) -> bool:
-        """Whether the source event at `offset`, whose id is known, is a duplicate (the rule
-        above); if it is not, it is remembered as first seen here."""
+    def duplicate(self, event_id: str, offset: Position, time_ms: int, watermark_ms: int) -> bool:
+        """Whether the event at `offset`, whose id is known, is a duplicate (the rule above);
+        if it is not, it is remembered as first seen here."""
         first = self.known.get(event_id)
         forget_before = watermark_ms - self.horizon_ms
         if first is not None:
@@ -164,10 +173,17 @@ class BatchIds:
     ) -> tuple[list[tuple[bytes, list[Entry]]], list[bytes]]:
         """Write the new buckets and the tombstones of the expired ones; (new, expired)."""
         new = []
-        for ids, log in ((self.new, ""), (self.facts, "f")):
-            entries = sorted(((i, o, t) for i, (o, t) in ids.items()), key=_offset)
+        source: list[Entry] = [(i, o, t) for i, (o, t) in self.new.items()]
+        retried = [entry for entry in source if type(entry[1]) is At]
+        if retried:
+            source = [entry for entry in source if type(entry[1]) is not At]
+        facts: list[Entry] = [(i, o, t) for i, (o, t) in self.facts.items()]
+        for entries, log in ((source, SOURCE_LOG), (facts, FACTS_LOG), (retried, RETRIED_LOG)):
+            entries.sort(key=_offset)
             for chunk, encoded in seen_chunks(entries):  # one record, unless ids are long
-                key = seen_bucket_key(self.partition, chunk[0][1], log)
+                first = chunk[0][1]
+                at = first.tick if type(first) is At else first
+                key = seen_bucket_key(self.partition, at, log)  # type: ignore[arg-type]
                 new.append((key, chunk))
                 writes[key] = encoded
         expired = self.seen.expired(settled_ms - self.horizon_ms)
@@ -176,9 +192,11 @@ class BatchIds:
         return new, expired
 
 
-def _offset(entry: Entry) -> int:
+def _offset(entry: Entry) -> Position:
     return entry[1]
 
 
-def _is_facts(key: bytes) -> bool:
-    return key[key.rindex(b"|") + 1 :][:1] == b"f"
+def _log(key: bytes) -> str:
+    """A bucket key's log letter (SOURCE_LOG: none)."""
+    letter = key[key.rindex(b"|") + 1 :][:1]
+    return "" if letter.isdigit() else letter.decode()

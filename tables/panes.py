@@ -3,8 +3,9 @@ in).
 
 Shape, in partition p's key space:
   C|p|<pane start>|<dimension> -> {"v": [counts...], "o": the position of the last record
-                                  applied (a source offset; the sessions|ended cell: a
-                                  [source offset, tick offset] pair, tables.user_sessions)}
+                                  applied (tables.positions: a source offset, or [source
+                                  offset, time-log offset] for a re-injected event or, in the
+                                  sessions|ended cell, a tick: tables.user_sessions)}
   H|p|<pane start>|<dimension> -> HyperLogLog registers (tables.sketch; max is idempotent)
   W|p                          -> starts of the panes stored, ascending
 
@@ -26,6 +27,7 @@ import orjson
 
 from engine.processor import Store
 from tables import sketch
+from tables.positions import Position, as_json, decoded
 from tables.windows import MAX_COUNT, WindowSpec
 
 EMPTY_CELL = {"v": [], "o": -1}
@@ -108,7 +110,7 @@ class PaneBatch:
                     stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
                     cell = cells[start, dimension] = [
                         stored["v"] or [0] * len(amounts),
-                        stored["o"],
+                        decoded(stored["o"]),
                     ]
                 if cell[1] < offset:  # not yet in this cell
                     counts = cell[0]
@@ -127,14 +129,13 @@ class PaneBatch:
                     registers[register] = rank
             starts.add(start)
 
-    def add_at(self, start: int, dimension: str, at: tuple[int, int], amounts: list[int]) -> None:
-        """Amounts added to a cell whose position is a pair (source offset, tick offset)."""
+    def add_at(self, start: int, dimension: str, at: Position, amounts: list[int]) -> None:
+        """Amounts added to a cell at position `at` (sessions closed by a record's watermark)."""
         cell = self.cells.get((start, dimension))
         if cell is None:
             raw = self.store.get(cell_key(self.partition, start, dimension))
             stored = orjson.loads(raw) if raw is not None else EMPTY_CELL
-            o = stored["o"]
-            position = tuple(o) if isinstance(o, list) else (o, -1)
+            position = decoded(stored["o"])
             cell = self.cells[start, dimension] = [stored["v"] or [0] * len(amounts), position]
         if cell[1] < at:
             cell[0] = [min(a + b, MAX_COUNT) for a, b in zip(cell[0], amounts, strict=True)]
@@ -153,7 +154,7 @@ class PaneBatch:
         and the pane registry; return the windows closed in (before, after]."""
         partition = self.partition
         for (start, dimension), (counts, position) in self.cells.items():
-            value = orjson.dumps({"v": counts, "o": position})
+            value = orjson.dumps({"v": counts, "o": position}, default=as_json)
             out.writes[cell_key(partition, start, dimension)] = value
             out.cells[start, dimension] = counts
         for (start, dimension), registers in self.sketches.items():

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import heapq
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from tables.positions import decoded
 from tables.windows import WindowSpec
 
 Session = list  # [start_ms, end_ms, clicks, page views, entry host]
@@ -88,15 +89,15 @@ class SessionIndex:
         self.due_at: dict[str, int] = {}  # user -> earliest close of their open sessions
         self.counts: dict[str, int] = {}  # user -> open sessions
         self.open_sessions = 0
-        self.emptied: dict[str, int] = {}  # user -> offset of a stored record with no session
+        self.emptied: dict[str, Any] = {}  # user -> position of a stored record with no session
         self.retained: dict[str, list[list]] = {}  # user -> closed sessions kept for orders
         self._heap: list[tuple[int, str]] = []  # (close, user); stale entries skipped
 
     def load(self, user: str, record: dict) -> None:
-        """A stored user record {"s": sessions, "o": last offset applied}."""
+        """A stored user record {"s": sessions, "o": last position applied}."""
         self.set(user, record["s"])
         if not record["s"]:
-            self.emptied[user] = record["o"]
+            self.emptied[user] = decoded(record["o"])
 
     def set(self, user: str, sessions: list[Session]) -> None:
         self.open_sessions += len(sessions) - self.counts.pop(user, 0)

@@ -2,10 +2,11 @@
 the session rules are tables.sessions).
 
 Shape, in partition p's key space:
-  U|p|<user> -> {"s": open sessions, "o": the last source offset applied}
+  U|p|<user> -> {"s": open sessions, "o": the position of the last click applied
+                (tables.positions: its source offset, or [N, t] for a re-injected one)}
   C|p|<pane>|sessions|ended (tables.panes) -> (sessions, bounces, total duration ms) of the
-                sessions that ended in the pane, its position the (source offset, tick offset)
-                of the record whose watermark closed them
+                sessions that ended in the pane, its position that of the record whose
+                watermark closed them
 
 Rules: a click joins its user's sessions unless the user record's offset already covers it (a
 commit cut short). Once the batch's watermark makes a session final it is closed: summarised,
@@ -28,12 +29,12 @@ from engine.processor import Store
 from tables import sessions as rules
 from tables.attribution import retained_prefix
 from tables.panes import PaneBatch
+from tables.positions import Position, as_json, decoded
 from tables.sessions import Session, SessionIndex
 from tables.windows import WindowSpec
 
 SESSIONS_ENDED = "sessions|ended"  # (sessions, bounces, total duration ms) by expiry pane
 EMPTY_USER = {"s": [], "o": -1}
-Position = tuple[int, int]  # (source offset, time-log offset): where a record applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,21 +141,22 @@ class UserBatch:
             panes.add_at(pane, SESSIONS_ENDED, at, amounts)
         return summaries
 
-    def write(self, settled_offset: int, writes: dict[bytes, bytes | None]) -> None:
-        """The batch's user records; an emptied one is deleted once its offset is committed."""
+    def write(self, settled: Position, writes: dict[bytes, bytes | None]) -> None:
+        """The batch's user records; an emptied one is deleted once its position is
+        committed (`settled`: the committed position)."""
         emptied, partition = self.index.emptied, self.partition
         for name, user in self.users.items():
             key = user_key(partition, name)
             if user["s"]:
                 emptied.pop(name, None)
-                writes[key] = orjson.dumps(user)
-            elif user["o"] <= settled_offset:
+                writes[key] = _encode(user)
+            elif user["o"] <= settled:
                 emptied.pop(name, None)
                 writes[key] = None
             else:
                 emptied[name] = user["o"]
-                writes[key] = orjson.dumps(user)
-        for name in [n for n, offset in emptied.items() if offset <= settled_offset]:
+                writes[key] = _encode(user)
+        for name in [n for n, at in emptied.items() if at <= settled]:
             del emptied[name]
             writes[user_key(partition, name)] = None
 
@@ -166,4 +168,12 @@ class UserBatch:
 
     def _read(self, name: str) -> dict:
         raw = self.store.get(user_key(self.partition, name))
-        return orjson.loads(raw) if raw is not None else dict(EMPTY_USER)
+        if raw is None:
+            return dict(EMPTY_USER)
+        user = orjson.loads(raw)
+        user["o"] = decoded(user["o"])
+        return user
+
+
+def _encode(user: dict) -> bytes:
+    return orjson.dumps(user, default=as_json)

@@ -8,11 +8,14 @@ This module is the fold over a batch; each concern keeps its own state and rules
   this module           P|p                   Progress: watermark, last offsets, counters
                                               (written last)
 
-Inputs: the source partition's events, its time log's ticks (each placed right after the source
-offset it names, engine.time_log) and order facts (clicks, from the app's own topic). Each
-input has its own offsets; a record at or below its input's progress offset was applied by an
-earlier commit: skipped (redelivery). Rules, per item in the order given:
+Inputs: the source partition's events, its time log's ticks and re-injected events (each placed
+right after the source offset it names, engine.time_log; streams.retries) and order facts
+(clicks, from the app's own topic). Each input has its own offsets; a record at or below its
+input's progress offset was applied by an earlier commit: skipped (redelivery). Rules, per
+item in the order given:
   tick                             watermark = max(watermark, tick time); nothing else
+  re-injected event                as an event (below), at its position At(N, t)
+                                   (tables.positions), between source offsets N and N + 1
   order facts                      taken by the attribution join (clicks, with sessions)
   invalid                          dead letter, counted once
   duplicate (tables.dedup)         counted once, no effect
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
 
@@ -44,8 +48,9 @@ from engine.processor import Keyspace, Prefix, Store
 from tables.attribution import Attribution, LateOrder, OrderFact, OrderFacts, OrderJoin
 from tables.dedup import BatchIds, Entry, SeenIndex
 from tables.panes import ClosedWindow, Increments, PaneBatch, Uniques, stored_panes
+from tables.positions import At, Position
 from tables.sessions import SessionIndex, Visit
-from tables.user_sessions import Position, SessionSummary, UserBatch
+from tables.user_sessions import SessionSummary, UserBatch
 from tables.windows import WindowSpec
 
 NO_WATERMARK = -1
@@ -67,9 +72,10 @@ KEYSPACE = Keyspace(
 
 @dataclass(slots=True)  # not frozen: built once per event, and frozen init costs 4x
 class Observation:
-    """A valid event as the window logic sees it: which cells and sketches it adds to."""
+    """A valid event as the window logic sees it: which cells and sketches it adds to.
+    `offset`: its position (a source offset; a re-injected event's: At(N, t))."""
 
-    offset: int
+    offset: Position
     event_id: str
     time_ms: int
     increments: Increments
@@ -85,6 +91,17 @@ class Tick:
 
     offset: int
     time_ms: int
+
+
+@dataclass(slots=True)
+class Retried:
+    """A re-injected event (streams.retries) at time-log offset `offset`, request `request`;
+    `event`: the event at position At(the source offset it follows, `offset`), or why it is
+    still rejected."""
+
+    offset: int
+    request: int
+    event: Observation | Rejected
 
 
 SOURCE, TICKS, FACTS = "source", "ticks", "facts"  # a record's input
@@ -106,11 +123,13 @@ class Progress:
     offset: int = -1  # last source offset fully applied
     ticks_offset: int = -1  # last time-log offset applied
     facts_offset: int = -1  # clicks: last order facts offset applied
+    retry_request: int = -1  # the last re-injection request applied (streams.retries)
     accepted: int = 0
     duplicates: int = 0
     late: int = 0
     dead_letters: int = 0
     ticks: int = 0
+    retried: int = 0  # re-injected events applied, whatever their verdict
     open_sessions: int = 0
     orders_watermark_ms: int = NO_WATERMARK  # clicks: the forwarded orders watermark
     order_panes: list[int] = field(default_factory=list)  # clicks: orders await attribution
@@ -125,6 +144,7 @@ class Progress:
         "late",
         "dead_letters",
         "ticks",
+        "retried",
         "open_sessions",
         "order_facts",
         "late_orders",
@@ -144,7 +164,7 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class LateEvent:
-    offset: int
+    offset: Position
     event_id: str
     time_ms: int
     window_start_ms: int
@@ -186,7 +206,7 @@ def served(partition: int, store: Store) -> BatchOutcome:
 
 def apply_batch(
     partition: int,
-    items: Sequence[Observation | Tick | OrderFacts | Rejected],
+    items: Sequence[Observation | Tick | Retried | OrderFacts | Rejected],
     spec: WindowSpec,
     store: Store,
     seen: SeenIndex,
@@ -216,34 +236,48 @@ def apply_batch(
     # (pane start, event) of the accepted events: panes and sessions take them after this loop,
     # in one loop each (a call per event and concern cost ~10% of the fold)
     taken: list[tuple[int, Observation]] = []
+    event: Observation
+    offset: Position
     take, watermark = taken.append, progress.watermark_ms
     rises: list[tuple[int, Position]] = []  # (watermark, position of the record raising it)
     for item in items:
-        offset = item.offset
-        if type(item) is not Observation:
-            log = TICKS if type(item) is Tick else FACTS if type(item) is OrderFacts else item.log  # type: ignore[union-attr]
-            if offset <= applied[log]:
+        if type(item) is Observation:
+            event, offset = item, item.offset
+            if offset <= applied[SOURCE]:
                 continue
-            applied[log] = offset
+            applied[SOURCE] = offset  # type: ignore[assignment]  # a source event's: an int
+        else:
+            log = FACTS if type(item) is OrderFacts else TICKS
+            if type(item) is Rejected:
+                log = item.log
+            at = cast(int, item.offset)  # not an event: its own input's offset
+            if at <= applied[log]:
+                continue
+            applied[log] = at
             if type(item) is Tick:
                 progress.ticks += 1
                 if item.time_ms > watermark:
                     watermark = item.time_ms
-                    rises.append((watermark, (applied[SOURCE], offset)))
-            elif type(item) is OrderFacts:
+                    rises.append((watermark, At(applied[SOURCE], at)))
+                continue
+            if type(item) is OrderFacts:
                 progress.order_facts += 1
                 if join is not None:
                     join.take(item, watermark, ids.fact_is_new)
-            else:
+                continue
+            if type(item) is Retried:  # judged as an event, at its position (or rejected)
+                progress.retried += 1
+                progress.retry_request = max(progress.retry_request, item.request)
+                item = item.event
+            if type(item) is Rejected:
                 progress.dead_letters += 1
                 reasons = progress.dead_letter_reasons
-                reasons[item.reason] = reasons.get(item.reason, 0) + 1  # type: ignore[union-attr]
-                out.dead_letters.append(item)  # type: ignore[arg-type]
-            continue
-        if offset <= applied[SOURCE]:
-            continue
-        applied[SOURCE] = offset
-        time_ms, event_id = item.time_ms, item.event_id
+                reasons[item.reason] = reasons.get(item.reason, 0) + 1
+                out.dead_letters.append(item)
+                continue
+            event = cast(Observation, item)
+            offset = event.offset
+        time_ms, event_id = event.time_ms, event.event_id
         if event_id in known or event_id in new_ids:  # seen before: a duplicate, or forgotten
             if duplicate(event_id, offset, time_ms, watermark):
                 progress.duplicates += 1
@@ -255,14 +289,15 @@ def apply_batch(
             progress.late += 1
             out.late.append(LateEvent(offset, event_id, time_ms, start, watermark))
             continue
-        take((start, item))
-        if item.order is not None:
-            order = item.order
-            fact = (event_id, order.user, time_ms, order.currency, order.cents, offset)
+        take((start, event))
+        if event.order is not None:
+            order = event.order
+            source_offset = offset if type(offset) is int else -1  # re-injected: its facts'
+            fact = (event_id, order.user, time_ms, order.currency, order.cents, source_offset)
             out.facts.append(fact)
         if time_ms > watermark:
             watermark = time_ms
-            rises.append((watermark, (offset, -1)))
+            rises.append((watermark, offset))
     panes.add(taken)
     if users is not None:
         users.visit(taken)
@@ -273,13 +308,13 @@ def apply_batch(
     if users is not None and join is not None and sessions is not None:
         settled_joined = min(committed.watermark_ms, committed.orders_watermark_ms)
         join.close(watermark, users.sessions_of, settled_joined)
-        last = (progress.offset, progress.ticks_offset)  # later than any record here
+        last = At(progress.offset, progress.ticks_offset)  # later than any record here
         out.sessions = users.close(spec, watermark, rises, last, panes, join.retain)
         join.release()
         progress.open_sessions = sessions.open_sessions
         out.writes.update(join.out.writes)
         out.attributions, out.late_orders = join.out.panes, join.out.late
-        users.write(committed.offset, out.writes)
+        users.write(At(committed.offset, committed.ticks_offset), out.writes)
     out.closed = panes.finish(out, before, watermark, committed.watermark_ms, final_panes)
     out.passed_a_close = spec.passes_a_close(before, watermark)
     out.new_buckets, out.expired_buckets = ids.finish(committed.watermark_ms, out.writes)

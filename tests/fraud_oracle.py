@@ -17,15 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.processor import Record
+from engine.processor import InputRecord, Record
 from engine.repartition import partition_of
 from fraud.features import PROFILE_TTL_MS
 from fraud.geoip import country_of_ip
 from fraud.policy import Policy, score_order
 from streams.fraud_policy import read_policy_record
 from streams.records import ClickType
+from streams.retries import read_copy
+from streams.ticks import read_tick
 from streams.validation import InvalidEvent, Limits, parse_click, parse_order
-from tests.card_counts import ticks_after
 
 MIN = 60_000
 GAP = 30 * MIN
@@ -49,20 +50,53 @@ class Event:
 def released(logs: Mapping[str, Log], limits: Limits) -> list[Event]:
     """The valid events of every source, in the release order."""
     keyed = []
+    time_logs = sorted({r.topic for _, ticks in logs.values() for part in ticks for r in part})
     for rank, topic in enumerate(sorted(logs)):
         records, ticks = logs[topic]
         for p, (partition, tick_records) in enumerate(zip(records, ticks, strict=True)):
-            after = ticks_after(tick_records)
-            watermark = after[-1]
-            for record in partition:
-                event = _event(record, limits)
-                if event is not None:
-                    release = max(event.time_ms, watermark)
-                    event = replace(event, release_ms=release)
-                    keyed.append(((release, rank, p, record.offset), event))
-                    watermark = max(watermark, event.time_ms)
-                watermark = max(watermark, after[record.offset])
+            placed = _placed(tick_records)  # source offset -> its ticks and copies, in log order
+            watermark = -1
+            for record in [None, *partition]:
+                if record is not None:
+                    event = _event(record, limits)
+                    if event is not None:
+                        release = max(event.time_ms, watermark)
+                        event = replace(event, release_ms=release)
+                        keyed.append(((release, rank, p, record.offset), event))
+                        watermark = max(watermark, event.time_ms)
+                for tick, copy in placed.get(-1 if record is None else record.offset, ()):
+                    if copy is None:
+                        watermark = max(watermark, tick.time_ms)
+                        continue
+                    event = _event(copy, limits)  # a re-injected event: ranked by its time log
+                    if event is not None:
+                        release = max(event.time_ms, watermark)
+                        at = (release, len(logs) + time_logs.index(tick.topic), p, tick.offset)
+                        keyed.append((at, replace(event, release_ms=release)))
+                        watermark = max(watermark, event.time_ms)
     return [event for _, event in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _placed(records: Sequence[Record]) -> dict[int, list[tuple[Any, Record | None]]]:
+    """Source offset -> the ticks (with their time) and re-injected events' copies (as their
+    originals) placed right after it, in log order."""
+    placed: dict[int, list[tuple[Any, Record | None]]] = defaultdict(list)
+    for record in records:
+        copy = read_copy(record.headers)
+        if copy is not None:
+            original = InputRecord(copy.request.topic, record.partition, record.offset,
+                                   copy.request.timestamp_ms, record.key, record.value)  # fmt: skip
+            placed[copy.after].append((record, original))
+        elif (tick := read_tick(record.value)) is not None:
+            placed[tick.after].append((_Tick(record.topic, record.offset, tick.time_ms), None))
+    return placed
+
+
+@dataclass(frozen=True)
+class _Tick:
+    topic: str
+    offset: int
+    time_ms: int
 
 
 def _event(record: Record, limits: Limits) -> Event | None:

@@ -43,6 +43,7 @@ from serving.projection import RedisProjection
 from streams.eventtime import parse_timestamp
 from streams.late_events import ORDER_LATE
 from streams.order_facts import order_facts_value
+from streams.retries import Request, request_headers
 from streams.ticks import tick_value
 from streams.topics import topology
 from streams.validation import Limits
@@ -79,6 +80,7 @@ class Click:
     url: str = "/p/1"
     event_id: str | None = None  # None: "c<partition>.<offset>"
     partition: int = 0
+    version: int = 1  # of the click schema
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,18 @@ class Malformed:
     partition: int = 0
 
 
-Input = Click | Tick | Facts | Malformed | Order
+@dataclass(frozen=True)
+class Reinject:
+    """A request (`clickstream dead-letters reinject`) to apply the record at `offset` of the
+    stream's input partition again (streams.retries)."""
+
+    offset: int
+    partition: int = 0
+    stream: str = "clicks"
+    reason: str = "unknown_schema_version"
+
+
+Input = Click | Tick | Facts | Malformed | Order | Reinject
 
 
 def click(time_ms: int, user: str = "u1", host: str = "", view: bool = True, **more: Any) -> Click:
@@ -259,7 +272,8 @@ class ClicksRig:
                 self.streams = {"orders": self.streams["orders"], "clicks": self.clicks}
         clock = VirtualClock(wall=(EPOCH + 86_400_000) / 1000)  # records stamped a day later
         processors = list(self.streams.values())
-        self.driver = TestDriver(processors, partitions, commit_s, clock=clock)
+        # it writes its time log (copies of re-injected events), but no idle ticks (idle_s 0)
+        self.driver = TestDriver(processors, partitions, commit_s, ticks_by=APP, clock=clock)
         self.partitions = partitions
 
     # in
@@ -279,6 +293,8 @@ class ClicksRig:
                     referrer=f"https://{item.host}/landing" if item.host else None,
                     occurred_at_ms=at(item.time_ms),
                 )
+                if item.version != 1:
+                    value = orjson.dumps({**orjson.loads(value), "version": item.version})
                 driver.produce(clicks.source, value, p, key=item.user.encode())
             elif isinstance(item, Order):
                 offset = len(driver.broker.log(orders_topic, p))
@@ -293,6 +309,13 @@ class ClicksRig:
                 driver.produce(orders_topic, orjson.dumps(body), p, key=item.user.encode())
             elif isinstance(item, Malformed):
                 driver.produce(clicks.source, item.value, p, key=b"?")
+            elif isinstance(item, Reinject):
+                source = clicks.source if item.stream == "clicks" else orders_topic
+                original = driver.broker.log(source, p)[item.offset]
+                request = Request(source, p, item.offset, original.timestamp)
+                headers = request_headers(request, item.reason)
+                retry = self.topics.retry.name
+                driver.produce(retry, original.value, p, key=original.key, headers=headers)
             elif isinstance(item, Tick):
                 source, time_log = self.topics.clicks, self.topics.clicks_ticks
                 if item.stream == "orders":
@@ -465,6 +488,13 @@ async def chaotic(inputs: Sequence[Input], rng: random.Random, **rig: Any) -> Em
     offsets), some workers killed between batches, some rebalances."""
     run = ClicksRig(**rig)
     run.produce(inputs)
+    await chaos(run, rng)
+    return run.emitted()
+
+
+async def chaos(run: ClicksRig, rng: random.Random) -> None:
+    """`run` delivers what is produced in random fetches, with crashes and rebalances (above),
+    until it is caught up."""
     while not run.caught_up():
         for _ in range(rng.randint(1, 6)):  # batches staged in one commit interval
             await run.driver.pump(rng.randint(1, 40), batch=rng.randint(1, 25), rng=rng)
@@ -483,7 +513,6 @@ async def chaotic(inputs: Sequence[Input], rng: random.Random, **rig: Any) -> Em
             await run.crash()
         else:
             await run.commit()
-    return run.emitted()
 
 
 @dataclass

@@ -40,8 +40,10 @@ class Consumer:
         self.merge, self.applied, self.applied_ticks = merge, applied, applied_ticks
         self.sequence: list[str] = []
 
-    def take(self, source: Sequence[Record], ticks: Sequence[Record]) -> list[str]:
-        out = self.merge.take(source, ticks, self.applied, self.applied_ticks)
+    def take(
+        self, source: Sequence[Record], ticks: Sequence[Record], written: bool = False
+    ) -> list[str]:
+        out = self.merge.take(source, ticks, self.applied, self.applied_ticks, written)
         for record in out:
             if record.topic == SOURCE and record.offset > self.applied:
                 self.applied = record.offset
@@ -158,3 +160,13 @@ def test_an_unreadable_tick_does_not_overtake_a_waiting_tick():
     assert consumer.take([src(0)], [tick(0, after=1), garbage(1)]) == ["s0"]
     assert consumer.take([src(1)], []) == ["s1", "t0", "t1"]
     assert consumer.sequence == ["s0", "s1", "t0", "t1"]
+
+
+def test_a_tick_written_now_waits_for_the_earlier_ones_still_to_be_read():
+    # a reader of a time log that another runner of this worker writes, restarted behind it:
+    # ticks 0-2 were written before the assignment, the writer writes 3 before 1 and 2 come
+    consumer = Consumer(TimeLogMerge(end=3), applied=5)
+    assert consumer.take([], [tick(0, after=5)]) == ["t0"]
+    assert consumer.take([], [tick(3, after=5)], written=True) == []
+    assert consumer.take([], [tick(1, after=5), tick(2, after=5)]) == ["t1", "t2", "t3"]
+    assert consumer.sequence == ["t0", "t1", "t2", "t3"]
