@@ -39,6 +39,7 @@ from clickstream.membership import group_instance_id
 from clickstream.rebuild import ReadBackGuard
 from clickstream.settings import Settings
 from clickstream.state_dir import state_folder
+from engine.delivery import Fetch
 from engine.topology import Engine, EngineConfig
 from serving import keys
 from serving.fraud_projection import FraudProjection
@@ -198,4 +199,5 @@ def _engine_config(settings: Settings, stops: Mapping[TP, int] | None) -> Engine
         ticks_by=settings.app_id if follows_own_clock else None,
         max_skew_ms=settings.limits.max_future_skew_ms,
         stops=stops,
+        fetch=Fetch(settings.fetch_max_wait_ms, settings.fetch_min_bytes),
     )

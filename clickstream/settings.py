@@ -129,6 +129,18 @@ class Settings:
         1.0,
         "changed state goes to the changelog and Redis at most once per this; 0 = every batch",
     )
+    fetch_max_wait_ms: int = _var(
+        "CLICKSTREAM_FETCH_MAX_WAIT_MS",
+        100,
+        "how long the broker may hold the worker's fetch for CLICKSTREAM_FETCH_MIN_BYTES: "
+        "added latency at low rates (engine.delivery.Fetch)",
+    )
+    fetch_min_bytes: int = _var(
+        "CLICKSTREAM_FETCH_MIN_BYTES",
+        1,
+        "the least data a fetch waits for: larger means fewer, fuller fetches at low rates "
+        "(less CPU per event, up to CLICKSTREAM_FETCH_MAX_WAIT_MS more latency)",
+    )
     session_timeout_seconds: int = _var(
         "CLICKSTREAM_SESSION_TIMEOUT_SECONDS",
         30,
@@ -331,6 +343,11 @@ def _check(s: Settings) -> None:
     if s.commit_seconds < 0:
         raise SettingsError(
             f"CLICKSTREAM_COMMIT_SECONDS={s.commit_seconds} must be 0 (every batch) or more"
+        )
+    if s.fetch_max_wait_ms < 0 or s.fetch_min_bytes < 1:
+        raise SettingsError(
+            f"CLICKSTREAM_FETCH_MAX_WAIT_MS={s.fetch_max_wait_ms} must be 0 or more and "
+            f"CLICKSTREAM_FETCH_MIN_BYTES={s.fetch_min_bytes} 1 or more"
         )
     if s.batch_seconds <= 0:
         raise SettingsError(f"CLICKSTREAM_BATCH_SECONDS={s.batch_seconds} must be more than 0")

@@ -19,6 +19,7 @@ waits for the ticks written before the end).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiokafka
@@ -28,11 +29,21 @@ from faust.types import TP
 
 from engine.commit import Ack
 
-# How long the broker may hold a fetch that finds no new data. Faust hard-codes 1500 ms, and the
-# client sends one fetch per broker at a time: a fetch for partitions that are at their end
-# (a quiet orders topic) then delays the next fetch of busy ones (measured: a stall of ~1 s
-# after every other fetch, more than half of the worker's time).
-FETCH_MAX_WAIT_MS = 100
+
+@dataclass(frozen=True)
+class Fetch:
+    """How the worker's consumer fetches: the trade between latency and CPU.
+
+    `max_wait_ms`: how long the broker may hold a fetch that has less than `min_bytes`. Faust
+    hard-codes 1500 ms, and the client sends one fetch per broker at a time: a fetch for
+    partitions at their end (a quiet orders topic) then delays the next fetch of busy ones
+    (measured: a stall of ~1 s after every other fetch, more than half of the worker's time).
+    A larger `min_bytes` makes fewer, fuller fetches at low rates (less CPU per event), each
+    waiting up to `max_wait_ms` more."""
+
+    max_wait_ms: int = 100
+    min_bytes: int = 1
+
 
 BatchHandler = Callable[[Mapping[TP, list[Any]], Ack], Awaitable[object]]
 
@@ -40,6 +51,7 @@ BatchHandler = Callable[[Mapping[TP, list[Any]], Ack], Awaitable[object]]
 def batch_delivering_consumer(
     readers: Sequence[tuple[BatchHandler, Sequence[str]]],
     stops: Mapping[TP, int] | None = None,
+    fetch: Fetch = Fetch(),
 ) -> type[Consumer]:
     """A Faust consumer class that hands fetched records of the readers' topics to them, reader
     by reader in order (a topic several processors read goes to each); `stops`: partition ->
@@ -47,9 +59,16 @@ def batch_delivering_consumer(
     read = {topic for _, topics in readers for topic in topics}
     bounded: Mapping[TP, int] = stops or {}
 
+    class FetchingThread(AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch.max_wait_ms  # read by its Fetcher at start()
+            consumer._fetch_min_bytes = fetch.min_bytes
+            return consumer
+
     class BatchDeliveringConsumer(Consumer):
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-            return _ShortFetchWaitThread(self, loop=self.loop, beacon=self.beacon)
+            return FetchingThread(self, loop=self.loop, beacon=self.beacon)
 
         async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109
             records, active = await super()._wait_next_records(timeout)
@@ -122,13 +141,6 @@ def batch_delivering_consumer(
             self._read_offset[tp] = offsets[-1]
 
     return BatchDeliveringConsumer
-
-
-class _ShortFetchWaitThread(AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its Fetcher at start()
-        return consumer
 
 
 class FaustConsumerView:

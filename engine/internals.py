@@ -26,9 +26,9 @@ engine.delivery (batched delivery inside Faust's consumer)
                                       offsets at once; ack() holds faust.types.tuples.ack_lock
   AIOKafkaConsumerThread._create_worker_consumer(transport)
                                       overridden: the aiokafka consumer of a worker
-  aiokafka AIOKafkaConsumer._fetch_max_wait_ms
-                                      set after construction (Faust hard-codes 1500 ms); read
-                                      by start() when it builds the Fetcher
+  aiokafka AIOKafkaConsumer._fetch_max_wait_ms, _fetch_min_bytes
+                                      set after construction (Faust hard-codes 1500 ms and
+                                      1 byte); read by start() when it builds the Fetcher
   app.consumer_generation_id          read: the current rebalance generation (set by Faust's
                                       rebalance listener), to drop what a rebalance outdated
   Consumer.assignment() / highwater(tp) / highwaters(*tps)

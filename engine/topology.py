@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
 from faust.types import TP, EventT
 
 from engine.commit import Ack, KafkaCommitter, SharedOffsets
-from engine.delivery import BatchHandler, FaustConsumerView, batch_delivering_consumer
+from engine.delivery import BatchHandler, FaustConsumerView, Fetch, batch_delivering_consumer
 from engine.processor import InputRecord, Processor, Record
 from engine.runner import Runner, RunnerConfig
 from engine.state import declare_state_table
@@ -43,6 +43,7 @@ class EngineConfig:
     ticks_by: str | None  # the app id writing ticks here; None: follow another app's, write none
     max_skew_ms: int
     stops: Mapping[TP, int] | None = None  # input or time log partition -> first offset not read
+    fetch: Fetch = field(default_factory=Fetch)  # the consumer's fetches (engine.delivery)
 
 
 class Engine:
@@ -116,7 +117,8 @@ class Engine:
     def install(self) -> None:
         """Batched delivery for every attached processor's topics, and the engine's rounds."""
         app, config, runners = self.app, self.config, self.runners
-        setattr(app.transport, "Consumer", batch_delivering_consumer(self._readers, config.stops))  # noqa: B010
+        consumer = batch_delivering_consumer(self._readers, config.stops, config.fetch)
+        setattr(app.transport, "Consumer", consumer)  # noqa: B010
 
         shortest = min((runner.config.commit_s for runner in runners), default=config.commit_s)
 

@@ -258,6 +258,11 @@ def _fetch_max_wait_ms() -> None:
     _calls(aiokafka.AIOKafkaConsumer.start, "self._fetcher = Fetcher(")
 
 
+def _fetch_min_bytes() -> None:
+    _calls(aiokafka.AIOKafkaConsumer.__init__, "self._fetch_min_bytes = fetch_min_bytes")
+    _calls(aiokafka.AIOKafkaConsumer.start, "fetch_min_bytes=self._fetch_min_bytes")
+
+
 def _faust_fetch_max_wait() -> None:
     # still hard-coded; if it became a setting, engine.delivery should set that instead
     _calls(AIOKafkaConsumerThread._create_worker_consumer, "fetch_max_wait_ms=1500")
@@ -536,8 +541,14 @@ USES = [
     Use(
         "AIOKafkaConsumer._fetch_max_wait_ms",
         DELIVERY,
-        "sets it after construction (FETCH_MAX_WAIT_MS); start() must pass it to its Fetcher",
+        "sets it after construction (Fetch.max_wait_ms); start() must pass it to its Fetcher",
         _fetch_max_wait_ms,
+    ),
+    Use(
+        "AIOKafkaConsumer._fetch_min_bytes",
+        DELIVERY,
+        "sets it after construction (Fetch.min_bytes); start() must pass it to its Fetcher",
+        _fetch_min_bytes,
     ),
     Use(
         "Faust's fetch_max_wait_ms=1500",
