@@ -305,3 +305,23 @@ def test_a_promoted_version_is_served_without_a_reload_then_retired(
     )
     assert not layout.client.keys("shadow:*")
     assert kpis(browser)["Page views"][0] == "273"
+
+
+HOSTILE = '/<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+
+def test_markup_in_page_urls_and_referrers_renders_as_text_and_never_runs(
+    layout: LayoutWriter, dashboard: Dashboard, browser: webdriver.Chrome, redis_server: LocalRedis
+) -> None:
+    """Page URLs and referrers come from producers (issue 15): the page shows them as text."""
+    seed_shop(layout)
+    layout.page_views(LATEST, 0, {HOSTILE: 500})
+    layout.attributed(LATEST, 0, '<b onmouseover="window.__xss=3">x</b>', "USD", 1, 100)
+    browser.get(dashboard.url)
+    top = wait_for(browser, lambda d: plotted(d, "top-pages"))[0]
+    assert top["y"][-1] == HOSTILE, "the top page, as it was written"
+    text = browser.find_element(By.ID, "top-pages").text
+    assert "<script>" in text or "onerror" in text, text  # shown, not parsed
+    assert not browser.find_elements(By.CSS_SELECTOR, "#top-pages img, #top-pages script")
+    time.sleep(3)  # a refresh or two
+    assert browser.execute_script("return window.__xss === undefined")
