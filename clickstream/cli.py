@@ -19,7 +19,7 @@ from clickstream.local.kafka import LocalKafka
 from clickstream.local.process import LocalServiceError
 from clickstream.local.redis import LocalRedis
 from clickstream.replay import ReplayFailed
-from clickstream.settings import Settings, SettingsError
+from clickstream.settings import Settings, SettingsError, redacted
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED = (SettingsError, LocalServiceError, KafkaUnreachable, ReplayFailed)
@@ -50,7 +50,7 @@ def local_kafka(s: Settings) -> LocalKafka:
 
 
 def local_redis(s: Settings) -> LocalRedis:
-    return LocalRedis(s.var_dir / "redis", s.local_redis_port)
+    return LocalRedis(s.var_dir / "redis", s.local_redis_port, password=s.local_redis_password)
 
 
 @click.group()
@@ -97,8 +97,8 @@ def redis_client(s: Settings) -> Any:
         client.ping()
     except redis_py.RedisError:
         raise LocalServiceError(
-            f"cannot reach Redis at {s.redis}; start it with `clickstream redis start` or set "
-            f"CLICKSTREAM_REDIS_URL"
+            f"cannot reach Redis at {redacted(s.redis)}; start it with `clickstream redis start` "
+            f"or set CLICKSTREAM_REDIS_URL"
         ) from None
     return client
 
@@ -647,7 +647,7 @@ def redis() -> None:
 def redis_start() -> None:
     r = local_redis(load_settings())
     r.start()
-    click.echo(f"redis running at {r.url}")
+    click.echo(f"redis running at {redacted(r.url)}")
 
 
 @redis.command("stop")
@@ -659,7 +659,7 @@ def redis_stop() -> None:
 @redis.command("status")
 def redis_status() -> None:
     r = local_redis(load_settings())
-    click.echo(f"redis running at {r.url}" if r.process.running() else "redis stopped")
+    click.echo(f"redis running at {redacted(r.url)}" if r.process.running() else "redis stopped")
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
+from clickstream.local.redis import local_url
 from fraud.features import FEATURES
 from fraud.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from serving import keys
@@ -43,6 +44,12 @@ class Settings:
     )
     local_kafka_port: int = _var("CLICKSTREAM_LOCAL_KAFKA_PORT", 9092, "port of the local Kafka")
     local_redis_port: int = _var("CLICKSTREAM_LOCAL_REDIS_PORT", 6379, "port of the local Redis")
+    local_redis_password: str = _var(
+        "CLICKSTREAM_LOCAL_REDIS_PASSWORD",
+        "",
+        "the local Redis asks every client for this password (requirepass); empty = none. An "
+        "existing Redis takes its credentials in CLICKSTREAM_REDIS_URL (redis://:pw@host:port/0)",
+    )
     var_dir: Path = _var(  # noqa: RUF009 - Path is immutable
         "CLICKSTREAM_VAR_DIR", Path("var"), "local Kafka/Redis/worker data"
     )
@@ -191,7 +198,7 @@ class Settings:
 
     @property
     def redis(self) -> str:
-        return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
+        return self.redis_url or local_url(self.local_redis_port, self.local_redis_password)
 
     @property
     def topics(self) -> Topology:
@@ -243,9 +250,19 @@ class Settings:
         rows = []
         for f in fields(self):
             value = getattr(self, f.name)
-            shown = "***" if "password" in f.name and value else str(value)
+            shown = "***" if "password" in f.name and value else redacted(str(value))
             rows.append((f.metadata["env"], shown, f.metadata["help"]))
         return rows
+
+
+def redacted(url: str) -> str:
+    """A URL with its password as *** (to show or log it)."""
+    parts = urlsplit(url)
+    if "://" not in url or parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import dash
 import flask
@@ -21,7 +20,7 @@ import redis
 from dash import ALL, Input, Output, State, dcc, html
 from werkzeug.serving import make_server
 
-from clickstream.settings import Settings
+from clickstream.settings import Settings, redacted
 from dashboard import api, figures
 from serving import health, read_model
 
@@ -83,7 +82,7 @@ def serve(settings: Settings) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per 2 s refresh
     login = "login required" if settings.dashboard_password else "no login"
     print(
-        f"dashboard on http://{host}:{port}/ ({login}), reading {_redacted(settings.redis)}",
+        f"dashboard on http://{host}:{port}/ ({login}), reading {redacted(settings.redis)}",
         file=sys.stderr,
         flush=True,
     )
@@ -239,7 +238,7 @@ def _layout(settings: Settings) -> html.Div:
             html.Footer(
                 className="footer",
                 children=(
-                    f"Refreshes every {REFRESH_MS // 1000} s from {_redacted(settings.redis)} · "
+                    f"Refreshes every {REFRESH_MS // 1000} s from {redacted(settings.redis)} · "
                     f"times in UTC · JSON API at /api/v1/page-views, /api/v1/orders, "
                     f"/api/v1/unique-users, /api/v1/funnel, /api/v1/click-types, "
                     f"/api/v1/referrers, /api/v1/sessions, /api/v1/attribution, "
@@ -466,13 +465,3 @@ def _table(table: figures.Table) -> html.Table | html.P:
             html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in table.rows]),
         ],
     )
-
-
-def _redacted(url: str) -> str:
-    """The Redis URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import heapq
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from tables.positions import decoded
+from tables.positions import Position, decoded
 from tables.windows import WindowSpec
 
 Session = list  # [start_ms, end_ms, clicks, page views, entry host]
@@ -89,7 +89,7 @@ class SessionIndex:
         self.due_at: dict[str, int] = {}  # user -> earliest close of their open sessions
         self.counts: dict[str, int] = {}  # user -> open sessions
         self.open_sessions = 0
-        self.emptied: dict[str, Any] = {}  # user -> position of a stored record with no session
+        self.emptied: dict[str, Position] = {}  # user -> position of a stored record, no session
         self.retained: dict[str, list[list]] = {}  # user -> closed sessions kept for orders
         self._heap: list[tuple[int, str]] = []  # (close, user); stale entries skipped
 
