@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from serving.read_model import (
     AttributionRow,
@@ -34,6 +35,7 @@ MUTED = "#6B7280"
 GRID = "#E5E7EB"
 ACCENT = "#4F46E5"
 ALERT = "#EF4444"
+LATE_SHARE_WARNING = 0.05  # of the events judged (accepted or late): the headline warns
 SERIES = ("#4F46E5", "#0EA5E9", "#10B981", "#F59E0B", "#EF4444", "#8B5CF6", "#EC4899", "#14B8A6")
 FONT = "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 
@@ -66,6 +68,10 @@ def utc_clock(ms: int, seconds: bool = False) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
+def utc_day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
 def money(cents: int, currency: str) -> str:
     """'USD 1,234.56' or 'JPY 1,500' from minor units, exact (no float rounding)."""
     sign = "-" if cents < 0 else ""
@@ -90,10 +96,12 @@ def per_window(window_ms: int | None) -> str:
 
 
 def window_span(start_ms: int, window_ms: int | None) -> str:
-    """'12:03 to 12:04 UTC' with an en dash (or '12:03 UTC' when the window size is unknown)."""
+    """'2026-01-05 12:03 to 12:04 UTC' with an en dash, its date always (or '2026-01-05 12:03
+    UTC' when the window size is unknown): history may be months old."""
+    day = utc_day(start_ms)
     if window_ms is None:
-        return f"{utc_clock(start_ms)} UTC"
-    return f"{utc_clock(start_ms)}\u2013{utc_clock(start_ms + window_ms)} UTC"
+        return f"{day} {utc_clock(start_ms)} UTC"
+    return f"{day} {utc_clock(start_ms)}\u2013{utc_clock(start_ms + window_ms)} UTC"
 
 
 # --- charts --------------------------------------------------------------------------------------
@@ -122,8 +130,8 @@ def page_views_figure(
     """Views per window over time: the total as a shaded area, the top N URLs as lines."""
     if not rows:
         return empty_figure("No page views yet: waiting for the first window")
-    starts = sorted({r.window_start_ms for r in rows})
-    x = [utc_timestamp(s) for s in starts]
+    starts = _gapped(sorted({r.window_start_ms for r in rows}), window_ms)
+    x = [utc_timestamp(s) for s, _ in starts]
     per_url: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     totals: dict[int, int] = defaultdict(int)
     for r in rows:
@@ -133,7 +141,7 @@ def page_views_figure(
     figure.add_trace(
         go.Scatter(
             x=x,
-            y=[totals[s] for s in starts],
+            y=[totals[s] if shown else None for s, shown in starts],
             name=ALL_PAGES,
             mode="lines",
             line={"color": ACCENT, "width": 0},
@@ -146,7 +154,7 @@ def page_views_figure(
         figure.add_trace(
             go.Scatter(
                 x=x,
-                y=[per_url[url].get(s, 0) for s in starts],
+                y=[per_url[url].get(s, 0) if shown else None for s, shown in starts],
                 name=url,
                 mode="lines+markers",
                 line={"color": SERIES[i % len(SERIES)], "width": 2},
@@ -161,15 +169,18 @@ def page_views_figure(
 
 
 def revenue_figure(rows: Sequence[OrderRow], window_ms: int | None = None) -> go.Figure:
-    """Revenue per window, one bar series per currency, in that currency's units."""
+    """Revenue per window, one small multiple per currency on its own axis, in that currency's
+    units: amounts in JPY and in EUR are never on one scale, nor summed."""
     if not rows:
         return empty_figure("No orders yet: revenue appears with the first order")
     starts = sorted({r.window_start_ms for r in rows})
     cents: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
         cents[r.currency][r.window_start_ms] += r.revenue_cents
-    figure = go.Figure(layout=_base_layout())
-    for i, currency in enumerate(sorted(cents)):
+    currencies = sorted(cents)
+    figure = make_subplots(rows=len(currencies), cols=1, shared_xaxes=True, vertical_spacing=0.06)
+    figure.update_layout(_base_layout())
+    for i, currency in enumerate(currencies):
         amounts = [cents[currency].get(s, 0) for s in starts]
         figure.add_trace(
             go.Bar(
@@ -179,11 +190,14 @@ def revenue_figure(rows: Sequence[OrderRow], window_ms: int | None = None) -> go
                 marker_color=SERIES[i % len(SERIES)],
                 customdata=[money(c, currency) for c in amounts],
                 hovertemplate="%{customdata}<extra></extra>",
-            )
+            ),
+            row=i + 1,
+            col=1,
         )
-    figure.update_layout(barmode="group", bargap=0.25, hovermode="x unified")
-    figure.update_xaxes(title_text="Window start (UTC)")
-    figure.update_yaxes(title_text=f"Revenue {per_window(window_ms)}", rangemode="tozero")
+        unit = f"{currency} {per_window(window_ms)}"
+        figure.update_yaxes(title_text=unit, rangemode="tozero", row=i + 1, col=1)
+    figure.update_layout(bargap=0.25, hovermode="x unified", showlegend=False)
+    figure.update_xaxes(title_text="Window start (UTC)", row=len(currencies), col=1)
     return figure
 
 
@@ -223,11 +237,12 @@ def unique_users_figure(rows: Sequence[UniqueRow], window_ms: int | None = None)
         return empty_figure("No users yet")
     figure = go.Figure(layout=_base_layout())
     for i, name in enumerate(("users", "buyers")):
-        series = sorted((r.window_start_ms, r.users) for r in shown if r.sketch == name)
+        users = {r.window_start_ms: r.users for r in shown if r.sketch == name}
+        series = _gapped(sorted(users), window_ms)
         figure.add_trace(
             go.Scatter(
                 x=[utc_timestamp(start) for start, _ in series],
-                y=[users for _, users in series],
+                y=[users[start] if present else None for start, present in series],
                 name="Users" if name == "users" else "Buyers",
                 mode="lines+markers",
                 line={"color": SERIES[i], "width": 2},
@@ -257,10 +272,7 @@ def funnel_figure(steps: Sequence[FunnelStep]) -> go.Figure:
         go.Funnel(
             y=[FUNNEL_LABELS.get(s.step, s.step) for s in steps],
             x=[s.users for s in steps],
-            text=[
-                f"{s.users:,}" if s.conversion is None else f"{s.users:,} · {s.conversion:.0%}"
-                for s in steps
-            ],
+            text=[_funnel_text(s, first=i == 0) for i, s in enumerate(steps)],
             textinfo="text",
             marker={"color": [SERIES[i % len(SERIES)] for i in range(len(steps))]},
             hovertemplate="%{y}: %{x:,} users<extra></extra>",
@@ -269,6 +281,14 @@ def funnel_figure(steps: Sequence[FunnelStep]) -> go.Figure:
     figure.update_layout(showlegend=False)
     figure.update_yaxes(automargin=True)
     return figure
+
+
+def _funnel_text(step: FunnelStep, first: bool) -> str:
+    """Users, and the conversion from the step before: "—" after a step of no users."""
+    if first:
+        return f"{step.users:,}"
+    rate = "—" if step.conversion is None else f"{step.conversion:.0%}"
+    return f"{step.users:,} · {rate}"
 
 
 def top_referrers_figure(rows: Sequence[CountRow], limit: int = 8) -> go.Figure:
@@ -529,7 +549,7 @@ def pipeline_table(pipeline: Sequence[PipelineRow]) -> Table:
         (
             stream.stream,
             str(p.partition),
-            "—" if p.watermark_ms is None else utc_clock(p.watermark_ms, seconds=True),
+            "—" if p.watermark_ms is None else utc_timestamp(p.watermark_ms),
             f"{p.accepted:,}",
             f"{p.duplicates:,}",
             f"{p.late:,}",
@@ -569,10 +589,22 @@ def event_time(pipeline: Sequence[PipelineRow]) -> str:
     marks = [p.low_watermark_ms for p in pipeline if p.low_watermark_ms is not None]
     if not marks:
         return "no events processed yet"
-    return f"event time {utc_clock(min(marks), seconds=True)} UTC"
+    return f"event time {utc_timestamp(min(marks))} UTC"
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _gapped(starts: Sequence[int], window_ms: int | None) -> list[tuple[int, bool]]:
+    """(window start, has data): `starts`, and after each one that the next does not follow,
+    the empty window after it, without data. A line through them then breaks there (gaps
+    stay gaps) instead of joining two windows hours apart."""
+    out: list[tuple[int, bool]] = []
+    for i, start in enumerate(starts):
+        if i and window_ms and start - starts[i - 1] > window_ms:
+            out.append((starts[i - 1] + window_ms, False))
+        out.append((start, True))
+    return out
 
 
 def _base_layout() -> go.Layout:
@@ -618,7 +650,13 @@ def _order_kpis(rows: Sequence[OrderRow], window_ms: int | None) -> list[Kpi]:
 
 
 def _late_kpi(pipeline: Sequence[PipelineRow], grace_ms: int | None) -> Kpi:
+    """Late events; a warning naming the likely cause when they are a large share (input not
+    in event-time order: a history produced unsorted, or a replay of a shuffled topic)."""
     late = sum(p.late for p in pipeline)
+    judged = late + sum(p.accepted for p in pipeline)
+    if judged and late / judged >= LATE_SHARE_WARNING:
+        detail = f"{late / judged:.0%} of events: is the input in event-time order?"
+        return Kpi("Late events", f"{late:,}", detail, "bad")
     beyond = (
         "after the window closed" if grace_ms is None else f"beyond {grace_ms / 1000:g} s grace"
     )

@@ -86,7 +86,8 @@ class UniqueRow:
 class FunnelStep:
     step: str  # page_view -> add_to_cart -> checkout -> buyers (OrderCreated)
     users: int  # distinct users who did this step in the span (sketch estimate)
-    conversion: float | None  # users / users of the previous step; None for the first
+    # users / users of the previous step; None for the first, and after a step of no users
+    conversion: float | None
 
 
 FUNNEL = ("page_view", "add_to_cart", "checkout", "buyers")
@@ -568,7 +569,7 @@ def _funnel(windows: list[tuple[int, Hash]]) -> list[FunnelStep]:
     for step in FUNNEL:
         users = sketch.estimate(sketch.union(per_step[step])) if per_step[step] else 0
         previous = steps[-1].users if steps else None
-        conversion = None if previous is None else (users / previous if previous else 0.0)
+        conversion = users / previous if previous else None
         steps.append(FunnelStep(step, users, conversion))
     return steps
 

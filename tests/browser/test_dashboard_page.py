@@ -65,7 +65,7 @@ def test_page_shows_the_latest_window_summed_over_partitions(
 
     wait_for(browser, lambda d: kpis(d).get("Page views", ("",))[0] == "273")
     cards = kpis(browser)
-    assert cards["Page views"] == ("273", "window 12:20\u201312:21 UTC")
+    assert cards["Page views"] == ("273", "window 2026-01-01 12:20\u201312:21 UTC")
     assert cards["Orders"][0] == "6"
     assert cards["Revenue"] == ("USD 180.00", "EUR 45.50")
     assert cards["Late events"][0] == "3"
@@ -87,7 +87,7 @@ def test_page_shows_the_latest_window_summed_over_partitions(
     )
     rows = browser.find_elements(By.CSS_SELECTOR, "#pipeline-table tbody tr")
     assert len(rows) == 5  # clicks 0..2, orders 0..1
-    assert "event time 12:20:39 UTC" in browser.find_element(By.ID, "event-time").text
+    assert "event time 2026-01-01 12:20:39 UTC" in browser.find_element(By.ID, "event-time").text
     assert browser.find_element(By.ID, "status").text.startswith("Live")
 
     browser.save_screenshot(str(tmp_path / "dashboard.png"))

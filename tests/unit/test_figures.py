@@ -84,7 +84,7 @@ def test_page_views_axis_names_the_window_size() -> None:
     assert figure.layout.xaxis.title.text == "Window start (UTC)"
 
 
-def test_revenue_has_one_series_per_currency_in_units_not_cents() -> None:
+def test_revenue_has_one_axis_per_currency_in_units_not_cents() -> None:
     rows = [order(0, "USD", 2, 1999), order(1, "USD", 1, 500), order(1, "EUR", 1, 4550)]
 
     figure = figures.revenue_figure(rows)
@@ -94,7 +94,9 @@ def test_revenue_has_one_series_per_currency_in_units_not_cents() -> None:
     assert usd.y == (19.99, 5.0)
     assert eur.y == (0.0, 45.5)
     assert usd.customdata == ("USD 19.99", "USD 5.00")
-    assert figure.layout.yaxis.title.text == "Revenue per minute"
+    assert (eur.yaxis, usd.yaxis) == ("y", "y2"), "each currency on its own axis"
+    titles = (figure.layout.yaxis.title.text, figure.layout.yaxis2.title.text)
+    assert titles == ("EUR per minute", "USD per minute")
 
 
 def test_top_pages_show_the_latest_window_largest_bar_on_top() -> None:
@@ -132,8 +134,8 @@ def test_kpis_sum_the_latest_window_and_the_pipeline_counters() -> None:
     cards = figures.kpis(page_views, orders, pipeline, window_ms=MINUTE, grace_ms=30_000)
 
     assert cards == [
-        Kpi("Page views", "10", "window 12:01\u201312:02 UTC"),
-        Kpi("Orders", "3", "window 12:01\u201312:02 UTC"),
+        Kpi("Page views", "10", "window 2026-01-01 12:01\u201312:02 UTC"),
+        Kpi("Orders", "3", "window 2026-01-01 12:01\u201312:02 UTC"),
         Kpi("Revenue", "USD 123.45", "EUR 2.50"),
         Kpi("Open sessions", "0", "not yet expired"),
         Kpi("Late events", "1", "beyond 30 s grace", "warn"),
@@ -155,7 +157,7 @@ def test_pipeline_table_has_a_row_per_partition_with_its_watermark() -> None:
 
     table = figures.pipeline_table(pipeline)
 
-    assert table.rows == (("clicks", "0", "12:01:01", "1,234", "0", "0", "0"),)
+    assert table.rows == (("clicks", "0", "2026-01-01 12:01:01", "1,234", "0", "0", "0"),)
     assert len(table.header) == len(table.rows[0])
 
 
@@ -167,7 +169,7 @@ def test_event_time_is_the_lowest_watermark_over_streams() -> None:
         ),
     ]
 
-    assert figures.event_time(pipeline) == "event time 12:00:02 UTC"
+    assert figures.event_time(pipeline) == "event time 2026-01-01 12:00:02 UTC"
     assert figures.event_time([stream("clicks")]) == "no events processed yet"
 
 
@@ -203,6 +205,38 @@ def test_funnel_figure_labels_each_step_with_users_and_conversion():
     assert list(trace.x) == [400, 100, 50, 25]
     assert list(trace.text) == ["400", "100 · 25%", "50 · 50%", "25 · 50%"]
     assert trace.y[-1] == "Ordered"
+
+
+def test_lines_break_across_windows_without_data_instead_of_joining_them():
+    rows = [views(0, "/a", 3), views(1, "/a", 4), views(5, "/a", 1)]  # minutes 0, 1, then 5
+    total, line = figures.page_views_figure(rows, window_ms=MINUTE).data
+    assert list(total.y) == [3, 4, None, 1] and list(line.y) == [3, 4, None, 1]
+    assert total.x[2] == figures.utc_timestamp(T0 + 2 * MINUTE)  # the first empty window
+    users = [UniqueRow(T0, "users", 5), UniqueRow(T0 + 3 * MINUTE, "users", 2)]
+    (user_line, _) = figures.unique_users_figure(users, window_ms=MINUTE).data
+    assert list(user_line.y) == [5, None, 2]
+
+
+def test_a_funnel_step_after_a_step_of_no_users_shows_no_rate():
+    steps = [
+        FunnelStep("page_view", 40, None),
+        FunnelStep("add_to_cart", 0, 0.0),
+        FunnelStep("checkout", 0, None),
+        FunnelStep("buyers", 0, None),
+    ]
+    (trace,) = figures.funnel_figure(steps).data
+    assert list(trace.text) == ["40", "0 · 0%", "0 · —", "0 · —"]
+
+
+def test_the_late_events_card_warns_when_late_events_are_a_large_share() -> None:
+    few = [stream("clicks", PartitionRow(0, T0, 98, 0, 2, 0))]
+    many = [stream("clicks", PartitionRow(0, T0, 14, 0, 986, 0))]  # an unsorted import
+    assert figures.kpis([], [], few, grace_ms=30_000)[4] == Kpi(
+        "Late events", "2", "beyond 30 s grace", "warn"
+    )
+    assert figures.kpis([], [], many, grace_ms=30_000)[4] == Kpi(
+        "Late events", "986", "99% of events: is the input in event-time order?", "bad"
+    )
 
 
 def test_unique_users_figure_draws_users_and_buyers():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clickstream.settings import SettingsError, load
+from clickstream.settings import SettingsError, load, redacted
 
 
 def test_defaults_bind_to_loopback_and_use_local_services():
@@ -81,3 +81,14 @@ def test_click_metrics_are_all_by_default_or_a_chosen_few():
 def test_idle_seconds_take_fractions():
     assert load({"CLICKSTREAM_IDLE_SECONDS": "0.25"}, dotenv=None).idle_seconds == 0.25
     assert load({}, dotenv=None).fraud_commit_seconds == 0.1
+
+
+def test_a_url_shows_its_password_as_stars_and_the_local_url_carries_it():
+    assert redacted("redis://u:secret@h:6379/0") == "redis://u:***@h:6379/0"
+    assert redacted("redis://:secret@h:6379/0") == "redis://:***@h:6379/0"
+    assert redacted("redis://h:6379/0") == "redis://h:6379/0"
+    assert redacted("plain text") == "plain text"
+    local = load({"CLICKSTREAM_LOCAL_REDIS_PASSWORD": "a@b/c"}, dotenv=None)
+    assert local.redis == "redis://:a%40b%2Fc@127.0.0.1:6379/0"
+    shown = {name: value for name, value, _ in local.describe()}
+    assert shown["CLICKSTREAM_LOCAL_REDIS_PASSWORD"] == "***"
