@@ -15,6 +15,7 @@ check:
 
 bench:
 	@scripts/bootstrap.sh
+	@.venv/bin/python -c "import quixstreams, bytewax" 2>/dev/null || PYTHONWARNINGS="ignore:Editable installation" .venv/bin/pip install -q -e ".[dev,bench]"
 	@.venv/bin/python -m bench
 
 clean:

@@ -1,6 +1,8 @@
 """`python -m bench`: generate click data once, then run each contender on it in turn, round
 after round, and report median throughput and paired ratios (table on stdout; JSON, chart and
-logs under var/bench/).
+logs under var/bench/). The clicks topic is read back once and the page-view query worked out
+from it (bench/page_view_oracle.py); each page-view contender's counts, read once its run has
+stopped, must equal it: the table says exact or WRONG per contender.
 
   python -m bench [--events N] [--rounds R] [--contenders a,b,c] [--partitions P]
                   [--timeout S] [--seed K]
@@ -38,6 +40,7 @@ var/bench/<stamp>-backfill.json, worker logs beside it). --events may be as low 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -56,12 +59,14 @@ from bench.backfill_run import main_backfill
 from bench.chart import write_chart
 from bench.contenders import CONTENDERS, ROOT, Target
 from bench.harness import local_services, produce_data, run_once, warm_up_broker
+from bench.outputs import source_records
+from bench.page_view_oracle import expected_pageviews, page_views_of
 from bench.report import RunResult, ratios, render_table, summarize, to_json
 from clickstream.kafka_admin import KafkaUnreachable
 from clickstream.local.process import LocalServiceError
 from generator.produce import ProduceError
 
-DEFAULT_EVENTS = 200_000  # ~20 min for 3 rounds on 2 busy cores (naive full set: ~800 msg/s)
+DEFAULT_EVENTS = 200_000  # the issue-14 set of 7 contenders: ~7 min for 3 rounds on 2 cores
 MIN_THROUGHPUT_EVENTS = 10_000  # a shorter steady part is too short to tell
 DEFAULT_TIMEOUT_S = 600  # the naive full-set peer needs ~250 s for the default events
 OUT = ROOT / "var" / "bench"
@@ -145,6 +150,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def versions() -> dict[str, str]:
+    """The peers' packages that are installed (quixstreams and bytewax: the `bench` extra)."""
+    found = {}
+    peers = ("faust-streaming", "aiokafka", "orjson", "quixstreams", "bytewax", "confluent-kafka")
+    for package in peers:
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
+
+
 def run_rounds(args: argparse.Namespace, target: Target, home: Path, logs: Path) -> list[RunResult]:
     results = []
     names: list[str] = args.contenders
@@ -187,9 +202,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.seed,
             )  # fmt: skip
             warm_up_broker(kafka.bootstrap, "bench-clicks")
+            page_views = expected_pageviews(
+                page_views_of(source_records(kafka.bootstrap, "bench-clicks"))
+            )
+            print(
+                f"bench: the page-view query on the clicks topic: {page_views.summary()}",
+                file=sys.stderr,
+            )
             target = Target(
                 kafka.bootstrap, redis_server.url, "bench-clicks", "bench-orders",
                 args.partitions, produced.by_stream["clicks"], max_seconds=args.timeout + 60,
+                page_views=page_views,
             )  # fmt: skip
             results = run_rounds(args, target, Path(tmp), logs)
     except KeyboardInterrupt:
@@ -207,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events": args.events,
         "clicks_messages": target.expected,
         "produced": produced.summary(),
+        "page_view_query": page_views.summary(),
         "rounds": args.rounds,
         "partitions": args.partitions,
         "contenders": args.contenders,
@@ -215,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("faust-streaming", "aiokafka", "orjson")},
+        "versions": versions(),
     }
     print(
         f"{target.expected:,} click messages ({args.events:,} emissions), {args.rounds} rounds, "

@@ -13,10 +13,23 @@ its progress is observed: messages of the clicks topic it has fully processed, a
   faust-naive            bench.naive_faust --metrics pageviews, progress file
   faust-naive-full       bench.naive_faust --metrics full (the worker's click metric set)
   aiokafka-loop          bench.aiokafka_loop (page views), progress file
+  quix                   bench.quix_pageviews (Quix Streams, the `bench` extra): the page-view
+                         query at least once, progress file
+  quix-eos               the same with processing_guarantee="exactly-once"
+  bytewax                bench.bytewax_pageviews (Bytewax, the `bench` extra): the same query,
+                         nothing durable, progress file
+
+Each also says where its page views per window come out (bench/outputs.py), read once its run
+has stopped and checked against the page-view query on the data (bench/page_view_oracle.py).
+The naive peers and the loop answer a cheaper question and are checked all the same, so the
+table says WRONG for them: they window by record timestamp, count raw URLs (query strings
+kept), validate and dedupe nothing, and have no lateness; the naive agent's memory table also
+keeps one count per URL for all the partitions its worker holds.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -27,6 +40,8 @@ from pathlib import Path
 
 import redis
 
+from bench import outputs
+from bench.page_view_oracle import GRACE_S, WINDOW_S, CountRow, Expected
 from bench.progress import read_progress
 from clickstream.local.process import free_port
 from serving import keys
@@ -48,6 +63,7 @@ class Target:
     partitions: int
     expected: int  # messages in the clicks topic
     max_seconds: float  # a contender still running after this stops itself (when it can)
+    page_views: Expected | None = None  # what the page-view query gives on the clicks topic
 
 
 @dataclass
@@ -59,6 +75,11 @@ class Launch:
     cwd: Path
     observe: Callable[[], Observation | None]
     close: Callable[[], None] = lambda: None
+    counts: Callable[[], list[CountRow]] | None = None  # its page views, once it has stopped
+
+
+class ContenderUnavailable(RuntimeError):
+    """The contender cannot run here; the message says how to make it run."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +89,9 @@ class Contender:
 
 
 def _clean_environ() -> dict[str, str]:
-    """The bench's environment without any CLICKSTREAM_* setting of the caller's shell."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+    """The bench's environment without any CLICKSTREAM_* setting of the caller's shell, nor a
+    Quix__* one (Quix Streams reads those: a Quix Cloud token would send it elsewhere)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM_", "Quix__"))}
 
 
 FULL_SET = ",".join(m for m in keys.CLICK_METRICS if m != keys.ATTRIBUTED)
@@ -93,6 +115,8 @@ def _clickstream(
         "CLICKSTREAM_LOG_LEVEL": "warn",
         "CLICKSTREAM_METRICS": metrics,
         "CLICKSTREAM_FRAUD": fraud,
+        "CLICKSTREAM_WINDOW_SECONDS": str(WINDOW_S),  # the window and grace the check uses
+        "CLICKSTREAM_GRACE_SECONDS": str(GRACE_S),
     }
     client = redis.Redis.from_url(target.redis_url, socket_timeout=5, decode_responses=True)
     hash_key = keys.pipeline(run_id, "clicks")
@@ -106,8 +130,9 @@ def _clickstream(
 
     # cwd = the run folder, so a developer's .env in the project cannot reach the worker
     return Launch(
-        [sys.executable, "-m", "clickstream", "worker"], env, folder, observe, client.close
-    )
+        [sys.executable, "-m", "clickstream", "worker"], env, folder, observe, client.close,
+        partial(outputs.clickstream_counts, target.bootstrap, run_id),
+    )  # fmt: skip
 
 
 def _faust_naive(target: Target, folder: Path, run_id: str, metrics: str = "pageviews") -> Launch:
@@ -125,11 +150,12 @@ def _faust_naive(target: Target, folder: Path, run_id: str, metrics: str = "page
         "--max-seconds", str(target.max_seconds),
         "--metrics", metrics,
     ]  # fmt: skip
-    return Launch(argv, _clean_environ(), ROOT, lambda: read_progress(progress))
+    counts = partial(outputs.faust_naive_counts, target.bootstrap, run_id, metrics)
+    return Launch(argv, _clean_environ(), ROOT, lambda: read_progress(progress), counts=counts)
 
 
 def _aiokafka_loop(target: Target, folder: Path, run_id: str) -> Launch:
-    progress = folder / "progress"
+    progress, counts = folder / "progress", folder / "counts.json"
     argv = [
         sys.executable, "-m", "bench.aiokafka_loop",
         "--bootstrap", target.bootstrap,
@@ -138,8 +164,52 @@ def _aiokafka_loop(target: Target, folder: Path, run_id: str) -> Launch:
         "--progress", str(progress),
         "--expected", str(target.expected),
         "--max-seconds", str(target.max_seconds),
+        "--output", str(counts),
     ]  # fmt: skip
-    return Launch(argv, _clean_environ(), ROOT, lambda: read_progress(progress))
+    return Launch(
+        argv, _clean_environ(), ROOT, lambda: read_progress(progress),
+        counts=partial(outputs.loop_counts, counts),
+    )  # fmt: skip
+
+
+def _quix(target: Target, folder: Path, run_id: str, guarantee: str = "at-least-once") -> Launch:
+    if importlib.util.find_spec("quixstreams") is None:
+        raise ContenderUnavailable("quixstreams is not installed: pip install -e '.[bench]'")
+    progress = folder / "progress"
+    argv = [
+        sys.executable, "-m", "bench.quix_pageviews",
+        "--bootstrap", target.bootstrap,
+        "--topic", target.clicks_topic,
+        "--group", run_id,
+        "--state-dir", str(folder / "state"),
+        "--progress", str(progress),
+        "--expected", str(target.expected),
+        "--max-seconds", str(target.max_seconds),
+        "--guarantee", guarantee,
+    ]  # fmt: skip
+    return Launch(
+        argv, _clean_environ(), ROOT, lambda: read_progress(progress),
+        counts=partial(outputs.pageviews_topic_counts, target.bootstrap, run_id),
+    )  # fmt: skip
+
+
+def _bytewax(target: Target, folder: Path, run_id: str) -> Launch:
+    if importlib.util.find_spec("bytewax") is None:
+        raise ContenderUnavailable("bytewax is not installed: pip install -e '.[bench]'")
+    progress = folder / "progress"
+    argv = [
+        sys.executable, "-m", "bench.bytewax_pageviews",
+        "--bootstrap", target.bootstrap,
+        "--topic", target.clicks_topic,
+        "--group", run_id,
+        "--progress", str(progress),
+        "--expected", str(target.expected),
+        "--max-seconds", str(target.max_seconds),
+    ]  # fmt: skip
+    return Launch(
+        argv, _clean_environ(), ROOT, lambda: read_progress(progress),
+        counts=partial(outputs.pageviews_topic_counts, target.bootstrap, run_id),
+    )  # fmt: skip
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -151,5 +221,8 @@ CONTENDERS: dict[str, Contender] = {
         Contender("faust-naive", _faust_naive),
         Contender("faust-naive-full", partial(_faust_naive, metrics="full")),
         Contender("aiokafka-loop", _aiokafka_loop),
+        Contender("quix", _quix),
+        Contender("quix-eos", partial(_quix, guarantee="exactly-once")),
+        Contender("bytewax", _bytewax),
     )
 }

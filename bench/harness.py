@@ -1,5 +1,6 @@
 """The bench's machinery: throwaway Kafka and Redis on loopback, the data produced once, and one
-bounded, observed run of one contender as a subprocess (killed afterwards, whatever happens)."""
+bounded, observed run of one contender as a subprocess (killed afterwards, whatever happens),
+whose page views, once it has stopped, are checked against what the data gives."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
-from bench.contenders import CONTENDERS, ROOT, Contender, Target
+from bench.contenders import CONTENDERS, ROOT, Contender, ContenderUnavailable, Launch, Target
+from bench.page_view_oracle import check, window_counts
 from bench.report import RunResult, run_result
 from clickstream.local.kafka import LocalKafka
 from clickstream.local.process import free_port
@@ -102,7 +106,10 @@ def run_once(
     times out), stop it. Its data goes under `folder`, its output to `log`."""
     run_id = f"bench-{contender.name}-{round}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
-    launch = contender.launch(target, folder, run_id)
+    try:
+        launch = contender.launch(target, folder, run_id)
+    except ContenderUnavailable as exc:
+        return run_result(contender.name, round, target.expected, 0.0, None, None, str(exc))
     bar = tqdm(
         total=target.expected,
         desc=f"round {round}/{rounds} {contender.name:<{NAME_WIDTH}}",
@@ -140,7 +147,21 @@ def run_once(
         stop(process)
         launch.close()
         bar.close()
-    return run_result(contender.name, round, target.expected, spawned_at, first, done_at, error)
+    result = run_result(contender.name, round, target.expected, spawned_at, first, done_at, error)
+    if done_at is not None:  # it processed everything (too fast to time is still checked)
+        result = replace(result, output=check_output(launch, target))
+    return result
+
+
+def check_output(launch: Launch, target: Target) -> str | None:
+    """The verdict on the page views the stopped contender left; None: it computes others."""
+    if launch.counts is None or target.page_views is None:
+        return None
+    try:
+        rows = launch.counts()
+    except (OSError, ValueError, KeyError, TypeError, KafkaError) as exc:  # absent, or garbled
+        return f"WRONG: its output could not be read ({type(exc).__name__}: {exc})"
+    return check(target.page_views, window_counts(rows))
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -3,7 +3,9 @@
 Throughput of a run = messages processed / seconds, over the steady part only: from the first
 observation of a processed message to the first observation of all of them (startup and the
 first rebalance excluded, reported apart). A ratio a / b is taken per round (both ran
-back to back, so machine noise hits both alike) and its median reported.
+back to back, so machine noise hits both alike) and its median reported. A run's output is the
+verdict on the page views it counted (bench/page_view_oracle.py): a contender is "exact" only
+when every run of it was; one wrong run makes it WRONG, whatever its speed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ RATIO_PAIRS: tuple[tuple[str, str], ...] = (
     ("aiokafka-loop", "clickstream-pageviews"),
     ("aiokafka-loop", "clickstream"),
     ("clickstream", "clickstream-with-fraud"),  # what fraud scoring beside costs the analytics
+    # the peers on the same page-view query (Quix at least once and exactly once, Bytewax);
+    # the loop's lead over them
+    ("clickstream-pageviews", "quix"),
+    ("clickstream-pageviews", "quix-eos"),
+    ("clickstream-pageviews", "bytewax"),
+    ("clickstream", "quix"),
+    ("quix", "quix-eos"),
+    ("quix", "faust-naive"),
+    ("bytewax", "quix"),
+    ("aiokafka-loop", "quix"),
+    ("aiokafka-loop", "bytewax"),
 )
 
 
@@ -34,6 +47,7 @@ class RunResult:
     steady_s: float | None  # first processed message -> all processed
     steady_events: int  # messages processed during steady_s
     error: str | None = None  # why the run has no throughput (timeout, exit, too fast)
+    output: str | None = None  # "exact (...)" or "WRONG: ..."; None: not checked
 
     @property
     def rate(self) -> float | None:
@@ -72,6 +86,7 @@ class Summary:
     min_rate: float | None
     max_rate: float | None
     median_startup_s: float | None
+    output: str | None = None  # over its runs: exact, WRONG, or None when none was checked
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,16 @@ class Ratio:
 
 def _median(values: Sequence[float]) -> float | None:
     return median(values) if values else None
+
+
+def verdict(outputs: Sequence[str | None]) -> str | None:
+    """One verdict for a contender's runs: the first WRONG one (with how many were), else the
+    first exact one; None when no run was checked."""
+    checked = [o for o in outputs if o is not None]
+    wrong = [o for o in checked if not o.startswith("exact")]
+    if wrong:
+        return wrong[0] if len(checked) == 1 else f"{len(wrong)}/{len(checked)} runs {wrong[0]}"
+    return checked[0] if checked else None
 
 
 def summarize(results: Iterable[RunResult], contenders: Sequence[str]) -> list[Summary]:
@@ -102,6 +127,7 @@ def summarize(results: Iterable[RunResult], contenders: Sequence[str]) -> list[S
                 min(rates, default=None),
                 max(rates, default=None),
                 _median(startups),
+                verdict([r.output for r in runs]),
             )
         )
     return summaries
@@ -135,15 +161,24 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _short(output: str | None) -> str:
+    """The table's output column: exact, WRONG, or - (not checked)."""
+    if output is None:
+        return "-"
+    return "exact" if output.startswith("exact") else "WRONG"
+
+
 def render_table(summaries: Sequence[Summary], pairs: Sequence[Ratio]) -> str:
-    """The plain-text result: one row per contender, then one line per ratio."""
-    header = ("contender", "median msg/s", "min..max msg/s", "startup s", "runs ok")
+    """The plain-text result: one row per contender, one line per ratio, then the verdict on
+    each checked contender's output in full."""
+    header = ("contender", "median msg/s", "min..max msg/s", "startup s", "output", "runs ok")
     rows = [
         (
             s.contender,
             _number(s.median_rate),
             f"{_number(s.min_rate)}..{_number(s.max_rate)}" if s.ok else "-",
             _number(s.median_startup_s, 1),
+            _short(s.output),
             f"{s.ok}/{s.runs}",
         )
         for s in summaries
@@ -165,6 +200,11 @@ def render_table(summaries: Sequence[Summary], pairs: Sequence[Ratio]) -> str:
             value = "-" if p.median is None else f"{p.median:.2f}x"
             rounds = ", ".join(f"{x:.2f}" for x in p.per_round) or "none complete"
             lines.append(f"{label}  {value:>8}  (per round: {rounds})")
+    checked = [s for s in summaries if s.output is not None]
+    if checked:
+        lines += ["", "output, against the page-view query (bench/page_view_oracle.py):"]
+        name_width = max(len(s.contender) for s in checked)
+        lines += [f"  {s.contender:<{name_width}}  {s.output}" for s in checked]
     return "\n".join(lines)
 
 

@@ -17,6 +17,9 @@ def test_defaults_run_every_contender_three_rounds():
         "faust-naive",
         "faust-naive-full",
         "aiokafka-loop",
+        "quix",
+        "quix-eos",
+        "bytewax",
     ]
     assert (args.rounds, args.partitions) == (3, 4)
 
