@@ -33,7 +33,7 @@ class TimeLogMerge:
     offset when the partition was assigned (None: not known, so nothing waits)."""
 
     end: int | None
-    read_to: int = -1  # the highest time-log offset fetched
+    read_to: int = -1  # the highest time-log offset read, with every one before it
     # (after, tick), waiting, by time-log offset
     ticks: list[tuple[int, Record]] = field(default_factory=list)
     held: list[Record] = field(default_factory=list)  # source records, waiting
@@ -52,7 +52,9 @@ class TimeLogMerge:
         time-log offsets applied; `written`: the ticks were written now, not fetched); the rest
         wait for a later call."""
         for tick in ticks:
-            if not written:
+            # one written now counts as read only right after what was read: none before it
+            # can still come
+            if not written or tick.offset == self.read_to + 1:
                 self.read_to = max(self.read_to, tick.offset)
             if is_retry(tick.headers):
                 copy = read_copy(tick.headers)
